@@ -1,0 +1,132 @@
+//! `/v1/modules`: upload, list, inspect, and call one function directly.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, time};
+use crate::branch::CallError;
+use crate::model::{DatabaseName, ModuleName, ModuleRecord};
+use crate::sandbox::InvokeError;
+
+#[derive(Debug, Serialize)]
+pub struct ModuleView {
+    pub name: String,
+    pub digest: String,
+    pub world: String,
+    pub functions: Vec<String>,
+    pub database: String,
+    pub size: u64,
+    pub created_at: String,
+}
+
+impl From<ModuleRecord> for ModuleView {
+    fn from(m: ModuleRecord) -> Self {
+        Self {
+            name: m.name.to_string(),
+            digest: m.digest.to_string(),
+            world: m.world,
+            functions: m.functions,
+            database: m.database.to_string(),
+            size: m.size,
+            created_at: time::rfc3339(m.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadParams {
+    database: Option<String>,
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    params: Result<Query<UploadParams>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
+    let name = ModuleName::parse(&name).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let database = match params.database {
+        Some(d) => DatabaseName::parse(&d).map_err(|e| ApiError::bad_request("invalid_database", e.0))?,
+        None => DatabaseName::default_name(),
+    };
+    let now = state.engine.now();
+    let record = state.registry.upload(name, database, body.to_vec(), now).await?;
+    tracing::info!(module = %record.name, digest = %record.digest, functions = ?record.functions, "module uploaded");
+    Ok((StatusCode::CREATED, Json(record.into())))
+}
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let modules: Vec<ModuleView> = state.registry.list().await?.into_iter().map(Into::into).collect();
+    Ok(Json(serde_json::json!({ "modules": modules })))
+}
+
+pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModuleView>, ApiError> {
+    Ok(Json(current(&state, &name).await?.into()))
+}
+
+/// Runs one function once, in its own local transaction, outside any global
+/// transaction. Output that is JSON is returned as JSON.
+pub async fn call(
+    State(state): State<AppState>,
+    Path((name, function)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let module = current(&state, &name).await?;
+    if !module.functions.iter().any(|f| f == &function) {
+        return Err(ApiError::not_found(
+            "unknown_function",
+            format!("module {name} has no function {function:?}; it exports: {}", module.functions.join(", ")),
+        ));
+    }
+    let payload = if body.is_empty() {
+        b"null".to_vec()
+    } else {
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("the payload is not JSON: {e}")))?;
+        body.to_vec()
+    };
+    let output = state
+        .branches
+        .call(&module.digest, module.name.as_str(), &module.database, &function, payload)
+        .await
+        .map_err(call_error)?;
+    if output.is_empty() {
+        return Ok(Json(serde_json::Value::Null).into_response());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&output) {
+        Ok(v) => Ok(Json(v).into_response()),
+        Err(_) => Ok(([(header::CONTENT_TYPE, "application/octet-stream")], output).into_response()),
+    }
+}
+
+async fn current(state: &AppState, name: &str) -> Result<ModuleRecord, ApiError> {
+    let parsed = ModuleName::parse(name).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
+    state.registry.current(&parsed).await?.ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_module",
+            format!("no module named {name:?}; upload it with PUT /v1/modules/{name}"),
+        )
+    })
+}
+
+fn call_error(e: CallError) -> ApiError {
+    match e {
+        CallError::Guest(InvokeError::Failure(m)) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "branch_failure", m)
+        }
+        CallError::Guest(InvokeError::Retry(m)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "branch_retry", m),
+        CallError::Guest(InvokeError::Trap(m)) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "guest_trap", m),
+        e @ CallError::UnknownDatabase(_) => {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unknown_database", e.to_string())
+        }
+        e @ (CallError::Database(_) | CallError::Module(_)) => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        }
+    }
+}

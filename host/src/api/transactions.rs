@@ -1,0 +1,288 @@
+//! `/v1/transactions`: submit a saga (optionally waiting for its end), read
+//! one transaction with its branch ops, list recent ones.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, time};
+use crate::model::{
+    BranchId, BranchOp, Gid, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options, Status, Target, Transaction,
+    TransactionState,
+};
+
+/// At most this many branches per transaction.
+const MAX_BRANCHES: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitRequest {
+    gid: Option<String>,
+    mode: String,
+    branches: Vec<BranchRequest>,
+    #[serde(default)]
+    wait: bool,
+    #[serde(default)]
+    options: Options,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BranchRequest {
+    action: FunctionRef,
+    compensate: FunctionRef,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionRef {
+    module: String,
+    function: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubmitResponse {
+    gid: String,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_reason: Option<String>,
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let request: SubmitRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid transaction request: {e}")))?;
+    let wait = request.wait;
+    let new = build(&state, request).await?;
+    let gid = new.transaction.gid.clone();
+    let (mut current, created) = state.engine.submit(new.clone()).await?;
+    if !created && !same_request(&current, &new) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "gid_conflict",
+            format!("gid {gid} is already used by a different transaction"),
+        ));
+    }
+    if wait && !current.transaction.status.is_final() {
+        current = state.engine.wait(&gid, state.wait_timeout).await?.unwrap_or(current);
+    }
+    let t = current.transaction;
+    let code = if t.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((code, Json(SubmitResponse { gid: t.gid.to_string(), status: t.status, rollback_reason: t.rollback_reason })))
+}
+
+/// Validates a request and resolves every module name to its current
+/// version, which the transaction is then pinned to.
+async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionState, ApiError> {
+    let gid = match &request.gid {
+        Some(g) => Gid::parse(g).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?,
+        None => Gid::generate(),
+    };
+    let mode = Mode::parse(&request.mode).ok_or_else(|| {
+        ApiError::bad_request("unsupported_mode", format!("mode {:?} is not supported; supported: saga", request.mode))
+    })?;
+    if request.branches.is_empty() {
+        return Err(ApiError::bad_request("no_branches", "a saga needs at least one branch"));
+    }
+    if request.branches.len() > MAX_BRANCHES {
+        return Err(ApiError::bad_request("too_many_branches", format!("at most {MAX_BRANCHES} branches")));
+    }
+    if let Some(0) = request.options.retry_interval {
+        return Err(ApiError::bad_request("invalid_options", "retry_interval must be at least 1 second"));
+    }
+    let now = state.engine.now();
+    let mut modules: HashMap<String, ModuleRecord> = HashMap::new();
+    let mut ops = Vec::with_capacity(request.branches.len() * 2);
+    for (index, branch) in request.branches.into_iter().enumerate() {
+        let branch_id = BranchId::from_index(index);
+        let payload = serde_json::to_vec(&branch.payload).map_err(|e| {
+            ApiError::bad_request("invalid_payload", format!("branch {branch_id}: payload cannot be encoded: {e}"))
+        })?;
+        for (op, f) in [(Op::Action, &branch.action), (Op::Compensate, &branch.compensate)] {
+            let target = resolve(state, &mut modules, f, &branch_id, op).await?;
+            ops.push(BranchOp {
+                branch_id: branch_id.clone(),
+                op,
+                target,
+                payload: payload.clone(),
+                status: OpStatus::Prepared,
+                attempts: 0,
+                last_error: None,
+                updated_at: now,
+            });
+        }
+    }
+    Ok(TransactionState {
+        transaction: Transaction {
+            gid,
+            mode,
+            status: Status::Submitted,
+            options: request.options,
+            next_due: Some(now),
+            attempts: 0,
+            last_error: None,
+            rollback_reason: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires: None,
+            epoch: 0,
+        },
+        ops,
+    })
+}
+
+async fn resolve(
+    state: &AppState,
+    modules: &mut HashMap<String, ModuleRecord>,
+    f: &FunctionRef,
+    branch_id: &BranchId,
+    op: Op,
+) -> Result<Target, ApiError> {
+    let at = || format!("branch {branch_id} {op}");
+    if !modules.contains_key(&f.module) {
+        let name = ModuleName::parse(&f.module)
+            .map_err(|e| ApiError::bad_request("invalid_name", format!("{}: {}", at(), e.0)))?;
+        let record = state.registry.current(&name).await?.ok_or_else(|| {
+            ApiError::bad_request("unknown_module", format!("{}: no module named {:?}", at(), f.module))
+        })?;
+        modules.insert(f.module.clone(), record);
+    }
+    let module = &modules[&f.module];
+    if !module.functions.iter().any(|x| x == &f.function) {
+        return Err(ApiError::bad_request(
+            "unknown_function",
+            format!(
+                "{}: module {} has no function {:?}; it exports: {}",
+                at(),
+                module.name,
+                f.function,
+                module.functions.join(", ")
+            ),
+        ));
+    }
+    Ok(Target {
+        module: module.name.clone(),
+        digest: module.digest.clone(),
+        database: module.database.clone(),
+        function: f.function.clone(),
+    })
+}
+
+/// Whether a repeated gid carries the same transaction (module versions may differ).
+fn same_request(stored: &TransactionState, new: &TransactionState) -> bool {
+    let key = |o: &BranchOp| {
+        (o.branch_id.clone(), o.op, o.target.module.clone(), o.target.function.clone(), o.payload.clone())
+    };
+    stored.transaction.mode == new.transaction.mode
+        && stored.ops.len() == new.ops.len()
+        && stored.ops.iter().map(key).eq(new.ops.iter().map(key))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TransactionView {
+    gid: String,
+    mode: Mode,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollback_reason: Option<String>,
+    /// The error that keeps the transaction from progressing, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_retry_at: Option<String>,
+    options: Options,
+    created_at: String,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branches: Option<Vec<BranchOpView>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BranchOpView {
+    branch_id: String,
+    op: Op,
+    module: String,
+    digest: String,
+    function: String,
+    status: OpStatus,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
+    updated_at: String,
+}
+
+fn view(t: Transaction, ops: Option<Vec<BranchOp>>) -> TransactionView {
+    let next_retry_at = match (t.status.is_final(), t.last_error.is_some(), t.next_due) {
+        (false, true, Some(due)) => Some(time::rfc3339(due)),
+        _ => None,
+    };
+    TransactionView {
+        gid: t.gid.to_string(),
+        mode: t.mode,
+        status: t.status,
+        rollback_reason: t.rollback_reason,
+        last_error: t.last_error,
+        attempts: t.attempts,
+        next_retry_at,
+        options: t.options,
+        created_at: time::rfc3339(t.created_at),
+        updated_at: time::rfc3339(t.updated_at),
+        finished_at: t.finished_at.map(time::rfc3339),
+        branches: ops.map(|ops| {
+            ops.into_iter()
+                .map(|o| BranchOpView {
+                    branch_id: o.branch_id.to_string(),
+                    op: o.op,
+                    module: o.target.module.to_string(),
+                    digest: o.target.digest.to_string(),
+                    function: o.target.function,
+                    status: o.status,
+                    attempts: o.attempts,
+                    last_error: o.last_error,
+                    updated_at: time::rfc3339(o.updated_at),
+                })
+                .collect()
+        }),
+    }
+}
+
+pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Result<Json<TransactionView>, ApiError> {
+    let parsed = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
+    let s = state
+        .engine
+        .store()
+        .load(&parsed)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid:?}")))?;
+    Ok(Json(view(s.transaction, Some(s.ops))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    limit: Option<u32>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
+    let list: Vec<TransactionView> =
+        state.engine.store().list(limit).await?.into_iter().map(|t| view(t, None)).collect();
+    Ok(Json(serde_json::json!({ "transactions": list })))
+}

@@ -1,0 +1,738 @@
+//! Tests of the business databases and the barrier. Every test in
+//! `on_both_backends!` runs once on a fresh SQLite file and once on a fresh
+//! Postgres database; backend-specific behaviour has its own module below.
+//! These tests must not depend on each other or on a shared database.
+
+use std::time::Duration;
+
+use super::*;
+use crate::model::{BranchId, Gid, Op};
+use crate::test_db::{fresh_postgres, fresh_sqlite};
+
+/// Generates `mod sqlite` and `mod postgres`, each with one `#[tokio::test]`
+/// per named `async fn name(db: Database)` of this module.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite_db().await).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::postgres_db().await).await
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    every_value_kind_round_trips_through_a_table,
+    parameters_bind_by_their_dollar_number,
+    a_parameter_without_a_value_is_an_error_not_a_null,
+    execute_reports_rows_affected,
+    an_empty_result_still_names_its_columns,
+    a_unique_violation_carries_the_database_code,
+    rollback_discards_writes,
+    dropping_without_commit_discards_writes,
+    a_null_parameter_takes_the_type_of_its_column_and_the_statement_can_change_kinds,
+    transaction_control_from_the_guest_is_refused_and_the_transaction_goes_on,
+    a_failed_statement_never_lets_commit_report_lost_writes_as_committed,
+    a_first_action_proceeds_and_writes_its_row,
+    a_duplicate_action_is_a_duplicate_and_the_business_code_does_not_run_again,
+    a_duplicate_compensate_is_a_duplicate,
+    a_compensate_before_its_action_is_null_and_the_late_action_is_a_duplicate,
+    a_tcc_cancel_before_its_try_is_null_and_the_late_try_is_a_duplicate,
+    an_action_rolled_back_by_a_business_failure_leaves_no_row_so_its_compensate_is_null,
+    a_transfer_debited_by_its_action_is_credited_back_exactly_once,
+    barrier_rows_of_other_gids_branches_and_barrier_ids_do_not_collide,
+    a_compensate_racing_an_inflight_action_waits_for_it_and_then_proceeds,
+    eight_concurrent_transactions_all_commit,
+);
+
+async fn sqlite_db() -> Database {
+    Database::connect(&fresh_sqlite()).await.expect("connect to a fresh SQLite file")
+}
+
+async fn postgres_db() -> Database {
+    Database::connect(&fresh_postgres().await).await.expect("connect to a fresh Postgres database")
+}
+
+/// Runs `statements` in one committed transaction.
+async fn setup(db: &Database, statements: &[&str]) {
+    let mut tx = db.begin().await.expect("begin");
+    for sql in statements {
+        tx.execute(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    tx.commit().await.expect("commit setup");
+}
+
+/// A single value from a query in its own transaction.
+async fn scalar(db: &Database, sql: &str, params: &[Value]) -> Value {
+    let mut tx = db.begin().await.expect("begin");
+    let rows = tx.query(sql, params).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    tx.commit().await.expect("commit");
+    assert_eq!(rows.values.len(), 1, "{sql} returned {rows:?}");
+    rows.values[0][0].clone()
+}
+
+async fn count(db: &Database, table: &str) -> i64 {
+    match scalar(db, &format!("SELECT count(*) FROM {table}"), &[]).await {
+        Value::Int(n) => n,
+        other => panic!("count(*) gave {other:?}"),
+    }
+}
+
+fn bytes_type(db: &Database) -> &'static str {
+    if db.kind() == "postgres" { "BYTEA" } else { "BLOB" }
+}
+
+// ------------------------------------------------------------ values and errors
+
+async fn every_value_kind_round_trips_through_a_table(db: Database) {
+    setup(
+        &db,
+        &[&format!(
+            "CREATE TABLE kinds (id BIGINT PRIMARY KEY, b BOOLEAN, i BIGINT, f DOUBLE PRECISION, t TEXT, x {}, n BIGINT)",
+            bytes_type(&db)
+        )],
+    )
+    .await;
+    let mut tx = db.begin().await.unwrap();
+    let inserted = tx
+        .execute(
+            "INSERT INTO kinds (id, b, i, f, t, x, n) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                Value::Int(1),
+                Value::Boolean(true),
+                Value::Int(i64::MIN),
+                Value::Float(-1.25e300),
+                Value::Text("héllo, 世界 ✓".to_owned()),
+                Value::Bytes(vec![0, 255, 1, 0]),
+                Value::Null,
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(inserted, 1);
+    let rows = tx.query("SELECT id, b, i, f, t, x, n FROM kinds WHERE id = $1", &[Value::Int(1)]).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(rows.columns, ["id", "b", "i", "f", "t", "x", "n"]);
+    // SQLite has no boolean storage class: a boolean is stored as the integer 1.
+    let boolean = if db.kind() == "postgres" { Value::Boolean(true) } else { Value::Int(1) };
+    assert_eq!(
+        rows.values,
+        vec![vec![
+            Value::Int(1),
+            boolean,
+            Value::Int(i64::MIN),
+            Value::Float(-1.25e300),
+            Value::Text("héllo, 世界 ✓".to_owned()),
+            Value::Bytes(vec![0, 255, 1, 0]),
+            Value::Null,
+        ]]
+    );
+}
+
+async fn parameters_bind_by_their_dollar_number(db: Database) {
+    let mut tx = db.begin().await.unwrap();
+    let rows = tx
+        .query("SELECT $2 AS second, $1 AS first, $1 AS again", &[Value::Text("a".to_owned()), Value::Int(2)])
+        .await
+        .unwrap();
+    assert_eq!(rows.columns, ["second", "first", "again"]);
+    assert_eq!(rows.values, vec![vec![Value::Int(2), Value::Text("a".to_owned()), Value::Text("a".to_owned())]]);
+}
+
+async fn a_parameter_without_a_value_is_an_error_not_a_null(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    let missing = tx.execute("INSERT INTO t (id, v) VALUES ($1, $2)", &[Value::Int(1)]).await;
+    assert!(missing.is_err(), "{missing:?}");
+    if db.kind() == "postgres" {
+        return; // the transaction is now aborted, as after any failed statement
+    }
+    let rows = tx.query("SELECT count(*) FROM t", &[]).await.unwrap();
+    assert_eq!(rows.values, vec![vec![Value::Int(0)]]);
+}
+
+async fn execute_reports_rows_affected(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    for id in 1..=3 {
+        assert_eq!(tx.execute("INSERT INTO t (id, v) VALUES ($1, 0)", &[Value::Int(id)]).await.unwrap(), 1);
+    }
+    assert_eq!(tx.execute("UPDATE t SET v = v + 1 WHERE id > $1", &[Value::Int(1)]).await.unwrap(), 2);
+    assert_eq!(tx.execute("DELETE FROM t WHERE id = $1", &[Value::Int(42)]).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+}
+
+async fn an_empty_result_still_names_its_columns(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY, label TEXT)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    let rows = tx.query("SELECT id, label FROM t WHERE id = $1", &[Value::Int(7)]).await.unwrap();
+    assert_eq!(rows, Rows { columns: vec!["id".to_owned(), "label".to_owned()], values: vec![] });
+}
+
+async fn a_unique_violation_carries_the_database_code(db: Database) {
+    setup(&db, &["CREATE TABLE users (id BIGINT PRIMARY KEY, email TEXT UNIQUE)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    let insert = "INSERT INTO users (id, email) VALUES ($1, $2)";
+    tx.execute(insert, &[Value::Int(1), Value::Text("a@example.com".to_owned())]).await.unwrap();
+    let err = tx.execute(insert, &[Value::Int(2), Value::Text("a@example.com".to_owned())]).await.unwrap_err();
+    let expected = if db.kind() == "postgres" { "23505" } else { "2067" };
+    assert_eq!(err.code.as_deref(), Some(expected), "{err}");
+    assert!(err.message.to_lowercase().contains("unique"), "{err}");
+}
+
+async fn rollback_discards_writes(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO t (id) VALUES ($1)", &[Value::Int(1)]).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(count(&db, "t").await, 0);
+}
+
+async fn dropping_without_commit_discards_writes(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY)"]).await;
+    {
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES ($1)", &[Value::Int(1)]).await.unwrap();
+    }
+    assert_eq!(count(&db, "t").await, 0);
+}
+
+async fn a_null_parameter_takes_the_type_of_its_column_and_the_statement_can_change_kinds(db: Database) {
+    // INTEGER is INT4 on Postgres: an INT8-typed NULL, or a statement prepared
+    // for an inferred INT4 and then bound with an INT8, would both fail.
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY, n INTEGER, s VARCHAR(10))"]).await;
+    let mut tx = db.begin().await.unwrap();
+    let insert = "INSERT INTO t (id, n, s) VALUES ($1, $2, $3)";
+    let text = |s: &str| Value::Text(s.to_owned());
+    tx.execute(insert, &[Value::Int(1), Value::Null, Value::Null]).await.unwrap();
+    tx.execute(insert, &[Value::Int(2), Value::Int(5), text("five")]).await.unwrap();
+    tx.execute(insert, &[Value::Int(3), Value::Null, text("none")]).await.unwrap();
+    tx.execute(insert, &[Value::Int(4), Value::Int(6), Value::Null]).await.unwrap();
+    let rows = tx.query("SELECT n, s FROM t ORDER BY id", &[]).await.unwrap();
+    assert_eq!(
+        rows.values,
+        vec![
+            vec![Value::Null, Value::Null],
+            vec![Value::Int(5), text("five")],
+            vec![Value::Null, text("none")],
+            vec![Value::Int(6), Value::Null],
+        ]
+    );
+    tx.commit().await.unwrap();
+}
+
+async fn transaction_control_from_the_guest_is_refused_and_the_transaction_goes_on(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await.unwrap();
+    for sql in ["COMMIT", "rollback", "/* done */ END", "BEGIN"] {
+        let err = tx.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(err.code, None, "{sql}");
+        assert!(err.message.contains("not allowed"), "{sql}: {err}");
+        assert!(tx.query(sql, &[]).await.is_err(), "{sql} through query");
+    }
+    tx.execute("SAVEPOINT s", &[]).await.unwrap();
+    tx.execute("INSERT INTO t (id) VALUES (2)", &[]).await.unwrap();
+    tx.execute("ROLLBACK TO SAVEPOINT s", &[]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(scalar(&db, "SELECT max(id) FROM t", &[]).await, Value::Int(1));
+}
+
+/// SQLite undoes only the failed statement, so the earlier write commits.
+/// Postgres aborts the whole transaction, where COMMIT would quietly roll back:
+/// `commit` must say so instead of reporting success.
+async fn a_failed_statement_never_lets_commit_report_lost_writes_as_committed(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY)"]).await;
+    let mut tx = db.begin().await.unwrap();
+    tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await.unwrap();
+    assert!(tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await.is_err());
+    let committed = tx.commit().await;
+    if db.kind() == "postgres" {
+        let err = committed.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("25P02"), "{err}");
+        assert!(err.message.contains("not committed"), "{err}");
+        assert_eq!(count(&db, "t").await, 0);
+    } else {
+        committed.unwrap();
+        assert_eq!(count(&db, "t").await, 1);
+    }
+}
+
+// ------------------------------------------------------------ barrier
+
+const GID: &str = "gid-1";
+
+/// Runs one branch op the way the host does: enter the barrier; on `Proceed`
+/// add `delta` to account 1's balance (or fail the business code when `fail`);
+/// commit unless the business code failed.
+async fn run_op(db: &Database, gid: &str, branch: &str, op: Op, delta: i64, fail: bool) -> BarrierVerdict {
+    let gid = Gid::parse(gid).unwrap();
+    let branch_id = BranchId::from_trusted(branch);
+    let key = BarrierKey { trans_type: "saga", gid: &gid, branch_id: &branch_id, op, barrier_id: "01" };
+    let mut tx = db.begin().await.unwrap();
+    let verdict = tx.enter_barrier(&key).await.unwrap();
+    if verdict == BarrierVerdict::Proceed {
+        tx.execute("UPDATE account SET balance = balance + $1 WHERE id = 1", &[Value::Int(delta)]).await.unwrap();
+        if fail {
+            tx.rollback().await.unwrap();
+            return verdict;
+        }
+    }
+    tx.commit().await.unwrap();
+    verdict
+}
+
+async fn with_account(db: &Database, balance: i64) {
+    setup(
+        db,
+        &[
+            "CREATE TABLE account (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL)",
+            &format!("INSERT INTO account (id, balance) VALUES (1, {balance})"),
+        ],
+    )
+    .await;
+}
+
+async fn balance(db: &Database) -> i64 {
+    match scalar(db, "SELECT balance FROM account WHERE id = 1", &[]).await {
+        Value::Int(n) => n,
+        other => panic!("balance is {other:?}"),
+    }
+}
+
+/// The barrier rows of a branch as `(op, reason)`, sorted.
+async fn barrier_rows(db: &Database, gid: &str, branch: &str) -> Vec<(String, String)> {
+    let mut tx = db.begin().await.unwrap();
+    let rows = tx
+        .query(
+            "SELECT op, reason FROM wasmtx_barrier WHERE gid = $1 AND branch_id = $2 ORDER BY op",
+            &[Value::Text(gid.to_owned()), Value::Text(branch.to_owned())],
+        )
+        .await
+        .unwrap();
+    rows.values
+        .into_iter()
+        .map(|row| match row.as_slice() {
+            [Value::Text(op), Value::Text(reason)] => (op.clone(), reason.clone()),
+            other => panic!("unexpected barrier row {other:?}"),
+        })
+        .collect()
+}
+
+fn pair(op: &str, reason: &str) -> (String, String) {
+    (op.to_owned(), reason.to_owned())
+}
+
+async fn a_first_action_proceeds_and_writes_its_row(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
+    assert_eq!(balance(&db).await, 90);
+    assert_eq!(barrier_rows(&db, GID, "01").await, [pair("action", "action")]);
+}
+
+async fn a_duplicate_action_is_a_duplicate_and_the_business_code_does_not_run_again(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Duplicate);
+    assert_eq!(balance(&db).await, 90);
+}
+
+async fn a_duplicate_compensate_is_a_duplicate(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 10, false).await, BarrierVerdict::Proceed);
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 10, false).await, BarrierVerdict::Duplicate);
+    assert_eq!(balance(&db).await, 100);
+    assert_eq!(barrier_rows(&db, GID, "01").await, [pair("action", "action"), pair("compensate", "compensate")]);
+}
+
+async fn a_compensate_before_its_action_is_null_and_the_late_action_is_a_duplicate(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 10, false).await, BarrierVerdict::NullCompensation);
+    // The compensate wrote the action's row (reason "compensate"): the late action hangs no more.
+    assert_eq!(barrier_rows(&db, GID, "01").await, [pair("action", "compensate"), pair("compensate", "compensate")]);
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Duplicate);
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 10, false).await, BarrierVerdict::Duplicate);
+    assert_eq!(balance(&db).await, 100);
+}
+
+async fn a_tcc_cancel_before_its_try_is_null_and_the_late_try_is_a_duplicate(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Cancel, 10, false).await, BarrierVerdict::NullCompensation);
+    assert_eq!(run_op(&db, GID, "01", Op::Try, -10, false).await, BarrierVerdict::Duplicate);
+    // Confirm has no origin: it is never a null compensation.
+    assert_eq!(run_op(&db, "gid-2", "01", Op::Confirm, 0, false).await, BarrierVerdict::Proceed);
+    assert_eq!(balance(&db).await, 100);
+}
+
+async fn an_action_rolled_back_by_a_business_failure_leaves_no_row_so_its_compensate_is_null(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -10, true).await, BarrierVerdict::Proceed);
+    assert_eq!(barrier_rows(&db, GID, "01").await, []);
+    assert_eq!(balance(&db).await, 100);
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 10, false).await, BarrierVerdict::NullCompensation);
+    assert_eq!(balance(&db).await, 100);
+}
+
+async fn a_transfer_debited_by_its_action_is_credited_back_exactly_once(db: Database) {
+    with_account(&db, 100).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -30, false).await, BarrierVerdict::Proceed);
+    assert_eq!(balance(&db).await, 70);
+    assert_eq!(run_op(&db, GID, "01", Op::Action, -30, false).await, BarrierVerdict::Duplicate);
+    assert_eq!(balance(&db).await, 70);
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 30, false).await, BarrierVerdict::Proceed);
+    assert_eq!(balance(&db).await, 100);
+    assert_eq!(run_op(&db, GID, "01", Op::Compensate, 30, false).await, BarrierVerdict::Duplicate);
+    assert_eq!(balance(&db).await, 100);
+}
+
+async fn barrier_rows_of_other_gids_branches_and_barrier_ids_do_not_collide(db: Database) {
+    with_account(&db, 0).await;
+    assert_eq!(run_op(&db, GID, "01", Op::Action, 1, false).await, BarrierVerdict::Proceed);
+    assert_eq!(run_op(&db, GID, "02", Op::Action, 1, false).await, BarrierVerdict::Proceed);
+    assert_eq!(run_op(&db, "gid-2", "01", Op::Action, 1, false).await, BarrierVerdict::Proceed);
+    let gid = Gid::parse(GID).unwrap();
+    let branch_id = BranchId::from_trusted("01");
+    let second_call =
+        BarrierKey { trans_type: "saga", gid: &gid, branch_id: &branch_id, op: Op::Action, barrier_id: "02" };
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(tx.enter_barrier(&second_call).await.unwrap(), BarrierVerdict::Proceed);
+    tx.commit().await.unwrap();
+    assert_eq!(balance(&db).await, 3);
+}
+
+async fn a_compensate_racing_an_inflight_action_waits_for_it_and_then_proceeds(db: Database) {
+    with_account(&db, 100).await;
+    let gid = Gid::parse(GID).unwrap();
+    let branch_id = BranchId::from_trusted("01");
+    let action = BarrierKey { trans_type: "saga", gid: &gid, branch_id: &branch_id, op: Op::Action, barrier_id: "01" };
+    let mut tx = db.begin().await.unwrap();
+    assert_eq!(tx.enter_barrier(&action).await.unwrap(), BarrierVerdict::Proceed);
+    tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]).await.unwrap();
+
+    let racer = tokio::spawn({
+        let db = db.clone();
+        async move { run_op(&db, GID, "01", Op::Compensate, 10, false).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!racer.is_finished(), "the compensate must wait for the in-flight action");
+    tx.commit().await.unwrap();
+
+    assert_eq!(racer.await.unwrap(), BarrierVerdict::Proceed);
+    assert_eq!(balance(&db).await, 100);
+}
+
+async fn eight_concurrent_transactions_all_commit(db: Database) {
+    setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY, note TEXT)"]).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut tx = db.begin().await?;
+                tx.execute("INSERT INTO t (id, note) VALUES ($1, $2)", &[Value::Int(i), Value::Text(format!("n{i}"))])
+                    .await?;
+                tokio::task::yield_now().await;
+                tx.commit().await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().expect("every concurrent transaction commits");
+    }
+    assert_eq!(count(&db, "t").await, 8);
+}
+
+// ------------------------------------------------------------ connecting
+
+#[tokio::test]
+async fn an_unknown_scheme_is_a_config_error() {
+    let err = Database::connect("mysql://localhost/x").await.unwrap_err();
+    assert!(matches!(&err, DatabaseError::Config(m) if m.contains("\"mysql\"")), "{err}");
+}
+
+#[tokio::test]
+async fn connect_creates_the_sqlite_file_and_its_directories() {
+    let base = std::env::temp_dir().join(format!("wasmtx-test-{}", uuid::Uuid::new_v4().simple()));
+    let path = base.join("a").join("b").join("business.sqlite");
+    let db = Database::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+    assert_eq!(db.kind(), "sqlite");
+    assert!(path.exists());
+    assert_eq!(count(&db, "wasmtx_barrier").await, 0);
+    db.close().await;
+    // Reconnecting finds the existing barrier table.
+    let again = Database::connect(&format!("sqlite:{}", path.display())).await.unwrap();
+    assert_eq!(count(&again, "wasmtx_barrier").await, 0);
+}
+
+#[tokio::test]
+async fn an_in_memory_sqlite_database_keeps_its_data_between_transactions() {
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    setup(&db, &["CREATE TABLE t (id INTEGER)", "INSERT INTO t VALUES (1)"]).await;
+    assert_eq!(count(&db, "t").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_processes_connecting_at_once_to_a_fresh_postgres_all_succeed() {
+    let url = fresh_postgres().await;
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { Database::connect(&url).await })
+        })
+        .collect();
+    for connect in connects {
+        let db = connect.await.unwrap().expect("every concurrent connect succeeds");
+        assert_eq!(db.kind(), "postgres");
+        assert_eq!(count(&db, "wasmtx_barrier").await, 0);
+    }
+}
+
+// ------------------------------------------------------------ SQLite only
+
+mod sqlite_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn values_decode_by_storage_class_not_by_declared_type() {
+        let db = sqlite_db().await;
+        setup(&db, &["CREATE TABLE m (id INTEGER PRIMARY KEY, v)"]).await;
+        let mut tx = db.begin().await.unwrap();
+        for (id, v) in [(1, "1"), (2, "1.5"), (3, "'x'"), (4, "X'00FF'"), (5, "NULL")] {
+            tx.execute(&format!("INSERT INTO m (id, v) VALUES ({id}, {v})"), &[]).await.unwrap();
+        }
+        let rows = tx.query("SELECT v FROM m ORDER BY id", &[]).await.unwrap();
+        assert_eq!(
+            rows.values,
+            vec![
+                vec![Value::Int(1)],
+                vec![Value::Float(1.5)],
+                vec![Value::Text("x".to_owned())],
+                vec![Value::Bytes(vec![0, 255])],
+                vec![Value::Null],
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn question_mark_parameters_bind_too() {
+        let db = sqlite_db().await;
+        let mut tx = db.begin().await.unwrap();
+        let rows = tx.query("SELECT ?2, ?1", &[Value::Int(1), Value::Int(2)]).await.unwrap();
+        assert_eq!(rows.values, vec![vec![Value::Int(2), Value::Int(1)]]);
+        let rows = tx.query("SELECT ?, ?", &[Value::Int(1), Value::Int(2)]).await.unwrap();
+        assert_eq!(rows.values, vec![vec![Value::Int(1), Value::Int(2)]]);
+    }
+
+    #[tokio::test]
+    async fn parameter_zero_is_refused_and_the_connection_survives() {
+        let db = sqlite_db().await;
+        let mut tx = db.begin().await.unwrap();
+        let err = tx.query("SELECT $0", &[Value::Int(1)]).await.unwrap_err();
+        assert!(err.message.contains("$0"), "{err}");
+        let rows = tx.query("SELECT $1", &[Value::Int(1)]).await.unwrap();
+        assert_eq!(rows.values, vec![vec![Value::Int(1)]]);
+    }
+
+    /// The statement check sees only the first statement; the commit hook
+    /// turns the hidden COMMIT into a rollback, so the barrier row and the
+    /// write are both lost and `commit` fails instead of half-committing.
+    #[tokio::test]
+    async fn a_commit_hidden_in_a_multi_statement_string_cannot_split_the_transaction() {
+        let db = sqlite_db().await;
+        with_account(&db, 100).await;
+        let gid = Gid::parse(GID).unwrap();
+        let branch_id = BranchId::from_trusted("01");
+        let key = BarrierKey { trans_type: "saga", gid: &gid, branch_id: &branch_id, op: Op::Action, barrier_id: "01" };
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(tx.enter_barrier(&key).await.unwrap(), BarrierVerdict::Proceed);
+        let hidden = tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1; COMMIT", &[]).await;
+        assert!(hidden.is_err(), "{hidden:?}");
+        let after = tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]).await;
+        assert!(after.is_err(), "an autocommit write after the lost transaction must not commit: {after:?}");
+        assert!(tx.commit().await.is_err());
+
+        assert_eq!(balance(&db).await, 100);
+        assert_eq!(barrier_rows(&db, GID, "01").await, []);
+        assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
+        assert_eq!(balance(&db).await, 90);
+    }
+
+    /// A trigger's `RAISE(ROLLBACK)` ends the transaction inside SQLite, behind
+    /// the host's back. Committing anyway fails; rolling back succeeds; and the
+    /// pool's single connection stays usable either way.
+    #[tokio::test]
+    async fn a_transaction_sqlite_rolled_back_by_itself_cannot_commit_and_the_database_stays_usable() {
+        let db = sqlite_db().await;
+        with_account(&db, 5).await;
+        setup(
+            &db,
+            &["CREATE TRIGGER no_overdraft BEFORE UPDATE ON account WHEN NEW.balance < 0 \
+               BEGIN SELECT RAISE(ROLLBACK, 'insufficient funds'); END"],
+        )
+        .await;
+        let gid = Gid::parse(GID).unwrap();
+        let branch_id = BranchId::from_trusted("01");
+        let key = BarrierKey { trans_type: "saga", gid: &gid, branch_id: &branch_id, op: Op::Action, barrier_id: "01" };
+        let overdraw = "UPDATE account SET balance = balance - 10 WHERE id = 1";
+
+        // A guest that ignores the error and returns ok.
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(tx.enter_barrier(&key).await.unwrap(), BarrierVerdict::Proceed);
+        let err = tx.execute(overdraw, &[]).await.unwrap_err();
+        assert!(err.message.contains("insufficient funds"), "{err}");
+        let later = tx.execute("UPDATE account SET balance = 1", &[]).await.unwrap_err();
+        assert!(later.message.contains("not committed"), "{later}");
+        let err = tx.commit().await.unwrap_err();
+        assert!(err.message.contains("not committed"), "{err}");
+
+        // A guest that returns the failure: the host rolls back.
+        let mut tx = db.begin().await.unwrap();
+        assert_eq!(tx.enter_barrier(&key).await.unwrap(), BarrierVerdict::Proceed);
+        assert!(tx.execute(overdraw, &[]).await.is_err());
+        tx.rollback().await.unwrap();
+
+        assert_eq!(balance(&db).await, 5);
+        assert_eq!(barrier_rows(&db, GID, "01").await, []);
+        assert_eq!(run_op(&db, GID, "01", Op::Action, -5, false).await, BarrierVerdict::Proceed);
+        assert_eq!(balance(&db).await, 0);
+    }
+
+    /// Two pools on one file stand for two processes: they queue on SQLite's
+    /// write lock (BEGIN IMMEDIATE + busy_timeout) instead of failing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_pools_on_one_file_queue_on_the_write_lock() {
+        let url = fresh_sqlite();
+        let a = Database::connect(&url).await.unwrap();
+        let b = Database::connect(&url).await.unwrap();
+        setup(&a, &["CREATE TABLE t (id INTEGER PRIMARY KEY)"]).await;
+        let mut first = a.begin().await.unwrap();
+        first.execute("INSERT INTO t (id) VALUES (1)", &[]).await.unwrap();
+        let second = tokio::spawn(async move {
+            let mut tx = b.begin().await?;
+            tx.execute("INSERT INTO t (id) VALUES (2)", &[]).await?;
+            tx.commit().await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        first.commit().await.unwrap();
+        second.await.unwrap().expect("the second writer waits, then commits");
+        assert_eq!(count(&a, "t").await, 2);
+    }
+}
+
+// ------------------------------------------------------------ Postgres only
+
+mod postgres_only {
+    use super::*;
+
+    #[tokio::test]
+    async fn numeric_values_come_back_as_the_exact_text_postgres_prints() {
+        let db = postgres_db().await;
+        let mut tx = db.begin().await.unwrap();
+        let rows = tx
+            .query(
+                "SELECT v::numeric AS n, v::numeric::text AS t FROM unnest($1::text[]) AS v",
+                &[Value::Text(
+                    "{0,0.00,-1.5,1.50,123456789.123456789,0.0001,0.00000001,10000,-10000.0001,1e20,\
+                     12345678901234567890.5,-0.000,99999999,0.1234567,NaN}"
+                        .to_owned(),
+                )],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.values.len(), 15);
+        for row in rows.values {
+            let [n, Value::Text(t)] = row.as_slice() else { panic!("{row:?}") };
+            assert_eq!(n, &Value::Text(t.clone()));
+        }
+    }
+
+    #[tokio::test]
+    async fn text_like_uuid_json_enum_and_domain_columns_come_back_as_text() {
+        let db = postgres_db().await;
+        setup(&db, &["CREATE TYPE mood AS ENUM ('happy', 'sad')", "CREATE DOMAIN positive AS INT4 CHECK (VALUE > 0)"])
+            .await;
+        let row = {
+            let mut tx = db.begin().await.unwrap();
+            tx.query(
+                "SELECT 'a'::varchar AS v, 'b'::char(2) AS c, \
+                 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '{\"k\": [1, 2]}'::jsonb AS jb, \
+                 '{\"k\":1}'::json AS j, 'sad'::mood AS m, 5::positive AS p, 'pg_class'::name AS nm, \
+                 2.5::real AS r, 7::int2 AS s",
+                &[],
+            )
+            .await
+            .unwrap()
+        };
+        let text = |s: &str| Value::Text(s.to_owned());
+        assert_eq!(
+            row.values,
+            vec![vec![
+                text("a"),
+                text("b "),
+                text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+                text("{\"k\": [1, 2]}"),
+                text("{\"k\":1}"),
+                text("sad"),
+                Value::Int(5),
+                text("pg_class"),
+                Value::Float(2.5),
+                Value::Int(7),
+            ]]
+        );
+    }
+
+    /// The column check happens before the statement runs, so the insert has no effect.
+    #[tokio::test]
+    async fn a_column_type_without_a_guest_value_is_refused_before_the_statement_runs() {
+        let db = postgres_db().await;
+        setup(&db, &["CREATE TABLE ev (id BIGINT PRIMARY KEY, at TIMESTAMPTZ NOT NULL DEFAULT now())"]).await;
+        let mut tx = db.begin().await.unwrap();
+        let err = tx.query("INSERT INTO ev (id) VALUES ($1) RETURNING at", &[Value::Int(1)]).await.unwrap_err();
+        assert!(err.message.contains("`at`") && err.message.contains("TIMESTAMPTZ"), "{err}");
+        let rows = tx.query("SELECT count(*) AS n, now()::text IS NOT NULL AS ok FROM ev", &[]).await.unwrap();
+        assert_eq!(rows.values, vec![vec![Value::Int(0), Value::Boolean(true)]]);
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_null_parameter_takes_its_type_from_the_context() {
+        let db = postgres_db().await;
+        let mut tx = db.begin().await.unwrap();
+        let rows = tx
+            .query(
+                "SELECT $1 AS bare, coalesce($2, 7) AS int, $3::bytea AS cast",
+                &[Value::Null, Value::Null, Value::Null],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows.columns, ["bare", "int", "cast"]);
+        assert_eq!(rows.values, vec![vec![Value::Null, Value::Int(7), Value::Null]]);
+    }
+
+    #[tokio::test]
+    async fn a_savepoint_lets_a_guest_recover_from_an_expected_error() {
+        let db = postgres_db().await;
+        setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY)"]).await;
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await.unwrap();
+        tx.execute("SAVEPOINT before_dup", &[]).await.unwrap();
+        let dup = tx.execute("INSERT INTO t (id) VALUES (1)", &[]).await.unwrap_err();
+        assert_eq!(dup.code.as_deref(), Some("23505"));
+        tx.execute("ROLLBACK TO SAVEPOINT before_dup", &[]).await.unwrap();
+        tx.execute("INSERT INTO t (id) VALUES (2)", &[]).await.unwrap();
+        tx.commit().await.unwrap();
+        assert_eq!(count(&db, "t").await, 2);
+    }
+}

@@ -1,0 +1,411 @@
+//! The saga protocol as a pure state machine: [`step`] takes the stored state
+//! and an [`Event`], updates the state in place and returns the one
+//! [`Effect`] the driver must perform next. No I/O, no clock: `now` is passed in.
+//!
+//! Rules (DTM's, see `reference/dtm.md` §2.1):
+//! - actions run one at a time in branch order;
+//! - an action's `failure` (or exhausting `retry_limit`, or `timeout_to_fail`)
+//!   turns the transaction `aborting`, with the reason kept;
+//! - while aborting, compensations run in reverse order for every branch up to
+//!   and including the last one whose action was attempted; the barrier makes a
+//!   compensation of an action that never committed a no-op;
+//! - compensations are retried until they succeed (a `failure` from a
+//!   compensation is treated like an error, never final);
+//! - `retry` keeps the base interval, every other error backs off exponentially.
+
+use crate::model::{BranchId, Millis, Op, OpStatus, Status, TransactionState};
+
+use super::retry::RetryPolicy;
+
+/// What happened since the last step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The driver (re)took the transaction: decide what to do.
+    Resume,
+    /// A branch op finished.
+    Outcome { branch_id: BranchId, op: Op, outcome: Outcome },
+}
+
+/// How a branch op invocation ended, as the protocol sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Business refusal (WIT `failure`, HTTP 409).
+    Failed(String),
+    /// The branch asked to be called again (WIT `retry`, HTTP 425): keep the interval.
+    Retry(String),
+    /// Trap, deadline, database or host error: back off.
+    Error(String),
+}
+
+/// The one thing the driver must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Run this op; `attempt` is 1-based.
+    Invoke { branch_id: BranchId, op: Op, attempt: u32 },
+    /// Nothing to do before `until`: persist and let the scheduler come back.
+    Sleep { until: Millis },
+    /// The transaction has reached a final status.
+    Finished { status: Status },
+}
+
+/// Advances the saga by one event. The caller persists `state` after every call.
+pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &RetryPolicy) -> Effect {
+    let policy = policy.with_interval_secs(state.transaction.options.retry_interval);
+    state.transaction.updated_at = now;
+    match event {
+        Event::Resume => {
+            if let Some(due) = state.transaction.next_due
+                && due > now
+                && !state.transaction.status.is_final()
+            {
+                return Effect::Sleep { until: due };
+            }
+        }
+        Event::Outcome { branch_id, op, outcome } => {
+            if let Some(sleep) = apply(state, &branch_id, op, outcome, now, &policy) {
+                return sleep;
+            }
+        }
+    }
+    check_timeout(state, now);
+    decide(state, now)
+}
+
+/// Records an outcome. Returns a `Sleep` when the op must be retried later.
+fn apply(
+    state: &mut TransactionState,
+    branch_id: &BranchId,
+    op: Op,
+    outcome: Outcome,
+    now: Millis,
+    policy: &RetryPolicy,
+) -> Option<Effect> {
+    let retry_limit = state.transaction.options.retry_limit;
+    let tx = &mut state.transaction;
+    let Some(branch_op) = state.ops.iter_mut().find(|o| &o.branch_id == branch_id && o.op == op) else {
+        // An outcome for an op we do not have cannot be recorded; deciding
+        // afresh is the safe answer.
+        return None;
+    };
+    branch_op.attempts = branch_op.attempts.saturating_add(1);
+    branch_op.updated_at = now;
+
+    let outcome = match (op, outcome) {
+        (Op::Compensate, Outcome::Failed(m)) => {
+            Outcome::Error(format!("compensation refused ({m}); compensations are retried until they succeed"))
+        }
+        (_, o) => o,
+    };
+    match outcome {
+        Outcome::Succeeded => {
+            branch_op.status = OpStatus::Succeeded;
+            branch_op.last_error = None;
+            tx.attempts = 0;
+            tx.last_error = None;
+            None
+        }
+        Outcome::Failed(message) => {
+            branch_op.status = OpStatus::Failed;
+            branch_op.last_error = Some(message.clone());
+            tx.status = Status::Aborting;
+            tx.rollback_reason = Some(message);
+            tx.attempts = 0;
+            tx.last_error = None;
+            tx.next_due = Some(now);
+            None
+        }
+        Outcome::Retry(message) | Outcome::Error(message) if exhausted(op, branch_op.attempts, retry_limit) => {
+            let limit = retry_limit.unwrap_or_default();
+            branch_op.status = OpStatus::Failed;
+            branch_op.last_error = Some(message.clone());
+            tx.status = Status::Aborting;
+            tx.rollback_reason =
+                Some(format!("retry limit of {limit} exceeded after {} attempts: {message}", branch_op.attempts));
+            tx.attempts = 0;
+            tx.last_error = None;
+            tx.next_due = Some(now);
+            None
+        }
+        Outcome::Retry(message) => {
+            let until = now.plus_ms(policy.base_ms);
+            Some(sleep_after_error(tx, branch_op, message, until))
+        }
+        Outcome::Error(message) => {
+            let until = now.plus_ms(policy.backoff_ms(branch_op.attempts));
+            Some(sleep_after_error(tx, branch_op, message, until))
+        }
+    }
+}
+
+fn exhausted(op: Op, attempts: u32, retry_limit: Option<u32>) -> bool {
+    op == Op::Action && retry_limit.is_some_and(|limit| attempts > limit)
+}
+
+fn sleep_after_error(
+    tx: &mut crate::model::Transaction,
+    branch_op: &mut crate::model::BranchOp,
+    message: String,
+    until: Millis,
+) -> Effect {
+    branch_op.last_error = Some(message.clone());
+    tx.attempts = branch_op.attempts;
+    tx.last_error = Some(format!("{} {}: {message}", branch_op.branch_id, branch_op.op));
+    tx.next_due = Some(until);
+    Effect::Sleep { until }
+}
+
+fn check_timeout(state: &mut TransactionState, now: Millis) {
+    let tx = &mut state.transaction;
+    if tx.status != Status::Submitted {
+        return;
+    }
+    if let Some(secs) = tx.options.timeout_to_fail
+        && now >= tx.created_at.plus_ms(secs.saturating_mul(1000))
+    {
+        tx.status = Status::Aborting;
+        tx.rollback_reason = Some(format!("timeout after {secs} seconds"));
+        tx.next_due = Some(now);
+    }
+}
+
+fn decide(state: &mut TransactionState, now: Millis) -> Effect {
+    match state.transaction.status {
+        Status::Prepared | Status::Submitted => {
+            let next = state.ops.iter().find(|o| o.op == Op::Action && o.status != OpStatus::Succeeded);
+            match next {
+                Some(o) => Effect::Invoke { branch_id: o.branch_id.clone(), op: Op::Action, attempt: o.attempts + 1 },
+                None => finish(state, Status::Succeeded, now),
+            }
+        }
+        Status::Aborting => {
+            let attempted: Vec<&BranchId> = state
+                .ops
+                .iter()
+                .filter(|o| o.op == Op::Action && (o.status != OpStatus::Prepared || o.attempts > 0))
+                .map(|o| &o.branch_id)
+                .collect();
+            let next = state.ops.iter().rev().find(|o| {
+                o.op == Op::Compensate && o.status != OpStatus::Succeeded && attempted.contains(&&o.branch_id)
+            });
+            match next {
+                Some(o) => {
+                    Effect::Invoke { branch_id: o.branch_id.clone(), op: Op::Compensate, attempt: o.attempts + 1 }
+                }
+                None => finish(state, Status::Failed, now),
+            }
+        }
+        status @ (Status::Succeeded | Status::Failed) => Effect::Finished { status },
+    }
+}
+
+fn finish(state: &mut TransactionState, status: Status, now: Millis) -> Effect {
+    let tx = &mut state.transaction;
+    tx.status = status;
+    tx.finished_at = Some(now);
+    tx.next_due = None;
+    tx.attempts = 0;
+    tx.last_error = None;
+    Effect::Finished { status }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{BranchOp, DatabaseName, Digest, Gid, Mode, ModuleName, Options, Target, Transaction};
+
+    const T0: Millis = Millis(1_000_000);
+
+    fn saga(branches: usize, options: Options) -> TransactionState {
+        let target = |f: &str| Target {
+            module: ModuleName::parse("bank").unwrap(),
+            digest: Digest::of(b"m"),
+            database: DatabaseName::default_name(),
+            function: f.to_owned(),
+        };
+        let mut ops = Vec::new();
+        for i in 0..branches {
+            for (op, f) in [(Op::Action, "do"), (Op::Compensate, "undo")] {
+                ops.push(BranchOp {
+                    branch_id: BranchId::from_index(i),
+                    op,
+                    target: target(f),
+                    payload: vec![],
+                    status: OpStatus::Prepared,
+                    attempts: 0,
+                    last_error: None,
+                    updated_at: T0,
+                });
+            }
+        }
+        TransactionState {
+            transaction: Transaction {
+                gid: Gid::parse("g1").unwrap(),
+                mode: Mode::Saga,
+                status: Status::Submitted,
+                options,
+                next_due: Some(T0),
+                attempts: 0,
+                last_error: None,
+                rollback_reason: None,
+                created_at: T0,
+                updated_at: T0,
+                finished_at: None,
+                lease_owner: None,
+                lease_expires: None,
+                epoch: 0,
+            },
+            ops,
+        }
+    }
+
+    fn b(i: usize) -> BranchId {
+        BranchId::from_index(i)
+    }
+
+    fn outcome(branch: usize, op: Op, outcome: Outcome) -> Event {
+        Event::Outcome { branch_id: b(branch), op, outcome }
+    }
+
+    fn invoke(branch: usize, op: Op, attempt: u32) -> Effect {
+        Effect::Invoke { branch_id: b(branch), op, attempt }
+    }
+
+    fn statuses(s: &TransactionState) -> Vec<&'static str> {
+        s.ops.iter().map(|o| o.status.as_str()).collect()
+    }
+
+    #[test]
+    fn saga_runs_actions_in_order_then_succeeds() {
+        let p = RetryPolicy::default();
+        let mut s = saga(2, Options::default());
+        assert_eq!(step(&mut s, Event::Resume, T0, &p), invoke(0, Op::Action, 1));
+        assert_eq!(step(&mut s, outcome(0, Op::Action, Outcome::Succeeded), T0, &p), invoke(1, Op::Action, 1));
+        assert_eq!(
+            step(&mut s, outcome(1, Op::Action, Outcome::Succeeded), T0, &p),
+            Effect::Finished { status: Status::Succeeded }
+        );
+        assert_eq!(s.transaction.status, Status::Succeeded);
+        assert_eq!(s.transaction.finished_at, Some(T0));
+        assert_eq!(s.transaction.next_due, None);
+        assert_eq!(statuses(&s), ["succeeded", "prepared", "succeeded", "prepared"]);
+    }
+
+    #[test]
+    fn saga_compensates_in_reverse_order_including_the_failed_action() {
+        let p = RetryPolicy::default();
+        let mut s = saga(3, Options::default());
+        step(&mut s, Event::Resume, T0, &p);
+        step(&mut s, outcome(0, Op::Action, Outcome::Succeeded), T0, &p);
+        assert_eq!(
+            step(&mut s, outcome(1, Op::Action, Outcome::Failed("account bob does not exist".into())), T0, &p),
+            invoke(1, Op::Compensate, 1)
+        );
+        assert_eq!(s.transaction.status, Status::Aborting);
+        assert_eq!(s.transaction.rollback_reason.as_deref(), Some("account bob does not exist"));
+        assert_eq!(step(&mut s, outcome(1, Op::Compensate, Outcome::Succeeded), T0, &p), invoke(0, Op::Compensate, 1));
+        assert_eq!(
+            step(&mut s, outcome(0, Op::Compensate, Outcome::Succeeded), T0, &p),
+            Effect::Finished { status: Status::Failed }
+        );
+        // Branch 3's action never ran, so it is not compensated.
+        assert_eq!(statuses(&s), ["succeeded", "succeeded", "failed", "succeeded", "prepared", "prepared"]);
+    }
+
+    #[test]
+    fn a_refused_first_action_is_still_compensated() {
+        let p = RetryPolicy::default();
+        let mut s = saga(2, Options::default());
+        step(&mut s, Event::Resume, T0, &p);
+        assert_eq!(
+            step(&mut s, outcome(0, Op::Action, Outcome::Failed("insufficient funds".into())), T0, &p),
+            invoke(0, Op::Compensate, 1)
+        );
+    }
+
+    #[test]
+    fn guest_retry_keeps_the_base_interval_and_errors_back_off() {
+        let p = RetryPolicy { base_ms: 100, cap_ms: 10_000 };
+        let mut s = saga(1, Options::default());
+        step(&mut s, Event::Resume, T0, &p);
+        let e = step(&mut s, outcome(0, Op::Action, Outcome::Retry("busy".into())), T0, &p);
+        assert_eq!(e, Effect::Sleep { until: T0.plus_ms(100) });
+        let e = step(&mut s, outcome(0, Op::Action, Outcome::Error("trap".into())), T0, &p);
+        assert_eq!(e, Effect::Sleep { until: T0.plus_ms(200) }, "second failure: base doubled");
+        let e = step(&mut s, outcome(0, Op::Action, Outcome::Error("trap".into())), T0, &p);
+        assert_eq!(e, Effect::Sleep { until: T0.plus_ms(400) });
+        assert_eq!(s.transaction.attempts, 3);
+        assert_eq!(s.transaction.last_error.as_deref(), Some("01 action: trap"));
+        assert_eq!(s.transaction.status, Status::Submitted);
+    }
+
+    #[test]
+    fn resume_before_the_retry_time_sleeps_and_after_it_invokes_the_next_attempt() {
+        let p = RetryPolicy { base_ms: 100, cap_ms: 10_000 };
+        let mut s = saga(1, Options::default());
+        step(&mut s, Event::Resume, T0, &p);
+        step(&mut s, outcome(0, Op::Action, Outcome::Error("trap".into())), T0, &p);
+        assert_eq!(step(&mut s, Event::Resume, T0.plus_ms(50), &p), Effect::Sleep { until: T0.plus_ms(100) });
+        assert_eq!(step(&mut s, Event::Resume, T0.plus_ms(100), &p), invoke(0, Op::Action, 2));
+    }
+
+    #[test]
+    fn a_success_after_errors_clears_the_error() {
+        let p = RetryPolicy::default();
+        let mut s = saga(1, Options::default());
+        step(&mut s, Event::Resume, T0, &p);
+        step(&mut s, outcome(0, Op::Action, Outcome::Error("trap".into())), T0, &p);
+        let e = step(&mut s, outcome(0, Op::Action, Outcome::Succeeded), T0, &p);
+        assert_eq!(e, Effect::Finished { status: Status::Succeeded });
+        assert_eq!(s.transaction.last_error, None);
+        assert_eq!(s.ops[0].attempts, 2);
+    }
+
+    #[test]
+    fn retry_limit_turns_a_stuck_action_into_a_rollback() {
+        let p = RetryPolicy::default();
+        let mut s = saga(1, Options { retry_limit: Some(1), ..Options::default() });
+        step(&mut s, Event::Resume, T0, &p);
+        assert!(matches!(
+            step(&mut s, outcome(0, Op::Action, Outcome::Error("trap".into())), T0, &p),
+            Effect::Sleep { .. }
+        ));
+        assert_eq!(
+            step(&mut s, outcome(0, Op::Action, Outcome::Error("trap".into())), T0, &p),
+            invoke(0, Op::Compensate, 1)
+        );
+        assert_eq!(s.transaction.rollback_reason.as_deref(), Some("retry limit of 1 exceeded after 2 attempts: trap"));
+    }
+
+    #[test]
+    fn a_refused_compensation_is_retried_not_final() {
+        let p = RetryPolicy { base_ms: 100, cap_ms: 10_000 };
+        let mut s = saga(1, Options::default());
+        step(&mut s, Event::Resume, T0, &p);
+        step(&mut s, outcome(0, Op::Action, Outcome::Failed("no".into())), T0, &p);
+        let e = step(&mut s, outcome(0, Op::Compensate, Outcome::Failed("cannot".into())), T0, &p);
+        assert_eq!(e, Effect::Sleep { until: T0.plus_ms(100) });
+        assert_eq!(s.transaction.status, Status::Aborting);
+        assert!(s.transaction.last_error.as_deref().unwrap().contains("compensation refused (cannot)"));
+    }
+
+    #[test]
+    fn timeout_to_fail_aborts_and_compensates_the_attempted_frontier() {
+        let p = RetryPolicy { base_ms: 100, cap_ms: 10_000 };
+        let mut s = saga(2, Options { timeout_to_fail: Some(5), ..Options::default() });
+        step(&mut s, Event::Resume, T0, &p);
+        step(&mut s, outcome(0, Op::Action, Outcome::Succeeded), T0, &p);
+        step(&mut s, outcome(1, Op::Action, Outcome::Error("down".into())), T0, &p);
+        let later = T0.plus_ms(5_000);
+        assert_eq!(step(&mut s, Event::Resume, later, &p), invoke(1, Op::Compensate, 1));
+        assert_eq!(s.transaction.rollback_reason.as_deref(), Some("timeout after 5 seconds"));
+    }
+
+    #[test]
+    fn a_final_transaction_stays_final() {
+        let p = RetryPolicy::default();
+        let mut s = saga(1, Options::default());
+        s.transaction.status = Status::Failed;
+        assert_eq!(step(&mut s, Event::Resume, T0, &p), Effect::Finished { status: Status::Failed });
+    }
+}

@@ -1,0 +1,85 @@
+//! The `wasmtx` command: `wasmtx serve [--listen ADDR] [--data-dir DIR]
+//! [--store URL] [--database NAME=URL]... [--config FILE]`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use wasmtx::config::{Config, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(name = "wasmtx", version, about = "Distributed transactions whose branches run as WebAssembly components")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the coordinator and its HTTP API.
+    Serve {
+        /// Address to listen on [default: 127.0.0.1:36789].
+        #[arg(long, env = "WASMTX_LISTEN")]
+        listen: Option<String>,
+        /// Directory for the embedded SQLite files and the node id [default: ./wasmtx-data].
+        #[arg(long, env = "WASMTX_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Coordinator store: sqlite://PATH or postgres://… [default: SQLite in the data dir].
+        #[arg(long, env = "WASMTX_STORE")]
+        store: Option<String>,
+        /// Bind a business database: NAME=URL (repeatable; `default=URL` replaces the default one).
+        #[arg(long = "database", value_name = "NAME=URL")]
+        databases: Vec<String>,
+        /// TOML config file; flags and WASMTX_* variables override it.
+        #[arg(long, env = "WASMTX_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("WASMTX_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let Command::Serve { listen, data_dir, store, databases, config } = cli.command;
+    let token = std::env::var("WASMTX_TOKEN").ok();
+    let config = Config::load(config.as_deref(), Overrides { listen, data_dir, store, databases, token })?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        // Machine-readable start line on stdout (logs go to stderr).
+        println!("wasmtx listening on http://{addr}");
+        wasmtx::server::run(config, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,366 @@
+//! The domain vocabulary shared by `api`, `engine`, `store` and `branch`:
+//! ids, statuses, transactions and branch ops as plain data.
+//!
+//! Nothing here does I/O or reads the clock; time is always passed in as
+//! [`Millis`] (milliseconds since the Unix epoch).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds since the Unix epoch. The engine never reads the wall clock;
+/// it is handed a `Millis` by its injected clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    pub fn plus_ms(self, ms: u64) -> Millis {
+        Millis(self.0.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+}
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Wraps a value already known to be valid (read back from the store).
+            pub fn from_trusted(s: impl Into<String>) -> Self {
+                Self(s.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_id!(
+    /// Global transaction id: 1–128 characters of `[A-Za-z0-9_.:-]`.
+    Gid
+);
+string_id!(
+    /// Branch id inside a transaction: "01", "02", ...
+    BranchId
+);
+string_id!(
+    /// Name a module is uploaded under: 1–64 characters of `[a-z0-9_-]`, starting with a letter or digit.
+    ModuleName
+);
+string_id!(
+    /// `sha256:<64 hex>` of a module's bytes; a module version is immutable.
+    Digest
+);
+string_id!(
+    /// Name of a business database bound with `--database NAME=URL`.
+    DatabaseName
+);
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidId(pub String);
+
+impl Gid {
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        if s.is_empty() || s.len() > 128 {
+            return Err(InvalidId(format!("gid must be 1 to 128 characters, got {}", s.len())));
+        }
+        if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.:-".contains(*c))) {
+            return Err(InvalidId(format!("gid may contain only letters, digits and _ . : - (found {c:?})")));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// A fresh random gid.
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
+impl ModuleName {
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let ok_len = !s.is_empty() && s.len() <= 64;
+        let ok_first = s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let ok_chars = s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if ok_len && ok_first && ok_chars {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidId(format!(
+                "module name {s:?} is invalid: use 1 to 64 characters of a-z, 0-9, '-' and '_', starting with a letter or digit"
+            )))
+        }
+    }
+}
+
+impl DatabaseName {
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let ok = !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidId(format!(
+                "database name {s:?} is invalid: use 1 to 64 characters of letters, digits, '-' and '_'"
+            )))
+        }
+    }
+
+    pub fn default_name() -> Self {
+        Self("default".to_owned())
+    }
+}
+
+impl Digest {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        use sha2::Digest as _;
+        Self(format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes))))
+    }
+}
+
+impl BranchId {
+    /// "01" for index 0, "02" for index 1, ...
+    pub fn from_index(index: usize) -> Self {
+        Self(format!("{:02}", index + 1))
+    }
+}
+
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// Transaction mode. Only saga is driven today; the others are reserved.
+    Mode { Saga => "saga" }
+);
+
+string_enum!(
+    /// Global transaction status (DTM's lifecycle, with `succeeded` for DTM's `succeed`).
+    Status {
+        Prepared => "prepared",
+        Submitted => "submitted",
+        Aborting => "aborting",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+);
+
+impl Status {
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed)
+    }
+}
+
+string_enum!(
+    /// Which step of a branch an op is (mirrors the WIT `op` enum).
+    Op {
+        Action => "action",
+        Compensate => "compensate",
+        Try => "try",
+        Confirm => "confirm",
+        Cancel => "cancel",
+        Commit => "commit",
+        Rollback => "rollback",
+        Call => "call",
+    }
+);
+
+impl Op {
+    /// The op whose barrier row a compensating op writes first (DTM's "origin"):
+    /// compensate → action, cancel → try, rollback → action.
+    pub fn origin(self) -> Option<Op> {
+        match self {
+            Op::Compensate | Op::Rollback => Some(Op::Action),
+            Op::Cancel => Some(Op::Try),
+            _ => None,
+        }
+    }
+}
+
+string_enum!(
+    /// Status of one branch op.
+    OpStatus {
+        Prepared => "prepared",
+        Succeeded => "succeeded",
+        Failed => "failed",
+    }
+);
+
+/// What a branch op calls: one function of one pinned module version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub module: ModuleName,
+    /// The version pinned when the transaction was created.
+    pub digest: Digest,
+    /// The business database the module version was bound to at upload.
+    pub database: DatabaseName,
+    pub function: String,
+}
+
+/// Per-transaction options (all optional in the API).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    /// Abort (and compensate) a saga still running this many seconds after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_to_fail: Option<u64>,
+    /// Give up on an action after this many failed attempts and roll back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_limit: Option<u32>,
+    /// Base retry interval in seconds (default 1). Backoff doubles it up to the cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<u64>,
+    /// Headers handed to every branch in its context.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branch_headers: Vec<(String, String)>,
+}
+
+/// One global transaction as stored (without its branch ops).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    pub gid: Gid,
+    pub mode: Mode,
+    pub status: Status,
+    pub options: Options,
+    /// When the driver should next look at it; `None` once final.
+    pub next_due: Option<Millis>,
+    /// Attempts of the op the transaction is currently stuck on (0 when progressing).
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub rollback_reason: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    pub finished_at: Option<Millis>,
+    /// Instance holding the lease, if any.
+    pub lease_owner: Option<String>,
+    pub lease_expires: Option<Millis>,
+    /// Fencing epoch: bumped by every claim; a write under an older epoch is refused.
+    pub epoch: i64,
+}
+
+/// One op of one branch (a saga branch has an `action` op and a `compensate` op).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchOp {
+    pub branch_id: BranchId,
+    pub op: Op,
+    pub target: Target,
+    /// The payload handed to the function (JSON bytes by convention).
+    pub payload: Vec<u8>,
+    pub status: OpStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub updated_at: Millis,
+}
+
+/// A transaction with all its branch ops, ordered by (branch_id, op kind as created).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionState {
+    pub transaction: Transaction,
+    pub ops: Vec<BranchOp>,
+}
+
+impl TransactionState {
+    pub fn op(&self, branch_id: &BranchId, op: Op) -> Option<&BranchOp> {
+        self.ops.iter().find(|o| &o.branch_id == branch_id && o.op == op)
+    }
+
+    pub fn op_mut(&mut self, branch_id: &BranchId, op: Op) -> Option<&mut BranchOp> {
+        self.ops.iter_mut().find(|o| &o.branch_id == branch_id && o.op == op)
+    }
+
+    /// Every distinct module digest the transaction is pinned to.
+    pub fn digests(&self) -> Vec<Digest> {
+        let mut d: Vec<Digest> = self.ops.iter().map(|o| o.target.digest.clone()).collect();
+        d.sort();
+        d.dedup();
+        d
+    }
+}
+
+/// A module version as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleRecord {
+    pub name: ModuleName,
+    pub digest: Digest,
+    /// The WIT world it implements, e.g. `branch`.
+    pub world: String,
+    /// What `handler.functions` returned at upload.
+    pub functions: Vec<String>,
+    pub database: DatabaseName,
+    pub size: u64,
+    pub created_at: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gid_rejects_separators_and_long_values() {
+        assert!(Gid::parse("order-42:a_b.c").is_ok());
+        assert!(Gid::parse("").is_err());
+        assert!(Gid::parse("a;b").is_err());
+        assert!(Gid::parse("a\nb").is_err());
+        assert!(Gid::parse(&"x".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn module_names_are_lowercase_words() {
+        assert!(ModuleName::parse("bank").is_ok());
+        assert!(ModuleName::parse("bank-v2_x").is_ok());
+        assert!(ModuleName::parse("Bank").is_err());
+        assert!(ModuleName::parse("-bank").is_err());
+        assert!(ModuleName::parse("").is_err());
+    }
+
+    #[test]
+    fn branch_ids_are_two_digit_and_one_based() {
+        assert_eq!(BranchId::from_index(0).as_str(), "01");
+        assert_eq!(BranchId::from_index(11).as_str(), "12");
+    }
+
+    #[test]
+    fn digest_is_sha256_hex() {
+        let d = Digest::of(b"abc");
+        assert_eq!(d.as_str(), "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn compensating_ops_name_their_origin() {
+        assert_eq!(Op::Compensate.origin(), Some(Op::Action));
+        assert_eq!(Op::Cancel.origin(), Some(Op::Try));
+        assert_eq!(Op::Action.origin(), None);
+        assert_eq!(Op::parse("compensate"), Some(Op::Compensate));
+        assert_eq!(Status::Succeeded.as_str(), "succeeded");
+    }
+}

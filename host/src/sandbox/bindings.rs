@@ -1,0 +1,10 @@
+//! Generated bindings for the `wasmtx:runtime` WIT package, isolated here so
+//! the rest of the sandbox refers to them by path and no generated name leaks
+//! further.
+
+wasmtime::component::bindgen!({
+    world: "branch",
+    path: "../wit",
+    imports: { default: async },
+    exports: { default: async },
+});

@@ -1,0 +1,306 @@
+//! The WebAssembly sandbox: wasmtime engine, linker, limits and the host side
+//! of the WIT imports.
+//!
+//! This is the only module that names wasmtime types; callers see
+//! [`Sandbox`], [`Compiled`], [`Invocation`] and the error enums. A guest that
+//! traps, loops past its deadline or exhausts its memory fails that one
+//! invocation with [`InvokeError::Trap`]; the host and other invocations go on.
+//! Guest-visible errors (WIT `result`s) and traps are kept apart: a business
+//! refusal is [`InvokeError::Failure`], a transient guest error
+//! [`InvokeError::Retry`].
+
+mod bindings;
+mod db;
+mod log;
+
+impl bindings::wasmtx::runtime::types::Host for HostState {}
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::database::LocalTx;
+use crate::model::Op;
+use bindings::wasmtx::runtime::types as wit;
+
+/// Resource limits applied to every invocation.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock budget for one invocation (instantiation + call).
+    pub deadline: Duration,
+    /// Cap on each linear memory of an instance.
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { deadline: Duration::from_secs(10), memory_bytes: 256 << 20 }
+    }
+}
+
+/// Why an upload cannot become a module.
+#[derive(Debug, thiserror::Error)]
+pub enum CompileError {
+    #[error("not a WebAssembly binary (it does not start with \\0asm)")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component: build it as a component (e.g. `cargo build --target wasm32-wasip2`, or `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("invalid component: {0}")]
+    Invalid(String),
+    #[error("the component does not implement the `wasmtx:runtime/branch` world: {0}")]
+    WorldMismatch(String),
+}
+
+/// Why an invocation did not return `ok`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// The guest refused (WIT `branch-error.failure`): final, never retried.
+    #[error("{0}")]
+    Failure(String),
+    /// The guest asked to be called again later (WIT `branch-error.retry`).
+    #[error("{0}")]
+    Retry(String),
+    /// The guest trapped, ran past its deadline or out of memory.
+    #[error("{0}")]
+    Trap(String),
+}
+
+/// A validated, compiled module version, ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Compiled {
+    pre: bindings::BranchPre<HostState>,
+}
+
+/// What one invocation is about.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub function: String,
+    pub gid: String,
+    pub branch_id: String,
+    pub op: Op,
+    pub attempt: u32,
+    pub headers: Vec<(String, String)>,
+    pub payload: Vec<u8>,
+    /// Module name (and version) for log lines.
+    pub module: String,
+}
+
+/// Per-invocation state the host imports work on.
+struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    /// The branch's local transaction; `None` when there is no database (upload inspection).
+    tx: Option<LocalTx>,
+    /// "module gid/branch op" for log attribution.
+    label: String,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// The wasmtime engine, linker and epoch ticker shared by every invocation.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    limits: Limits,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How often the epoch advances; deadlines are checked at this granularity.
+const TICK: Duration = Duration::from_millis(10);
+
+impl Sandbox {
+    pub fn new(limits: Limits) -> Result<Self, wasmtime::Error> {
+        let engine = match Engine::new(&engine_config(&limits, true)) {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(error = %e, "pooling allocator unavailable; falling back to on-demand allocation");
+                Engine::new(&engine_config(&limits, false))?
+            }
+        };
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Branch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let weak = engine.weak();
+        std::thread::Builder::new().name("wasmtx-epoch".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })?;
+        Ok(Self { inner: Arc::new(Inner { engine, linker, limits, ticker_stop }) })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Validates and compiles a component. CPU-heavy (seconds for interpreter
+    /// guests): call it from a blocking thread.
+    pub fn compile(&self, bytes: &[u8]) -> Result<Compiled, CompileError> {
+        match bytes.get(..8) {
+            Some([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]) => return Err(CompileError::CoreModule),
+            Some([0x00, 0x61, 0x73, 0x6d, _, _, _, _]) => {}
+            _ => return Err(CompileError::NotWasm),
+        }
+        let component =
+            Component::new(&self.inner.engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let pre =
+            self.inner.linker.instantiate_pre(&component).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
+        let pre = bindings::BranchPre::new(pre).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
+        Ok(Compiled { pre })
+    }
+
+    /// Asks the module which functions it exports (`handler.functions`).
+    pub async fn functions(&self, compiled: &Compiled) -> Result<Vec<String>, InvokeError> {
+        let mut store = self.store(None, "upload inspection".into());
+        let deadline = Instant::now() + self.inner.limits.deadline;
+        self.arm_deadline(&mut store, deadline);
+        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, &store))?;
+        instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e, &store))
+    }
+
+    /// Runs one function in a fresh instance. `tx` is the local transaction
+    /// the guest's `db` calls run in; it is handed back (still open) so the
+    /// caller decides between commit and rollback.
+    pub async fn invoke(
+        &self,
+        compiled: &Compiled,
+        call: Invocation,
+        tx: Option<LocalTx>,
+    ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
+        let label = format!("{} {}/{} {}", call.module, call.gid, call.branch_id, call.op);
+        let mut store = self.store(tx, label);
+        let deadline = Instant::now() + self.inner.limits.deadline;
+        self.arm_deadline(&mut store, deadline);
+        let result = self.run(compiled, &mut store, call).await;
+        let tx = store.data_mut().tx.take();
+        (result, tx)
+    }
+
+    async fn run(
+        &self,
+        compiled: &Compiled,
+        store: &mut Store<HostState>,
+        call: Invocation,
+    ) -> Result<Vec<u8>, InvokeError> {
+        let instance = compiled.pre.instantiate_async(&mut *store).await.map_err(|e| self.trap(e, store))?;
+        let ctx = wit::BranchContext {
+            gid: call.gid,
+            branch_id: call.branch_id,
+            op: wit_op(call.op),
+            attempt: call.attempt,
+            headers: call.headers,
+        };
+        let outcome = instance
+            .wasmtx_runtime_handler()
+            .call_invoke(&mut *store, &call.function, &ctx, &call.payload)
+            .await
+            .map_err(|e| self.trap(e, store))?;
+        outcome.map_err(|e| match e {
+            wit::BranchError::Failure(m) => InvokeError::Failure(m),
+            wit::BranchError::Retry(m) => InvokeError::Retry(m),
+        })
+    }
+
+    fn store(&self, tx: Option<LocalTx>, label: String) -> Store<HostState> {
+        let limits =
+            StoreLimitsBuilder::new().memory_size(self.inner.limits.memory_bytes).trap_on_grow_failure(true).build();
+        let state = HostState { wasi: WasiCtxBuilder::new().build(), table: ResourceTable::new(), limits, tx, label };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+
+    /// Traps once `deadline` passes; until then yields to the executor at
+    /// every tick so a busy guest does not starve other tasks on its thread.
+    fn arm_deadline(&self, store: &mut Store<HostState>, deadline: Instant) {
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(wasmtime::UpdateDeadline::Interrupt)
+            } else {
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+    }
+
+    /// Describes a trap in words a module author can act on.
+    fn trap(&self, error: wasmtime::Error, _store: &Store<HostState>) -> InvokeError {
+        let limits = &self.inner.limits;
+        let message = match error.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => {
+                format!("deadline exceeded: the guest ran longer than {:?}", limits.deadline)
+            }
+            _ => {
+                let text = format!("{error:#}");
+                if text.contains("forcing trap when growing memory") {
+                    format!("memory limit exceeded: the guest tried to grow past {} MiB", limits.memory_bytes >> 20)
+                } else {
+                    format!("guest trapped: {text}")
+                }
+            }
+        };
+        InvokeError::Trap(message)
+    }
+}
+
+fn engine_config(limits: &Limits, pooling: bool) -> wasmtime::Config {
+    let mut config = wasmtime::Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(4096)
+            .total_memories(512)
+            .total_tables(4096)
+            .total_stacks(256)
+            .max_memory_size(limits.memory_bytes);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+fn wit_op(op: Op) -> wit::Op {
+    match op {
+        Op::Action => wit::Op::Action,
+        Op::Compensate => wit::Op::Compensate,
+        Op::Try => wit::Op::Try,
+        Op::Confirm => wit::Op::Confirm,
+        Op::Cancel => wit::Op::Cancel,
+        Op::Commit => wit::Op::Commit,
+        Op::Rollback => wit::Op::Rollback,
+        Op::Call => wit::Op::Call,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,468 @@
+//! The coordinator store: transactions, their branch ops, leases and modules,
+//! persisted on SQLite (embedded default) or Postgres (production, scale-out)
+//! behind one concrete [`Store`].
+//!
+//! This is the only module that holds coordinator SQL. Nothing sqlx-typed leaves
+//! it except as the `source` of [`StoreError::Unavailable`]; callers see model
+//! types and an error shaped by what they do next (stop, fix config, retry,
+//! report a bug). It knows no protocol rules: it never decides a status, it only
+//! stores what the engine decided, under the engine's lease.
+//!
+//! # Leases and fencing
+//!
+//! A transaction is driven by whoever holds its lease (`lease_owner`,
+//! `lease_expires`). Every claim bumps the row's `epoch`; [`Store::save`] writes
+//! only if the row still carries the caller's owner and epoch, so a zombie that
+//! lost its lease can never overwrite the new owner's progress.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the public API, errors, row decoding shared by both backends.
+//! - `sqlite.rs`, `postgres.rs`: the SQL, kept structurally parallel.
+//! - `../../migrations/{sqlite,postgres}`: the schema, same tables and meaning on both.
+
+use std::fmt;
+
+use crate::model::{
+    BranchId, BranchOp, DatabaseName, Digest, Gid, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options,
+    Status, Target, Transaction, TransactionState,
+};
+
+mod postgres;
+mod sqlite;
+
+#[cfg(test)]
+mod tests;
+
+/// A lease on one transaction: proof that `owner` may drive it, valid for writes
+/// as long as the stored epoch still equals `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub gid: Gid,
+    pub owner: String,
+    pub epoch: i64,
+}
+
+/// Outcome of [`Store::create_transaction`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per create and matched at once; a Box would only burden callers"
+)]
+pub enum Created {
+    /// The transaction and its ops were inserted.
+    New,
+    /// The gid was already taken; nothing was written. Holds what is stored.
+    Existing(TransactionState),
+}
+
+/// Why a store call failed, shaped by what the caller does next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The write was made under an older epoch: another owner has claimed the transaction. Stop driving it.
+    #[error("transaction {gid} is leased by another owner; this lease is fenced")]
+    Fenced { gid: Gid },
+    /// Invalid URL / unsupported scheme / migration failed: fix configuration.
+    #[error("coordinator store configuration: {0}")]
+    Config(String),
+    /// Database unreachable, timeout, pool closed, serialization failure…: try again later.
+    // The cause is in the message too: callers log errors with `%e` (Display only).
+    #[error("coordinator store unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// Stored data could not be decoded (unknown status text, bad JSON): a bug or a newer schema.
+    #[error("coordinator store holds data it cannot decode: {0}")]
+    Corrupt(String),
+}
+
+/// The coordinator store. Cheap to clone: each backend is a handle on its pools.
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PostgresStore),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend()).finish_non_exhaustive()
+    }
+}
+
+/// Runs the same call on whichever backend the store holds.
+macro_rules! dispatch {
+    ($self:ident, $backend:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($backend) => $call,
+            Backend::Postgres($backend) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// `sqlite://path?mode=rwc` (or `sqlite:path`) or `postgres://…`/`postgresql://…`;
+    /// creates the SQLite file and parent dir if missing; applies embedded migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::SqliteStore::connect(url).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::PostgresStore::connect(url).await?)
+        } else {
+            // Only the scheme is echoed: the rest may hold a password.
+            let scheme = url.split_once(':').map_or("", |(s, _)| s);
+            return Err(StoreError::Config(format!(
+                "unsupported store URL scheme {scheme:?}: use sqlite://PATH or postgres://…"
+            )));
+        };
+        Ok(Store { backend })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        dispatch!(self, b => b.close().await)
+    }
+
+    /// Inserts the transaction row and all its ops in one local transaction. If the
+    /// gid exists, inserts nothing and returns the stored state.
+    ///
+    /// Every field is stored as given, lease and epoch included, so the instance that
+    /// receives new work can create it already leased to itself in the same commit.
+    pub async fn create_transaction(&self, state: &TransactionState) -> Result<Created, StoreError> {
+        dispatch!(self, b => b.create_transaction(state).await)
+    }
+
+    /// The transaction and its ops (in insertion order), read from one snapshot.
+    pub async fn load(&self, gid: &Gid) -> Result<Option<TransactionState>, StoreError> {
+        dispatch!(self, b => b.load(gid).await)
+    }
+
+    /// Newest first (by created_at then insertion id), at most `limit`.
+    pub async fn list(&self, limit: u32) -> Result<Vec<Transaction>, StoreError> {
+        dispatch!(self, b => b.list(limit).await)
+    }
+
+    /// Takes the lease on one non-final transaction if it is free, expired
+    /// (`lease_expires < now`, or no expiry) or already ours: sets
+    /// lease_owner=owner, lease_expires=lease_until, epoch=epoch+1. `None` if final,
+    /// unknown, or leased by another live owner.
+    pub async fn claim(
+        &self,
+        gid: &Gid,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<Lease>, StoreError> {
+        dispatch!(self, b => b.claim(gid, owner, now, lease_until).await)
+    }
+
+    /// Like [`Store::claim`], for up to `limit` non-final transactions whose
+    /// `next_due <= now`, oldest `next_due` first, with one difference: only free or
+    /// expired leases are taken, never a live lease of `owner` itself. Such a lease
+    /// belongs to a driver of this instance that is still running; re-claiming it
+    /// would fence that driver and start a second one. (A previous life's leases are
+    /// freed by [`Store::release_all`] at start-up.)
+    ///
+    /// Concurrent callers never claim the same row: Postgres picks rows with
+    /// `FOR UPDATE SKIP LOCKED` inside the claiming statement; SQLite has one writer.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<Lease>, StoreError> {
+        dispatch!(self, b => b.claim_due(owner, now, lease_until, limit).await)
+    }
+
+    /// Writes every mutable field of `tx` (status, next_due, attempts, last_error,
+    /// rollback_reason, updated_at, finished_at, lease_expires) and of each op in
+    /// `ops` (status, attempts, last_error, updated_at; matched by (gid, branch_id,
+    /// op)) in one local transaction, only if the row's epoch and lease owner are the
+    /// lease's; otherwise nothing is written and the result is [`StoreError::Fenced`].
+    ///
+    /// The row is the one named by `lease.gid` (`tx.gid` must be the same). An op not
+    /// stored yet is inserted whole, so modes that add branches while running (TCC,
+    /// workflow) can use the same call.
+    pub async fn save(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
+        debug_assert_eq!(lease.gid, tx.gid, "save: lease and transaction name different gids");
+        dispatch!(self, b => b.save(lease, tx, ops).await)
+    }
+
+    /// Clears lease_owner/lease_expires if still held under this lease (no error
+    /// when fenced: then there is nothing of ours to release).
+    pub async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        dispatch!(self, b => b.release(lease).await)
+    }
+
+    /// At start-up: every lease held by `owner` (this node id, from an earlier life
+    /// of the process) is cleared and its epoch bumped so a zombie's writes are
+    /// fenced. Returns how many.
+    pub async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.release_all(owner).await)
+    }
+
+    /// Gids of non-final transactions, oldest first, at most `limit`.
+    pub async fn unfinished(&self, limit: u32) -> Result<Vec<Gid>, StoreError> {
+        dispatch!(self, b => b.unfinished(limit).await)
+    }
+
+    /// Content-addressed: the bytes are stored once per digest (inserted if absent)
+    /// and a version row is appended. The current version of a name is its newest
+    /// version row. `record.digest` must be `Digest::of(bytes)`.
+    pub async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
+        debug_assert_eq!(record.digest, Digest::of(bytes), "put_module: digest does not match bytes");
+        dispatch!(self, b => b.put_module(record, bytes).await)
+    }
+
+    /// The current (newest) version of a module name.
+    pub async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {
+        dispatch!(self, b => b.module(name).await)
+    }
+
+    /// The newest version row with that digest.
+    pub async fn module_version(&self, digest: &Digest) -> Result<Option<ModuleRecord>, StoreError> {
+        dispatch!(self, b => b.module_version(digest).await)
+    }
+
+    /// The current version of each module name, ordered by name.
+    pub async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
+        dispatch!(self, b => b.modules().await)
+    }
+
+    /// The bytes stored under a digest.
+    pub async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        dispatch!(self, b => b.module_bytes(digest).await)
+    }
+
+    /// Test hook: runs one statement of raw SQL (for planting corrupt rows).
+    #[cfg(test)]
+    async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.execute_raw(sql).await)
+    }
+
+    /// Test hook: runs a query returning one integer (counting rows, reading pragmas),
+    /// on the connection that writes.
+    #[cfg(test)]
+    async fn scalar_raw(&self, sql: &str) -> Result<i64, StoreError> {
+        dispatch!(self, b => b.scalar_raw(sql).await)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared by both backends: column lists, error mapping, row decoding.
+// The column names are the same on both schemas, so the `SELECT` lists and the
+// row structs (whose `FromRow` derive is generic over the database) are shared.
+// ---------------------------------------------------------------------------
+
+/// Columns of `transactions` read into [`TransactionRow`].
+macro_rules! transaction_columns {
+    () => {
+        "gid, mode, status, options, next_due, attempts, last_error, rollback_reason, \
+         created_at, updated_at, finished_at, lease_owner, lease_expires, epoch"
+    };
+}
+
+/// Columns of `branch_ops` read into [`OpRow`].
+macro_rules! op_columns {
+    () => {
+        "branch_id, op, module, digest, database, function, payload, status, attempts, last_error, \
+         updated_at"
+    };
+}
+
+/// Columns of `module_versions` read into [`ModuleRow`].
+macro_rules! module_columns {
+    () => {
+        "name, digest, world, functions, database, size, created_at"
+    };
+}
+
+pub(crate) use {module_columns, op_columns, transaction_columns};
+
+/// Maps a sqlx error to what the caller does next. Database errors (constraint,
+/// serialization failure, deadlock, disk full, shutdown…) are all `Unavailable`:
+/// retrying is the only safe reaction the engine has, and the source says why.
+fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Configuration(_) => StoreError::Config(e.to_string()),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+        e => StoreError::Unavailable(e),
+    }
+}
+
+fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Config(format!("applying migrations: {e}"))
+}
+
+fn options_json(options: &Options) -> Result<String, StoreError> {
+    serde_json::to_string(options).map_err(|e| StoreError::Corrupt(format!("encoding options: {e}")))
+}
+
+fn functions_json(functions: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(functions).map_err(|e| StoreError::Corrupt(format!("encoding functions: {e}")))
+}
+
+/// Counts and sizes are `u32`/`u64` in the model and BIGINT in the schema.
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn limit_i64(limit: u32) -> i64 {
+    i64::from(limit)
+}
+
+fn parse_text<T>(column: &str, text: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<T, StoreError> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown {column} {text:?}")))
+}
+
+fn to_u32(column: &str, n: i64) -> Result<u32, StoreError> {
+    u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} out of range: {n}")))
+}
+
+fn to_u64(column: &str, n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} out of range: {n}")))
+}
+
+/// A `transactions` row as stored, before decoding into the model.
+#[derive(sqlx::FromRow)]
+struct TransactionRow {
+    gid: String,
+    mode: String,
+    status: String,
+    options: String,
+    next_due: Option<i64>,
+    attempts: i64,
+    last_error: Option<String>,
+    rollback_reason: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+    lease_owner: Option<String>,
+    lease_expires: Option<i64>,
+    epoch: i64,
+}
+
+impl TransactionRow {
+    fn decode(self) -> Result<Transaction, StoreError> {
+        let options = serde_json::from_str::<Options>(&self.options)
+            .map_err(|e| StoreError::Corrupt(format!("options of {}: {e}", self.gid)))?;
+        Ok(Transaction {
+            mode: parse_text("mode", &self.mode, Mode::parse)?,
+            status: parse_text("status", &self.status, Status::parse)?,
+            options,
+            next_due: self.next_due.map(Millis),
+            attempts: to_u32("attempts", self.attempts)?,
+            last_error: self.last_error,
+            rollback_reason: self.rollback_reason,
+            created_at: Millis(self.created_at),
+            updated_at: Millis(self.updated_at),
+            finished_at: self.finished_at.map(Millis),
+            lease_owner: self.lease_owner,
+            lease_expires: self.lease_expires.map(Millis),
+            epoch: self.epoch,
+            gid: Gid::from_trusted(self.gid),
+        })
+    }
+}
+
+/// A `branch_ops` row as stored.
+#[derive(sqlx::FromRow)]
+struct OpRow {
+    branch_id: String,
+    op: String,
+    module: String,
+    digest: String,
+    database: String,
+    function: String,
+    payload: Vec<u8>,
+    status: String,
+    attempts: i64,
+    last_error: Option<String>,
+    updated_at: i64,
+}
+
+impl OpRow {
+    fn decode(self) -> Result<BranchOp, StoreError> {
+        Ok(BranchOp {
+            op: parse_text("op", &self.op, Op::parse)?,
+            status: parse_text("op status", &self.status, OpStatus::parse)?,
+            attempts: to_u32("op attempts", self.attempts)?,
+            branch_id: BranchId::from_trusted(self.branch_id),
+            target: Target {
+                module: ModuleName::from_trusted(self.module),
+                digest: Digest::from_trusted(self.digest),
+                database: DatabaseName::from_trusted(self.database),
+                function: self.function,
+            },
+            payload: self.payload,
+            last_error: self.last_error,
+            updated_at: Millis(self.updated_at),
+        })
+    }
+}
+
+/// A `module_versions` row as stored.
+#[derive(sqlx::FromRow)]
+struct ModuleRow {
+    name: String,
+    digest: String,
+    world: String,
+    functions: String,
+    database: String,
+    size: i64,
+    created_at: i64,
+}
+
+impl ModuleRow {
+    fn decode(self) -> Result<ModuleRecord, StoreError> {
+        let functions = serde_json::from_str::<Vec<String>>(&self.functions)
+            .map_err(|e| StoreError::Corrupt(format!("functions of module {}: {e}", self.name)))?;
+        Ok(ModuleRecord {
+            size: to_u64("module size", self.size)?,
+            name: ModuleName::from_trusted(self.name),
+            digest: Digest::from_trusted(self.digest),
+            world: self.world,
+            functions,
+            database: DatabaseName::from_trusted(self.database),
+            created_at: Millis(self.created_at),
+        })
+    }
+}
+
+/// Decodes a loaded transaction and its ops.
+fn decode_state(tx: TransactionRow, ops: Vec<OpRow>) -> Result<TransactionState, StoreError> {
+    Ok(TransactionState {
+        transaction: tx.decode()?,
+        ops: ops.into_iter().map(OpRow::decode).collect::<Result<_, _>>()?,
+    })
+}
+
+/// A claimed row as returned by the claiming statement, before sorting.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    id: i64,
+    gid: String,
+    epoch: i64,
+    next_due: Option<i64>,
+}
+
+/// Leases for claimed rows, oldest `next_due` first (RETURNING has no order).
+fn leases_oldest_first(mut rows: Vec<ClaimedRow>, owner: &str) -> Vec<Lease> {
+    rows.sort_by_key(|r| (r.next_due, r.id));
+    rows.into_iter().map(|r| Lease { gid: Gid::from_trusted(r.gid), owner: owner.to_owned(), epoch: r.epoch }).collect()
+}

@@ -1,0 +1,389 @@
+//! The coordinator store on Postgres: production, shared by every `wasmtx serve`
+//! instance of a deployment.
+//!
+//! Concurrency: each call is one statement or one local transaction at READ
+//! COMMITTED; compare-and-set `UPDATE … WHERE epoch = … AND lease_owner = …` does the
+//! fencing (a concurrent claim waits on the row lock, then the condition is
+//! re-checked), and due work is claimed with `FOR UPDATE SKIP LOCKED` so instances
+//! never claim the same row. Reads that span two statements use one snapshot.
+//!
+//! Structurally parallel to `sqlite.rs`; must not be used outside `store`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
+
+use super::{
+    ClaimedRow, Created, Lease, ModuleRow, OpRow, StoreError, TransactionRow, db_error, decode_state, functions_json,
+    leases_oldest_first, limit_i64, migrate_error, module_columns, op_columns, options_json, to_i64,
+    transaction_columns,
+};
+use crate::model::{BranchOp, Digest, Gid, Millis, ModuleName, ModuleRecord, Transaction, TransactionState};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a call waits for a pooled connection before reporting `Unavailable`.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts a read spanning several statements: they all see the same commits.
+const BEGIN_READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+#[derive(Clone)]
+pub(super) struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(db_error)?.application_name("wasmtx");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        // Concurrent instances starting together are serialised by the migrator's advisory lock.
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) async fn create_transaction(&self, state: &TransactionState) -> Result<Created, StoreError> {
+        let t = &state.transaction;
+        let mut db = self.pool.begin().await.map_err(db_error)?;
+        let inserted = sqlx::query(
+            "INSERT INTO transactions (gid, mode, status, options, next_due, attempts, last_error, \
+             rollback_reason, created_at, updated_at, finished_at, lease_owner, lease_expires, epoch) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             ON CONFLICT (gid) DO NOTHING",
+        )
+        .bind(t.gid.as_str())
+        .bind(t.mode.as_str())
+        .bind(t.status.as_str())
+        .bind(options_json(&t.options)?)
+        .bind(t.next_due.map(|m| m.0))
+        .bind(i64::from(t.attempts))
+        .bind(t.last_error.as_deref())
+        .bind(t.rollback_reason.as_deref())
+        .bind(t.created_at.0)
+        .bind(t.updated_at.0)
+        .bind(t.finished_at.map(|m| m.0))
+        .bind(t.lease_owner.as_deref())
+        .bind(t.lease_expires.map(|m| m.0))
+        .bind(t.epoch)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if inserted == 0 {
+            db.rollback().await.map_err(db_error)?;
+            return match self.load(&t.gid).await? {
+                Some(existing) => Ok(Created::Existing(existing)),
+                None => Err(StoreError::Corrupt(format!("transaction {} conflicted but is not stored", t.gid))),
+            };
+        }
+        for op in &state.ops {
+            insert_op(&mut db, &t.gid, op, false).await?;
+        }
+        db.commit().await.map_err(db_error)?;
+        Ok(Created::New)
+    }
+
+    pub(super) async fn load(&self, gid: &Gid) -> Result<Option<TransactionState>, StoreError> {
+        // One snapshot: the row and its ops come from the same commit.
+        let mut db = self.pool.begin_with(BEGIN_READ_SNAPSHOT).await.map_err(db_error)?;
+        let tx = sqlx::query_as::<_, TransactionRow>(concat!(
+            "SELECT ",
+            transaction_columns!(),
+            " FROM transactions WHERE gid = $1"
+        ))
+        .bind(gid.as_str())
+        .fetch_optional(&mut *db)
+        .await
+        .map_err(db_error)?;
+        let Some(tx) = tx else { return Ok(None) };
+        let ops = sqlx::query_as::<_, OpRow>(concat!(
+            "SELECT ",
+            op_columns!(),
+            " FROM branch_ops WHERE gid = $1 ORDER BY id"
+        ))
+        .bind(gid.as_str())
+        .fetch_all(&mut *db)
+        .await
+        .map_err(db_error)?;
+        db.commit().await.map_err(db_error)?;
+        decode_state(tx, ops).map(Some)
+    }
+
+    pub(super) async fn list(&self, limit: u32) -> Result<Vec<Transaction>, StoreError> {
+        sqlx::query_as::<_, TransactionRow>(concat!(
+            "SELECT ",
+            transaction_columns!(),
+            " FROM transactions ORDER BY created_at DESC, id DESC LIMIT $1"
+        ))
+        .bind(limit_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(TransactionRow::decode)
+        .collect()
+    }
+
+    pub(super) async fn claim(
+        &self,
+        gid: &Gid,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Option<Lease>, StoreError> {
+        let epoch = sqlx::query_scalar::<_, i64>(
+            "UPDATE transactions SET lease_owner = $2, lease_expires = $4, epoch = epoch + 1 \
+             WHERE gid = $1 \
+               AND status NOT IN ('succeeded', 'failed') \
+               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires IS NULL OR lease_expires < $3) \
+             RETURNING epoch",
+        )
+        .bind(gid.as_str())
+        .bind(owner)
+        .bind(now.0)
+        .bind(lease_until.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(epoch.map(|epoch| Lease { gid: gid.clone(), owner: owner.to_owned(), epoch }))
+    }
+
+    pub(super) async fn claim_due(
+        &self,
+        owner: &str,
+        now: Millis,
+        lease_until: Millis,
+        limit: u32,
+    ) -> Result<Vec<Lease>, StoreError> {
+        // One statement, so one local transaction: the due rows are locked as they are
+        // picked, rows another instance is claiming right now are skipped, and a row
+        // claimed and committed meanwhile is re-checked against the lease condition.
+        let rows = sqlx::query_as::<_, ClaimedRow>(
+            "WITH due AS ( \
+                 SELECT id FROM transactions \
+                 WHERE status NOT IN ('succeeded', 'failed') \
+                   AND next_due <= $2 \
+                   AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < $2) \
+                 ORDER BY next_due, id \
+                 LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE transactions AS t SET lease_owner = $1, lease_expires = $3, epoch = t.epoch + 1 \
+             FROM due WHERE t.id = due.id \
+             RETURNING t.id, t.gid, t.epoch, t.next_due",
+        )
+        .bind(owner)
+        .bind(now.0)
+        .bind(lease_until.0)
+        .bind(limit_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(leases_oldest_first(rows, owner))
+    }
+
+    pub(super) async fn save(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
+        let mut db = self.pool.begin().await.map_err(db_error)?;
+        let updated = sqlx::query(
+            "UPDATE transactions SET status = $4, next_due = $5, attempts = $6, last_error = $7, \
+             rollback_reason = $8, updated_at = $9, finished_at = $10, lease_expires = $11 \
+             WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
+        )
+        .bind(lease.gid.as_str())
+        .bind(lease.epoch)
+        .bind(lease.owner.as_str())
+        .bind(tx.status.as_str())
+        .bind(tx.next_due.map(|m| m.0))
+        .bind(i64::from(tx.attempts))
+        .bind(tx.last_error.as_deref())
+        .bind(tx.rollback_reason.as_deref())
+        .bind(tx.updated_at.0)
+        .bind(tx.finished_at.map(|m| m.0))
+        .bind(tx.lease_expires.map(|m| m.0))
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if updated == 0 {
+            db.rollback().await.map_err(db_error)?;
+            return Err(StoreError::Fenced { gid: lease.gid.clone() });
+        }
+        for op in ops {
+            insert_op(&mut db, &lease.gid, op, true).await?;
+        }
+        db.commit().await.map_err(db_error)
+    }
+
+    pub(super) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE transactions SET lease_owner = NULL, lease_expires = NULL \
+             WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
+        )
+        .bind(lease.gid.as_str())
+        .bind(lease.epoch)
+        .bind(lease.owner.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "UPDATE transactions SET lease_owner = NULL, lease_expires = NULL, epoch = epoch + 1 \
+             WHERE lease_owner = $1",
+        )
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(released)
+    }
+
+    pub(super) async fn unfinished(&self, limit: u32) -> Result<Vec<Gid>, StoreError> {
+        let gids = sqlx::query_scalar::<_, String>(
+            "SELECT gid FROM transactions WHERE status NOT IN ('succeeded', 'failed') ORDER BY id LIMIT $1",
+        )
+        .bind(limit_i64(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(gids.into_iter().map(Gid::from_trusted).collect())
+    }
+
+    pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
+        let mut db = self.pool.begin().await.map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO module_blobs (digest, bytes, size, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(record.digest.as_str())
+        .bind(bytes)
+        .bind(to_i64(bytes.len() as u64))
+        .bind(record.created_at.0)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(
+            "INSERT INTO module_versions (name, digest, world, functions, database, size, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(record.name.as_str())
+        .bind(record.digest.as_str())
+        .bind(record.world.as_str())
+        .bind(functions_json(&record.functions)?)
+        .bind(record.database.as_str())
+        .bind(to_i64(record.size))
+        .bind(record.created_at.0)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?;
+        db.commit().await.map_err(db_error)
+    }
+
+    pub(super) async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {
+        sqlx::query_as::<_, ModuleRow>(concat!(
+            "SELECT ",
+            module_columns!(),
+            " FROM module_versions WHERE name = $1 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(ModuleRow::decode)
+        .transpose()
+    }
+
+    pub(super) async fn module_version(&self, digest: &Digest) -> Result<Option<ModuleRecord>, StoreError> {
+        sqlx::query_as::<_, ModuleRow>(concat!(
+            "SELECT ",
+            module_columns!(),
+            " FROM module_versions WHERE digest = $1 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(digest.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .map(ModuleRow::decode)
+        .transpose()
+    }
+
+    pub(super) async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
+        sqlx::query_as::<_, ModuleRow>(concat!(
+            "SELECT ",
+            module_columns!(),
+            " FROM module_versions AS v \
+             WHERE v.id = (SELECT MAX(id) FROM module_versions WHERE name = v.name) \
+             ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .into_iter()
+        .map(ModuleRow::decode)
+        .collect()
+    }
+
+    pub(super) async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>("SELECT bytes FROM module_blobs WHERE digest = $1")
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    #[cfg(test)]
+    pub(super) async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(sql).execute(&self.pool).await.map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    #[cfg(test)]
+    pub(super) async fn scalar_raw(&self, sql: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.map_err(db_error)
+    }
+}
+
+/// Inserts one op; with `upsert`, an op already stored gets its mutable fields
+/// (status, attempts, last_error, updated_at) overwritten instead.
+async fn insert_op(db: &mut PgConnection, gid: &Gid, op: &BranchOp, upsert: bool) -> Result<(), StoreError> {
+    const INSERT: &str = "INSERT INTO branch_ops (gid, branch_id, op, module, digest, database, function, payload, \
+                          status, attempts, last_error, updated_at) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+    const UPSERT: &str = "INSERT INTO branch_ops (gid, branch_id, op, module, digest, database, function, payload, \
+                          status, attempts, last_error, updated_at) \
+                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                          ON CONFLICT (gid, branch_id, op) DO UPDATE SET status = excluded.status, \
+                          attempts = excluded.attempts, last_error = excluded.last_error, \
+                          updated_at = excluded.updated_at";
+    sqlx::query(if upsert { UPSERT } else { INSERT })
+        .bind(gid.as_str())
+        .bind(op.branch_id.as_str())
+        .bind(op.op.as_str())
+        .bind(op.target.module.as_str())
+        .bind(op.target.digest.as_str())
+        .bind(op.target.database.as_str())
+        .bind(op.target.function.as_str())
+        .bind(op.payload.as_slice())
+        .bind(op.status.as_str())
+        .bind(i64::from(op.attempts))
+        .bind(op.last_error.as_deref())
+        .bind(op.updated_at.0)
+        .execute(db)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}

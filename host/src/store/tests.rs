@@ -1,0 +1,743 @@
+//! The store suite: every behaviour the engine relies on, run against both
+//! backends. Each test below is a plain `async fn(url)`; `on_both_backends!`
+//! turns it into `sqlite::<name>` (a fresh SQLite file) and `postgres::<name>`
+//! (a fresh Postgres database). Tests must not depend on which one they run on.
+
+use std::collections::HashSet;
+
+use super::{Created, Lease, Store, StoreError};
+use crate::model::{
+    BranchId, BranchOp, DatabaseName, Digest, Gid, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options,
+    Status, Target, Transaction, TransactionState,
+};
+
+/// Expands each listed test into `sqlite::<name>` and `postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::test_db::fresh_sqlite()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::test_db::fresh_postgres().await).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    create_then_load_round_trips_every_field,
+    create_with_an_existing_gid_returns_the_stored_state_and_changes_nothing,
+    load_and_claim_of_an_unknown_gid_find_nothing,
+    claim_on_a_free_transaction_takes_the_lease_and_bumps_the_epoch,
+    claim_by_another_owner_fails_while_the_lease_is_live_and_succeeds_after_expiry,
+    final_transactions_are_never_claimed,
+    save_under_a_stale_epoch_is_fenced_and_writes_nothing,
+    save_by_another_owner_under_the_current_epoch_is_fenced,
+    save_updates_the_transaction_and_its_ops_but_not_lease_owner_or_epoch,
+    save_inserts_an_op_that_is_not_stored_yet,
+    release_clears_the_lease_and_fences_later_saves,
+    release_under_a_stale_lease_changes_nothing,
+    release_all_fences_the_leases_of_a_previous_life,
+    claim_due_takes_only_due_unfinished_free_or_expired_transactions_oldest_first,
+    claim_due_respects_the_limit_and_skips_what_it_just_claimed,
+    concurrent_claim_due_calls_never_return_the_same_gid,
+    unfinished_lists_only_non_final_transactions_oldest_first,
+    list_returns_newest_first_and_respects_the_limit,
+    module_put_then_get_serves_the_current_version_and_versions_by_digest,
+    identical_bytes_under_two_names_are_stored_once,
+    modules_lists_the_current_version_of_each_name_by_name,
+    unknown_status_text_and_bad_json_are_reported_as_corrupt,
+    reconnecting_keeps_the_data_and_applies_no_migration_twice,
+    concurrent_writers_all_succeed,
+);
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+const T0: Millis = Millis(1_700_000_000_000);
+
+fn at(offset_ms: i64) -> Millis {
+    Millis(T0.0 + offset_ms)
+}
+
+async fn open(url: &str) -> Store {
+    Store::connect(url).await.expect("connect to a fresh store")
+}
+
+fn gid(s: &str) -> Gid {
+    Gid::parse(s).expect("valid gid")
+}
+
+fn op(branch: &str, op: Op, payload: &[u8]) -> BranchOp {
+    BranchOp {
+        branch_id: BranchId::from_trusted(branch),
+        op,
+        target: Target {
+            module: ModuleName::from_trusted("bank"),
+            digest: Digest::of(b"bank v1"),
+            database: DatabaseName::default_name(),
+            function: format!("{op}-{branch}"),
+        },
+        payload: payload.to_vec(),
+        status: OpStatus::Prepared,
+        attempts: 0,
+        last_error: None,
+        updated_at: T0,
+    }
+}
+
+/// A submitted saga with two branches, due at `created_at`, not leased.
+fn saga(id: &str, created_at: Millis) -> TransactionState {
+    TransactionState {
+        transaction: Transaction {
+            gid: gid(id),
+            mode: Mode::Saga,
+            status: Status::Submitted,
+            options: Options::default(),
+            next_due: Some(created_at),
+            attempts: 0,
+            last_error: None,
+            rollback_reason: None,
+            created_at,
+            updated_at: created_at,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires: None,
+            epoch: 0,
+        },
+        ops: vec![
+            op("01", Op::Action, br#"{"amount":30}"#),
+            op("01", Op::Compensate, br#"{"amount":30}"#),
+            op("02", Op::Action, br#"{"amount":30}"#),
+            op("02", Op::Compensate, br#"{"amount":30}"#),
+        ],
+    }
+}
+
+fn with_status(mut state: TransactionState, status: Status) -> TransactionState {
+    state.transaction.status = status;
+    state
+}
+
+fn with_next_due(mut state: TransactionState, next_due: Option<Millis>) -> TransactionState {
+    state.transaction.next_due = next_due;
+    state
+}
+
+fn leased(mut state: TransactionState, owner: &str, until: Millis, epoch: i64) -> TransactionState {
+    state.transaction.lease_owner = Some(owner.to_owned());
+    state.transaction.lease_expires = Some(until);
+    state.transaction.epoch = epoch;
+    state
+}
+
+async fn create(store: &Store, state: &TransactionState) {
+    let created = store.create_transaction(state).await.expect("create");
+    assert_eq!(created, Created::New, "{} should be new", state.transaction.gid);
+}
+
+async fn load(store: &Store, id: &str) -> TransactionState {
+    store.load(&gid(id)).await.expect("load").unwrap_or_else(|| panic!("{id} is stored"))
+}
+
+async fn claim(store: &Store, id: &str, owner: &str, now: Millis, until: Millis) -> Option<Lease> {
+    store.claim(&gid(id), owner, now, until).await.expect("claim")
+}
+
+fn gids(leases: &[Lease]) -> Vec<&str> {
+    leases.iter().map(|l| l.gid.as_str()).collect()
+}
+
+fn module(name: &str, bytes: &[u8], created_at: Millis) -> ModuleRecord {
+    ModuleRecord {
+        name: ModuleName::from_trusted(name),
+        digest: Digest::of(bytes),
+        world: "branch".to_owned(),
+        functions: vec!["debit".to_owned(), "credit".to_owned()],
+        database: DatabaseName::default_name(),
+        size: bytes.len() as u64,
+        created_at,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Transactions
+// ---------------------------------------------------------------------------
+
+async fn create_then_load_round_trips_every_field(url: String) {
+    let store = open(&url).await;
+    let mut state = saga("order-1", T0);
+    let t = &mut state.transaction;
+    t.status = Status::Aborting;
+    t.options = Options {
+        timeout_to_fail: Some(60),
+        retry_limit: Some(3),
+        retry_interval: Some(2),
+        branch_headers: vec![("x-tenant".to_owned(), "acme".to_owned())],
+    };
+    t.next_due = Some(at(500));
+    t.attempts = 4;
+    t.last_error = Some("bank said 503".to_owned());
+    t.rollback_reason = Some("insufficient funds".to_owned());
+    t.updated_at = at(100);
+    t.finished_at = Some(at(200));
+    t.lease_owner = Some("node-a".to_owned());
+    t.lease_expires = Some(at(10_000));
+    t.epoch = 7;
+    // Insertion order that is not sorted order, bytes that are not UTF-8, an empty payload.
+    state.ops = vec![
+        op("02", Op::Action, &[0, 159, 146, 150, 255]),
+        op("01", Op::Action, b""),
+        op("01", Op::Compensate, br#"{"amount":30}"#),
+        op("02", Op::Compensate, b"\x00\x01"),
+    ];
+    state.ops[1].status = OpStatus::Failed;
+    state.ops[1].attempts = 2;
+    state.ops[1].last_error = Some("trap: unreachable".to_owned());
+    state.ops[1].updated_at = at(42);
+
+    create(&store, &state).await;
+
+    assert_eq!(load(&store, "order-1").await, state);
+}
+
+async fn create_with_an_existing_gid_returns_the_stored_state_and_changes_nothing(url: String) {
+    let store = open(&url).await;
+    let original = saga("order-1", T0);
+    create(&store, &original).await;
+
+    let mut other = with_status(saga("order-1", at(5)), Status::Prepared);
+    other.ops.push(op("03", Op::Action, b"{}"));
+    let created = store.create_transaction(&other).await.expect("create again");
+
+    assert_eq!(created, Created::Existing(original.clone()));
+    assert_eq!(load(&store, "order-1").await, original);
+    let ops = store.scalar_raw("SELECT COUNT(*) FROM branch_ops").await.expect("count ops");
+    assert_eq!(ops, 4);
+}
+
+async fn load_and_claim_of_an_unknown_gid_find_nothing(url: String) {
+    let store = open(&url).await;
+
+    assert_eq!(store.load(&gid("nope")).await.expect("load"), None);
+    assert_eq!(claim(&store, "nope", "node-a", T0, at(1_000)).await, None);
+}
+
+async fn claim_on_a_free_transaction_takes_the_lease_and_bumps_the_epoch(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+
+    let lease = claim(&store, "order-1", "node-a", T0, at(10_000)).await;
+
+    let expected = Lease { gid: gid("order-1"), owner: "node-a".to_owned(), epoch: 1 };
+    assert_eq!(lease, Some(expected));
+    let t = load(&store, "order-1").await.transaction;
+    assert_eq!(t.lease_owner.as_deref(), Some("node-a"));
+    assert_eq!(t.lease_expires, Some(at(10_000)));
+    assert_eq!(t.epoch, 1);
+
+    // Already ours: renewed under a new epoch, which fences the old lease.
+    let renewed = claim(&store, "order-1", "node-a", at(1), at(20_000)).await.expect("renew");
+    assert_eq!(renewed.epoch, 2);
+    assert_eq!(load(&store, "order-1").await.transaction.lease_expires, Some(at(20_000)));
+}
+
+async fn claim_by_another_owner_fails_while_the_lease_is_live_and_succeeds_after_expiry(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    claim(&store, "order-1", "node-a", T0, at(10_000)).await.expect("a claims");
+
+    assert_eq!(claim(&store, "order-1", "node-b", at(5_000), at(20_000)).await, None);
+    // Still live at the instant it expires.
+    assert_eq!(claim(&store, "order-1", "node-b", at(10_000), at(20_000)).await, None);
+    let t = load(&store, "order-1").await.transaction;
+    assert_eq!((t.lease_owner.as_deref(), t.epoch), (Some("node-a"), 1));
+
+    let lease = claim(&store, "order-1", "node-b", at(10_001), at(20_000)).await;
+
+    assert_eq!(lease.map(|l| (l.owner, l.epoch)), Some(("node-b".to_owned(), 2)));
+    assert_eq!(load(&store, "order-1").await.transaction.lease_owner.as_deref(), Some("node-b"));
+}
+
+async fn final_transactions_are_never_claimed(url: String) {
+    let store = open(&url).await;
+    create(&store, &with_status(saga("done", at(-5_000)), Status::Succeeded)).await;
+    create(&store, &with_status(saga("gave-up", at(-5_000)), Status::Failed)).await;
+
+    assert_eq!(claim(&store, "done", "node-a", T0, at(10_000)).await, None);
+    assert_eq!(claim(&store, "gave-up", "node-a", T0, at(10_000)).await, None);
+    let due = store.claim_due("node-a", T0, at(10_000), 10).await.expect("claim_due");
+    assert!(due.is_empty(), "claimed final transactions: {due:?}");
+    assert_eq!(load(&store, "done").await.transaction.epoch, 0);
+}
+
+async fn save_under_a_stale_epoch_is_fenced_and_writes_nothing(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let stale = claim(&store, "order-1", "node-a", T0, at(1_000)).await.expect("a claims");
+    claim(&store, "order-1", "node-b", at(2_000), at(12_000)).await.expect("b takes over");
+    let before = load(&store, "order-1").await;
+
+    let mut zombie = before.clone();
+    zombie.transaction.status = Status::Succeeded;
+    zombie.transaction.next_due = None;
+    zombie.ops[0].status = OpStatus::Succeeded;
+    zombie.ops.push(op("03", Op::Action, b"{}"));
+    let result = store.save(&stale, &zombie.transaction, &zombie.ops).await;
+
+    assert!(
+        matches!(&result, Err(StoreError::Fenced { gid: g }) if g.as_str() == "order-1"),
+        "expected Fenced, got {result:?}"
+    );
+    assert_eq!(load(&store, "order-1").await, before);
+}
+
+async fn save_by_another_owner_under_the_current_epoch_is_fenced(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let lease = claim(&store, "order-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let before = load(&store, "order-1").await;
+    let forged = Lease { owner: "node-b".to_owned(), ..lease };
+
+    let mut changed = before.transaction.clone();
+    changed.status = Status::Failed;
+    let result = store.save(&forged, &changed, &[]).await;
+
+    assert!(matches!(result, Err(StoreError::Fenced { .. })), "expected Fenced, got {result:?}");
+    assert_eq!(load(&store, "order-1").await, before);
+}
+
+async fn save_updates_the_transaction_and_its_ops_but_not_lease_owner_or_epoch(url: String) {
+    let store = open(&url).await;
+    let original = saga("order-1", T0);
+    create(&store, &original).await;
+    let lease = claim(&store, "order-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let claimed = load(&store, "order-1").await;
+
+    let mut tx = claimed.transaction.clone();
+    tx.status = Status::Aborting;
+    tx.next_due = Some(at(3_000));
+    tx.attempts = 2;
+    tx.last_error = Some("bank said 503".to_owned());
+    tx.rollback_reason = Some("insufficient funds".to_owned());
+    tx.updated_at = at(1_500);
+    tx.finished_at = Some(at(1_600));
+    tx.lease_expires = Some(at(30_000));
+    // Not the store's to change on save: these must be ignored.
+    tx.lease_owner = Some("someone-else".to_owned());
+    tx.epoch = 99;
+    tx.mode = Mode::Saga;
+    tx.created_at = at(-1);
+    let mut changed_op = claimed.ops[2].clone();
+    changed_op.status = OpStatus::Failed;
+    changed_op.attempts = 3;
+    changed_op.last_error = Some("insufficient funds".to_owned());
+    changed_op.updated_at = at(1_500);
+    changed_op.payload = b"ignored: payload is immutable".to_vec();
+
+    store.save(&lease, &tx, std::slice::from_ref(&changed_op)).await.expect("save");
+
+    let saved = load(&store, "order-1").await;
+    let expected_tx = Transaction { lease_owner: Some("node-a".to_owned()), epoch: 1, created_at: T0, ..tx };
+    assert_eq!(saved.transaction, expected_tx);
+    let mut expected_ops = original.ops.clone();
+    expected_ops[2] = BranchOp { payload: original.ops[2].payload.clone(), ..changed_op };
+    assert_eq!(saved.ops, expected_ops);
+}
+
+async fn save_inserts_an_op_that_is_not_stored_yet(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let lease = claim(&store, "order-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let before = load(&store, "order-1").await;
+
+    let added = op("03", Op::Action, b"late branch");
+    store.save(&lease, &before.transaction, std::slice::from_ref(&added)).await.expect("save");
+
+    let after = load(&store, "order-1").await;
+    assert_eq!(after.ops.len(), 5);
+    assert_eq!(after.ops[..4], before.ops[..]);
+    assert_eq!(after.ops[4], added);
+}
+
+async fn release_clears_the_lease_and_fences_later_saves(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let lease = claim(&store, "order-1", "node-a", T0, at(10_000)).await.expect("claim");
+
+    store.release(&lease).await.expect("release");
+
+    let t = load(&store, "order-1").await.transaction;
+    assert_eq!((&t.lease_owner, t.lease_expires, t.epoch), (&None, None, 1));
+    let result = store.save(&lease, &t, &[]).await;
+    assert!(matches!(result, Err(StoreError::Fenced { .. })), "expected Fenced, got {result:?}");
+    // Free again well before the old expiry.
+    let next = claim(&store, "order-1", "node-b", at(1), at(10_000)).await;
+    assert_eq!(next.map(|l| l.epoch), Some(2));
+}
+
+async fn release_under_a_stale_lease_changes_nothing(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let stale = claim(&store, "order-1", "node-a", T0, at(1_000)).await.expect("a claims");
+    claim(&store, "order-1", "node-b", at(2_000), at(12_000)).await.expect("b takes over");
+    let before = load(&store, "order-1").await;
+
+    store.release(&stale).await.expect("release is not an error when fenced");
+
+    assert_eq!(load(&store, "order-1").await, before);
+    assert_eq!(before.transaction.lease_owner.as_deref(), Some("node-b"));
+}
+
+async fn release_all_fences_the_leases_of_a_previous_life(url: String) {
+    let store = open(&url).await;
+    for id in ["t1", "t2", "t3"] {
+        create(&store, &saga(id, T0)).await;
+    }
+    let old_life = claim(&store, "t1", "node-a", T0, at(60_000)).await.expect("claim t1");
+    claim(&store, "t2", "node-a", T0, at(60_000)).await.expect("claim t2");
+    claim(&store, "t3", "node-b", T0, at(60_000)).await.expect("claim t3");
+
+    let released = store.release_all("node-a").await.expect("release_all");
+
+    assert_eq!(released, 2);
+    for id in ["t1", "t2"] {
+        let t = load(&store, id).await.transaction;
+        assert_eq!((t.lease_owner, t.lease_expires, t.epoch), (None, None, 2), "{id}");
+    }
+    let t3 = load(&store, "t3").await.transaction;
+    assert_eq!((t3.lease_owner.as_deref(), t3.epoch), (Some("node-b"), 1));
+    // The zombie of the previous life is fenced even if it reclaims nothing.
+    let t1 = load(&store, "t1").await.transaction;
+    let result = store.save(&old_life, &t1, &[]).await;
+    assert!(matches!(result, Err(StoreError::Fenced { .. })), "expected Fenced, got {result:?}");
+    assert_eq!(store.release_all("node-a").await.expect("second release_all"), 0);
+}
+
+async fn claim_due_takes_only_due_unfinished_free_or_expired_transactions_oldest_first(url: String) {
+    let store = open(&url).await;
+    let now = T0;
+    create(&store, &with_next_due(saga("due-3s-ago", T0), Some(at(-3_000)))).await;
+    create(&store, &with_next_due(saga("due-1s-ago", T0), Some(at(-1_000)))).await;
+    create(&store, &with_next_due(saga("due-now", T0), Some(now))).await;
+    create(&store, &with_next_due(saga("due-later", T0), Some(at(1_000)))).await;
+    create(&store, &with_next_due(saga("never-due", T0), None)).await;
+    create(&store, &with_status(with_next_due(saga("finished", T0), Some(at(-9_000))), Status::Succeeded)).await;
+    create(&store, &leased(with_next_due(saga("leased-live", T0), Some(at(-8_000))), "node-b", at(5_000), 3)).await;
+    create(&store, &leased(with_next_due(saga("leased-expired", T0), Some(at(-2_000))), "node-b", at(-1), 5)).await;
+    create(&store, &leased(with_next_due(saga("mine-live", T0), Some(at(-7_000))), "node-a", at(5_000), 1)).await;
+
+    let leases = store.claim_due("node-a", now, at(30_000), 100).await.expect("claim_due");
+
+    assert_eq!(gids(&leases), ["due-3s-ago", "leased-expired", "due-1s-ago", "due-now"]);
+    assert!(leases.iter().all(|l| l.owner == "node-a"));
+    let epochs: Vec<i64> = leases.iter().map(|l| l.epoch).collect();
+    assert_eq!(epochs, [1, 6, 1, 1]);
+    let expired = load(&store, "leased-expired").await.transaction;
+    assert_eq!((expired.lease_owner.as_deref(), expired.lease_expires), (Some("node-a"), Some(at(30_000))));
+    // A lease this node holds live belongs to a driver already running: not re-claimed.
+    assert_eq!(load(&store, "mine-live").await.transaction.epoch, 1);
+    assert_eq!(load(&store, "leased-live").await.transaction.lease_owner.as_deref(), Some("node-b"));
+}
+
+async fn claim_due_respects_the_limit_and_skips_what_it_just_claimed(url: String) {
+    let store = open(&url).await;
+    for i in 0..5 {
+        create(&store, &with_next_due(saga(&format!("t{i}"), T0), Some(at(-10 * (5 - i))))).await;
+    }
+
+    let first = store.claim_due("node-a", T0, at(30_000), 2).await.expect("first claim_due");
+    let second = store.claim_due("node-b", T0, at(30_000), 10).await.expect("second claim_due");
+    let third = store.claim_due("node-a", T0, at(30_000), 10).await.expect("third claim_due");
+
+    assert_eq!(gids(&first), ["t0", "t1"]);
+    assert_eq!(gids(&second), ["t2", "t3", "t4"]);
+    assert!(third.is_empty(), "everything is leased: {third:?}");
+    assert!(store.claim_due("node-a", T0, at(30_000), 0).await.expect("limit 0").is_empty());
+}
+
+async fn concurrent_claim_due_calls_never_return_the_same_gid(url: String) {
+    let store = open(&url).await;
+    let all: HashSet<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    for id in &all {
+        create(&store, &with_next_due(saga(id, T0), Some(at(-1)))).await;
+    }
+
+    let claimers = ["node-a", "node-b"].map(|owner| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_due(owner, T0, at(60_000), 3).await.expect("claim_due");
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch);
+            }
+        })
+    });
+    let [a, b] = claimers;
+    let (a, b) = (a.await.expect("task a"), b.await.expect("task b"));
+
+    let a_gids: HashSet<String> = a.iter().map(|l| l.gid.to_string()).collect();
+    let b_gids: HashSet<String> = b.iter().map(|l| l.gid.to_string()).collect();
+    assert_eq!(a_gids.len(), a.len(), "node-a got a gid twice");
+    assert_eq!(b_gids.len(), b.len(), "node-b got a gid twice");
+    assert!(a_gids.is_disjoint(&b_gids), "claimed by both: {:?}", a_gids.intersection(&b_gids));
+    assert_eq!(&a_gids | &b_gids, all);
+    for lease in a.iter().chain(&b) {
+        assert_eq!(
+            load(&store, lease.gid.as_str()).await.transaction.lease_owner.as_deref(),
+            Some(lease.owner.as_str())
+        );
+    }
+}
+
+async fn unfinished_lists_only_non_final_transactions_oldest_first(url: String) {
+    let store = open(&url).await;
+    let statuses = [Status::Prepared, Status::Succeeded, Status::Submitted, Status::Failed, Status::Aborting];
+    for (i, status) in statuses.into_iter().enumerate() {
+        create(&store, &with_status(saga(&format!("t{i}-{status}"), at(i as i64)), status)).await;
+    }
+
+    let unfinished = store.unfinished(100).await.expect("unfinished");
+    let limited = store.unfinished(2).await.expect("unfinished limited");
+
+    let names: Vec<&str> = unfinished.iter().map(Gid::as_str).collect();
+    assert_eq!(names, ["t0-prepared", "t2-submitted", "t4-aborting"]);
+    assert_eq!(limited, unfinished[..2]);
+}
+
+async fn list_returns_newest_first_and_respects_the_limit(url: String) {
+    let store = open(&url).await;
+    // created_at ties are broken by insertion order, newest first.
+    for (id, created) in [("a", at(0)), ("b", at(2)), ("c", at(1)), ("d", at(2))] {
+        create(&store, &saga(id, created)).await;
+    }
+
+    let all = store.list(10).await.expect("list");
+    let two = store.list(2).await.expect("list 2");
+
+    let names: Vec<&str> = all.iter().map(|t| t.gid.as_str()).collect();
+    assert_eq!(names, ["d", "b", "c", "a"]);
+    assert_eq!(two, all[..2]);
+    assert_eq!(all[0], load(&store, "d").await.transaction);
+}
+
+// ---------------------------------------------------------------------------
+// Modules
+// ---------------------------------------------------------------------------
+
+async fn module_put_then_get_serves_the_current_version_and_versions_by_digest(url: String) {
+    let store = open(&url).await;
+    let v1 = module("bank", b"bank v1 bytes", at(0));
+    let mut v2 = module("bank", b"bank v2 bytes \x00\xff", at(1));
+    v2.world = "branch-v2".to_owned();
+    v2.functions = vec!["transfer".to_owned()];
+    v2.database = DatabaseName::parse("ledger").expect("database name");
+
+    store.put_module(&v1, b"bank v1 bytes").await.expect("put v1");
+    store.put_module(&v2, b"bank v2 bytes \x00\xff").await.expect("put v2");
+
+    assert_eq!(store.module(&v1.name).await.expect("module"), Some(v2.clone()));
+    assert_eq!(store.module_version(&v1.digest).await.expect("v1"), Some(v1.clone()));
+    assert_eq!(store.module_version(&v2.digest).await.expect("v2"), Some(v2.clone()));
+    assert_eq!(store.module_bytes(&v1.digest).await.expect("bytes v1").as_deref(), Some(&b"bank v1 bytes"[..]));
+    assert_eq!(
+        store.module_bytes(&v2.digest).await.expect("bytes v2").as_deref(),
+        Some(&b"bank v2 bytes \x00\xff"[..])
+    );
+    let unknown = Digest::of(b"never uploaded");
+    assert_eq!(store.module(&ModuleName::from_trusted("shop")).await.expect("unknown name"), None);
+    assert_eq!(store.module_version(&unknown).await.expect("unknown version"), None);
+    assert_eq!(store.module_bytes(&unknown).await.expect("unknown bytes"), None);
+}
+
+async fn identical_bytes_under_two_names_are_stored_once(url: String) {
+    let store = open(&url).await;
+    let bytes = b"the same component";
+    let bank = module("bank", bytes, at(0));
+    let shop = module("shop", bytes, at(1));
+
+    store.put_module(&bank, bytes).await.expect("put bank");
+    store.put_module(&shop, bytes).await.expect("put shop");
+    store.put_module(&bank, bytes).await.expect("put bank again");
+
+    assert_eq!(store.scalar_raw("SELECT COUNT(*) FROM module_blobs").await.expect("blobs"), 1);
+    assert_eq!(store.scalar_raw("SELECT COUNT(*) FROM module_versions").await.expect("versions"), 3);
+    assert_eq!(store.module_bytes(&bank.digest).await.expect("bytes").as_deref(), Some(&bytes[..]));
+    assert_eq!(store.module_version(&bank.digest).await.expect("newest row"), Some(bank.clone()));
+    assert_eq!(store.modules().await.expect("modules"), [bank, shop]);
+}
+
+async fn modules_lists_the_current_version_of_each_name_by_name(url: String) {
+    let store = open(&url).await;
+    let zeta_v1 = module("zeta", b"zeta 1", at(0));
+    let alpha = module("alpha", b"alpha 1", at(1));
+    let zeta_v2 = module("zeta", b"zeta 2", at(2));
+    let zeta_back_to_v1 = module("zeta", b"zeta 1", at(3));
+    assert!(store.modules().await.expect("empty").is_empty());
+
+    let uploads: [(&ModuleRecord, &[u8]); 3] = [(&zeta_v1, b"zeta 1"), (&alpha, b"alpha 1"), (&zeta_v2, b"zeta 2")];
+    for (record, bytes) in uploads {
+        store.put_module(record, bytes).await.expect("put");
+    }
+    assert_eq!(store.modules().await.expect("modules"), [alpha.clone(), zeta_v2]);
+
+    // Re-uploading an older version makes it current again.
+    store.put_module(&zeta_back_to_v1, b"zeta 1").await.expect("put again");
+    assert_eq!(store.modules().await.expect("modules"), [alpha, zeta_back_to_v1]);
+}
+
+// ---------------------------------------------------------------------------
+// Decoding, connecting, concurrency
+// ---------------------------------------------------------------------------
+
+async fn unknown_status_text_and_bad_json_are_reported_as_corrupt(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("bad-status", T0)).await;
+    create(&store, &saga("bad-options", T0)).await;
+    create(&store, &saga("bad-op", T0)).await;
+    store.put_module(&module("bad-functions", b"m", T0), b"m").await.expect("put");
+    let plant = [
+        "UPDATE transactions SET status = 'exploded' WHERE gid = 'bad-status'",
+        "UPDATE transactions SET options = '{not json' WHERE gid = 'bad-options'",
+        "UPDATE branch_ops SET op = 'teleport' WHERE gid = 'bad-op' AND branch_id = '01' AND op = 'action'",
+        "UPDATE module_versions SET functions = '42' WHERE name = 'bad-functions'",
+    ];
+    for sql in plant {
+        assert_eq!(store.execute_raw(sql).await.expect(sql), 1, "{sql}");
+    }
+
+    for id in ["bad-status", "bad-options", "bad-op"] {
+        let result = store.load(&gid(id)).await;
+        assert!(matches!(result, Err(StoreError::Corrupt(_))), "{id}: expected Corrupt, got {result:?}");
+    }
+    let listed = store.list(10).await;
+    assert!(matches!(listed, Err(StoreError::Corrupt(_))), "list: expected Corrupt, got {listed:?}");
+    let m = store.module(&ModuleName::from_trusted("bad-functions")).await;
+    assert!(matches!(m, Err(StoreError::Corrupt(_))), "module: expected Corrupt, got {m:?}");
+}
+
+async fn reconnecting_keeps_the_data_and_applies_no_migration_twice(url: String) {
+    let first = open(&url).await;
+    let state = saga("order-1", T0);
+    create(&first, &state).await;
+    let migrations = first.scalar_raw("SELECT COUNT(*) FROM _sqlx_migrations").await.expect("migrations");
+    first.close().await;
+
+    let second = open(&url).await;
+
+    assert_eq!(load(&second, "order-1").await, state);
+    let again = second.scalar_raw("SELECT COUNT(*) FROM _sqlx_migrations").await.expect("migrations");
+    assert_eq!(again, migrations);
+}
+
+/// Many tasks creating, claiming and saving at once: on SQLite this is where a
+/// missing `BEGIN IMMEDIATE` or busy timeout would surface as `SQLITE_BUSY`.
+async fn concurrent_writers_all_succeed(url: String) {
+    let store = open(&url).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("t{i:02}");
+                let state = saga(&id, T0);
+                store.create_transaction(&state).await?;
+                let lease = store.claim(&state.transaction.gid, "node-a", T0, at(60_000)).await?;
+                let lease = lease.expect("a new transaction is free");
+                let done = Transaction { status: Status::Succeeded, next_due: None, ..state.transaction };
+                store.save(&lease, &done, &state.ops).await?;
+                store.release(&lease).await?;
+                store.load(&done.gid).await
+            })
+        })
+        .collect();
+
+    for task in tasks {
+        let loaded = task.await.expect("task").expect("every write succeeds");
+        assert_eq!(loaded.map(|s| s.transaction.status), Some(Status::Succeeded));
+    }
+    assert!(store.unfinished(100).await.expect("unfinished").is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Backend-independent
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn connect_rejects_an_unsupported_scheme_without_echoing_the_url() {
+    let result = Store::connect("mysql://root:hunter2@db/coordinator").await;
+
+    let Err(StoreError::Config(message)) = result else {
+        panic!("expected Config, got {result:?}");
+    };
+    assert!(message.contains("mysql"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+}
+
+#[tokio::test]
+async fn connect_to_an_unreachable_postgres_is_unavailable() {
+    // Port 1 on loopback: connection refused at once.
+    let result = Store::connect("postgres://postgres@127.0.0.1:1/none").await;
+
+    assert!(matches!(result, Err(StoreError::Unavailable(_))), "expected Unavailable, got {result:?}");
+}
+
+#[tokio::test]
+async fn sqlite_connect_creates_missing_parent_directories() {
+    let root = std::env::temp_dir().join(format!("wasmtx-test-{}", uuid::Uuid::new_v4().simple()));
+    let file = root.join("a").join("b").join("coordinator.db");
+
+    let store = Store::connect(&format!("sqlite:{}", file.display())).await.expect("connect");
+
+    assert_eq!(store.backend(), "sqlite");
+    assert!(file.exists(), "{} was not created", file.display());
+    create(&store, &saga("order-1", T0)).await;
+    store.close().await;
+    std::fs::remove_dir_all(&root).expect("clean up");
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_store_keeps_its_data_while_open() {
+    let store = open("sqlite::memory:").await;
+    let state = saga("order-1", T0);
+
+    create(&store, &state).await;
+    let lease = claim(&store, "order-1", "node-a", T0, at(1_000)).await.expect("claim");
+    store.save(&lease, &state.transaction, &[]).await.expect("save");
+
+    assert_eq!(load(&store, "order-1").await.ops, state.ops);
+    assert_eq!(store.unfinished(10).await.expect("unfinished"), [gid("order-1")]);
+}
+
+#[tokio::test]
+async fn sqlite_store_is_durable_wal_with_foreign_keys() {
+    let store = open(&crate::test_db::fresh_sqlite()).await;
+
+    // synchronous 2 is FULL. `scalar_raw` runs on the writer connection, whose settings matter.
+    let synchronous = store.scalar_raw("SELECT synchronous FROM pragma_synchronous").await.expect("pragma");
+    let foreign_keys = store.scalar_raw("SELECT foreign_keys FROM pragma_foreign_keys").await.expect("pragma");
+    let wal =
+        store.scalar_raw("SELECT COUNT(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'").await.expect("pragma");
+    assert_eq!((synchronous, foreign_keys, wal), (2, 1, 1));
+}
+
+#[test]
+fn the_final_statuses_named_in_sql_are_the_models() {
+    // The backends filter non-final rows with `status NOT IN ('succeeded', 'failed')`.
+    for text in ["prepared", "submitted", "aborting", "succeeded", "failed"] {
+        let status = Status::parse(text).expect("a model status");
+        assert_eq!(status.is_final(), ["succeeded", "failed"].contains(&text), "{text}");
+    }
+}

@@ -1,0 +1,223 @@
+//! Starts the real `wasmtx` binary on port 0 with its own data directory and,
+//! for the Postgres variant, fresh Postgres databases for the coordinator
+//! store and the business database; talks to it over HTTP.
+//!
+//! Needs `target/debug/wasmtx` and `target/examples/transfer-rust.wasm`:
+//! `cargo xtask test` builds both before running the tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+/// Where coordinator state and the business database live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// Cargo's target directory (honours CARGO_TARGET_DIR).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// A built guest component, e.g. `example("transfer-rust")`.
+pub fn example(name: &str) -> Vec<u8> {
+    let path = target_dir().join("examples").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}; build the example components first with `cargo xtask examples`", path.display())
+    })
+}
+
+fn binary() -> PathBuf {
+    let path = target_dir().join("debug").join("wasmtx");
+    assert!(path.exists(), "{} is missing: run `cargo build -p wasmtx` (cargo xtask test does)", path.display());
+    path
+}
+
+/// Creates an empty Postgres database and returns its URL.
+pub async fn fresh_postgres() -> String {
+    let admin = std::env::var("WASMTX_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("wasmtx_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("end-to-end tests need Postgres at {admin}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
+/// One running server process.
+pub struct Server {
+    child: Option<Child>,
+    args: Vec<String>,
+    pub base: String,
+    pub http: reqwest::Client,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    /// A server with a fresh data dir; for Postgres, fresh store and business databases.
+    pub async fn start(backend: Backend) -> Server {
+        let data_dir = std::env::temp_dir().join(format!("wasmtx-e2e-{}", uuid::Uuid::new_v4().simple()));
+        let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
+        args.push("--data-dir".into());
+        args.push(data_dir.display().to_string());
+        if backend == Backend::Postgres {
+            args.push("--store".into());
+            args.push(fresh_postgres().await);
+            args.push("--database".into());
+            args.push(format!("default={}", fresh_postgres().await));
+        }
+        let mut server = Server { child: None, args, base: String::new(), http: reqwest::Client::new(), data_dir };
+        server.spawn().expect("start wasmtx");
+        server
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let config = self.data_dir.join("test.toml");
+        std::fs::create_dir_all(&self.data_dir)?;
+        // Short retry intervals keep recovery tests quick.
+        std::fs::write(&config, "retry_base_ms = 100\nretry_cap_ms = 1000\n")?;
+        let mut child = Command::new(binary())
+            .args(&self.args)
+            .arg("--config")
+            .arg(&config)
+            .env("WASMTX_LOG", "wasmtx=debug,info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn wasmtx")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let Some(addr) = line.trim().strip_prefix("wasmtx listening on ") else {
+            let _ = child.kill();
+            bail!("unexpected first line from wasmtx: {line:?}");
+        };
+        self.base = addr.to_owned();
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the server answers (the store is open once it listens,
+    /// but the health check proves the API is up).
+    pub async fn ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = self.http.get(format!("{}/healthz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill wasmtx");
+            child.wait().expect("reap wasmtx");
+        }
+    }
+
+    /// Starts the process again with the same data dir, store and databases.
+    pub async fn restart(&mut self) {
+        self.kill();
+        self.spawn().expect("restart wasmtx");
+        self.ready().await;
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill -TERM");
+        assert!(status.success());
+        let status = child.wait().expect("wait");
+        self.child = None;
+        status
+    }
+
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>) -> (u16, Value) {
+        let r = self.http.put(format!("{}/v1/modules/{name}", self.base)).body(bytes).send().await.expect("PUT");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).json(body).send().await.expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await.expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Calls a module function directly and expects success.
+    pub async fn call(&self, module: &str, function: &str, payload: Value) -> Value {
+        let (status, body) = self.post(&format!("/v1/modules/{module}/call/{function}"), &payload).await;
+        assert_eq!(status, 200, "{module}.{function}({payload}) → {body}");
+        body
+    }
+
+    pub async fn balance(&self, module: &str, id: &str) -> i64 {
+        let body = self.call(module, "balance", json!({ "id": id })).await;
+        body["balance"].as_i64().unwrap_or_else(|| panic!("balance of {id}: {body}"))
+    }
+
+    /// Polls until the transaction is final; returns it.
+    pub async fn wait_final(&self, gid: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (status, body) = self.get(&format!("/v1/transactions/{gid}")).await;
+            if status == 200 && matches!(body["status"].as_str(), Some("succeeded" | "failed")) {
+                return body;
+            }
+            assert!(Instant::now() < deadline, "transaction {gid} not final after {within:?}: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A transfer saga over the bank module: debit `from`, credit `to`.
+pub fn transfer(module: &str, gid: Option<&str>, from: &str, to: &str, amount: i64, wait: bool) -> Value {
+    let payload = json!({ "from": from, "to": to, "amount": amount });
+    let mut body = json!({
+        "mode": "saga",
+        "wait": wait,
+        "branches": [
+            { "action": { "module": module, "function": "trans-out" },
+              "compensate": { "module": module, "function": "trans-out-revert" },
+              "payload": payload },
+            { "action": { "module": module, "function": "trans-in" },
+              "compensate": { "module": module, "function": "trans-in-revert" },
+              "payload": payload },
+        ],
+    });
+    if let Some(gid) = gid {
+        body["gid"] = json!(gid);
+    }
+    body
+}

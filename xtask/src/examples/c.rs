@@ -1,0 +1,129 @@
+//! Builds a C example: clang-19 for wasm32-wasi (preview 1), then a component.
+//!
+//! Debian's wasi-libc has no wasm32-wasip2 sysroot, so the path is: C bindings
+//! from the `wit-bindgen-c` crate, a preview-1 reactor core module from clang-19,
+//! and `wit-component` with the preview-1 -> preview-2 reactor adapter (from
+//! `wasi-preview1-component-adapter-provider`, the same wasmtime release as the
+//! host) to make the component. The Debian packages are installed when missing.
+//! Every `*.c` file in the example's directory is compiled.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
+
+use crate::process;
+
+const CLANG: &str = "clang-19";
+const PACKAGES: [&str; 4] = ["clang-19", "lld-19", "wasi-libc", "libclang-rt-19-dev-wasm32"];
+const WORLD: &str = "branch";
+
+/// Builds `examples/<example>/c/*.c` into the component `out`.
+pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
+    let source = root.join("examples").join(example).join("c");
+    let work = root.join("target/guests/c").join(example);
+    let generated = work.join("gen");
+    install_toolchain()?;
+    generate_bindings(&root.join("wit"), &generated)?;
+
+    let mut inputs = c_files(&source)?;
+    inputs.extend(c_files(&generated)?);
+    inputs.push(generated.join(format!("{WORLD}_component_type.o")));
+    let core = work.join(format!("{example}.core.wasm"));
+    let mut clang = process::command(CLANG);
+    clang
+        .args(["--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-Wall", "-Wextra"])
+        .arg("-I")
+        .arg(&generated)
+        // Keeps the core module small; never add --export-dynamic (4x bigger).
+        .arg("-Wl,--strip-debug")
+        .arg("-o")
+        .arg(&core)
+        .args(&inputs);
+    process::run(&mut clang)?;
+
+    let module = fs::read(&core).with_context(|| format!("cannot read {}", core.display()))?;
+    let component = wit_component::ComponentEncoder::default()
+        .module(&module)?
+        .validate(true)
+        .adapter("wasi_snapshot_preview1", WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER)?
+        .encode()
+        .with_context(|| format!("cannot make a component of {}", core.display()))?;
+    fs::write(out, component).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// Writes `<world>.c`, `<world>.h` and `<world>_component_type.o` into `dir`.
+fn generate_bindings(wit: &Path, dir: &Path) -> Result<()> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) =
+        resolve.push_path(wit).with_context(|| format!("cannot read the WIT package in {}", wit.display()))?;
+    let world = resolve.select_world(&[package], Some(WORLD))?;
+    let mut files = wit_bindgen_core::Files::default();
+    wit_bindgen_c::Opts::default().build().generate(&mut resolve, world, &mut files)?;
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (name, contents) in files.iter() {
+        fs::write(dir.join(name), contents).with_context(|| format!("cannot write {name}"))?;
+    }
+    Ok(())
+}
+
+fn c_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension() == Some(OsStr::new("c")) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Installs clang-19, lld-19, wasi-libc and the wasm32 compiler runtime with
+/// apt unless they are all there.
+fn install_toolchain() -> Result<()> {
+    if installed() {
+        return Ok(());
+    }
+    let command = format!("apt-get install -y {}", PACKAGES.join(" "));
+    if !is_root() {
+        bail!("the C toolchain is missing; run as root: apt-get update && {command}");
+    }
+    let mut update = process::command("apt-get");
+    update.arg("update");
+    let mut install = process::command("apt-get");
+    install.args(["install", "-y"]).args(PACKAGES).env("DEBIAN_FRONTEND", "noninteractive");
+    for apt in [&mut update, &mut install] {
+        process::run(apt).context("C examples need Debian's clang-19 and wasi-libc packages")?;
+    }
+    if !installed() {
+        bail!("{CLANG} or the wasm32-wasi sysroot is still missing after `{command}`");
+    }
+    Ok(())
+}
+
+/// Whether every package is installed and clang-19 runs.
+fn installed() -> bool {
+    let query = process::command("dpkg-query").args(["-W", "-f", "${db:Status-Status}\n"]).args(PACKAGES).output();
+    let Ok(query) = query else {
+        // Not a Debian system: only clang-19 on PATH can tell.
+        return clang_runs();
+    };
+    let states = String::from_utf8_lossy(&query.stdout);
+    let installed = states.lines().filter(|s| *s == "installed").count();
+    query.status.success() && installed == PACKAGES.len() && clang_runs()
+}
+
+fn clang_runs() -> bool {
+    process::succeeds(process::command(CLANG).arg("--version")).unwrap_or(false)
+}
+
+fn is_root() -> bool {
+    let id = process::command("id").arg("-u").output();
+    id.is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}

@@ -1,0 +1,63 @@
+//! Builds a Python example with componentize-py.
+//!
+//! componentize-py comes from PyPI, pinned, in a venv under `target/tools/venv`
+//! that is made once and reused. It generates the bindings from `wit/` itself,
+//! so nothing generated lives in the example's directory, except the
+//! `__pycache__` that its bundled interpreter writes there (git ignores it).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::process;
+
+const COMPONENTIZE_PY: &str = "0.25.1";
+const VENV: &str = "target/tools/venv";
+
+/// Builds `examples/<example>/python/app.py` into the component `out`.
+pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
+    let source = root.join("examples").join(example).join("python");
+    let tool = componentize_py(&root.join(VENV))?;
+    let mut componentize = process::command(&tool);
+    componentize
+        .arg("-d")
+        .arg(root.join("wit"))
+        .args(["-w", "branch", "componentize", "-p"])
+        .arg(&source)
+        .arg("app")
+        .arg("-o")
+        .arg(out);
+    process::run(&mut componentize)
+}
+
+/// The pinned componentize-py in `venv`, installing it first if needed.
+fn componentize_py(venv: &Path) -> Result<PathBuf> {
+    let tool = venv.join("bin/componentize-py");
+    if version(&tool).as_deref() == Some(COMPONENTIZE_PY) {
+        return Ok(tool);
+    }
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        let mut make_venv = process::command("python3");
+        make_venv.args(["-m", "venv"]).arg(venv);
+        process::run(&mut make_venv).context(
+            "Python examples need python3 (3.10 or newer) with the venv module \
+             (on Debian: apt-get install python3-venv)",
+        )?;
+    }
+    let mut pip = process::command(&python);
+    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+        .arg(format!("componentize-py=={COMPONENTIZE_PY}"));
+    process::run(&mut pip).context("cannot install componentize-py from PyPI")?;
+    match version(&tool) {
+        Some(v) if v == COMPONENTIZE_PY => Ok(tool),
+        other => bail!("{} reports version {other:?} after the install, expected {COMPONENTIZE_PY}", tool.display()),
+    }
+}
+
+/// What `componentize-py --version` reports ("componentize-py 0.25.1"), if it runs.
+fn version(tool: &Path) -> Option<String> {
+    let output = process::command(tool).arg("--version").output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    Some(text.trim().strip_prefix("componentize-py ")?.to_owned())
+}

@@ -1,0 +1,49 @@
+//! `cargo xtask test`: the one test command, for a fresh machine as much as for
+//! a developer's (it is what `.ci/run` calls).
+//!
+//! 1. the `wasm32-wasip2` Rust target;
+//! 2. Postgres answering (started if needed);
+//! 3. the example components (the end-to-end tests upload them);
+//! 4. the server binary `target/debug/wasmtx` (the end-to-end tests start it);
+//! 5. every test of the workspace (nextest if installed, else `cargo test`),
+//!    then the doc tests (which nextest does not run).
+//!
+//! `WASMTX_TEST_POSTGRES` passes through to the tests unchanged.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::examples::{self, rust};
+use crate::{postgres, process};
+
+pub fn run(root: &Path) -> Result<()> {
+    step(1, "Rust target wasm32-wasip2");
+    rust::ensure_target()?;
+
+    step(2, "Postgres");
+    postgres::ensure_running()?;
+
+    step(3, "example components");
+    examples::build(root, &[])?;
+
+    step(4, "server binary");
+    process::run(process::cargo(root).args(["build", "--package", "wasmtx", "--bins"]))?;
+
+    step(5, "tests");
+    let nextest = process::succeeds(process::cargo(root).args(["nextest", "--version"]))?;
+    let tests = if nextest {
+        process::run(process::cargo(root).args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+    } else {
+        eprintln!("cargo-nextest is not installed; using cargo test");
+        process::run(process::cargo(root).args(["test", "--workspace", "--no-fail-fast"]))
+    };
+    // Doc tests run even when a test failed, so that one run reports everything.
+    let doc_tests = process::run(process::cargo(root).args(["test", "--workspace", "--doc"]));
+    tests?;
+    doc_tests
+}
+
+fn step(n: u8, what: &str) {
+    eprintln!("==> [{n}/5] {what}");
+}
