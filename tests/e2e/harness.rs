@@ -221,3 +221,29 @@ pub fn transfer(module: &str, gid: Option<&str>, from: &str, to: &str, amount: i
     }
     body
 }
+
+/// Parses the API's RFC 3339 UTC timestamps (`2026-11-26T05:40:07.123Z`).
+pub fn parse_time(text: &str) -> std::time::SystemTime {
+    let num = |range: std::ops::Range<usize>| -> i64 {
+        text.get(range).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad timestamp {text:?}"))
+    };
+    let (y, mo, d) = (num(0..4), num(5..7), num(8..10));
+    let (h, mi, s, ms) = (num(11..13), num(14..16), num(17..19), num(20..23));
+    // Days from civil (Howard Hinnant).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let millis = ((days * 86_400 + h * 3600 + mi * 60 + s) * 1000 + ms) as u64;
+    std::time::UNIX_EPOCH + Duration::from_millis(millis)
+}
+
+#[test]
+fn timestamps_parse_back() {
+    let t = parse_time("2026-11-26T05:40:07.123Z");
+    assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(), 1_795_671_607_123);
+    let t = parse_time("2000-02-29T00:00:00.000Z");
+    assert_eq!(t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis(), 951_782_400_000);
+}

@@ -46,6 +46,24 @@ pub fn ensure_running() -> Result<()> {
     bail!("postgres is still not ready at {url} after {} s ({why})", WAIT.as_secs())
 }
 
+/// Drops the databases earlier test runs created (`wasmtx_t_*`, `wasmtx_e2e_*`,
+/// one per test), so they do not pile up on a developer's server.
+pub fn drop_test_databases() -> Result<()> {
+    let url = std::env::var("WASMTX_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let list = r"SELECT datname FROM pg_database WHERE datname LIKE 'wasmtx\_t\_%' OR datname LIKE 'wasmtx\_e2e\_%'";
+    let names = process::output(process::command("psql").args(["--no-psqlrc", "-At", "-d", &url, "-c", list]))
+        .context("psql is needed to clean up test databases (Debian: postgresql-client)")?;
+    let names: Vec<&str> = names.lines().map(str::trim).filter(|n| !n.is_empty()).collect();
+    for name in &names {
+        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &url, "-c", &drop]))?;
+    }
+    if !names.is_empty() {
+        eprintln!("dropped {} test databases left by earlier runs", names.len());
+    }
+    Ok(())
+}
+
 fn ready(url: &str) -> Result<bool> {
     process::succeeds(process::command("pg_isready").args(["--quiet", "--dbname", url]))
         .context("pg_isready is needed to check the test Postgres (Debian: postgresql-client)")

@@ -64,6 +64,19 @@ pub fn run_quietly(cmd: &mut Command) -> Result<()> {
     Err(CommandFailed { command: shown, code: output.status.code() }.into())
 }
 
+/// Runs `cmd` and returns its standard output; an error (with its output
+/// printed) unless it exits with 0.
+pub fn output(cmd: &mut Command) -> Result<String> {
+    let shown = display(cmd);
+    let output = cmd.stdin(Stdio::null()).output().with_context(|| format!("cannot run `{shown}`"))?;
+    if !output.status.success() {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(&output.stderr);
+        return Err(CommandFailed { command: shown, code: output.status.code() }.into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 /// Whether `cmd` exits with 0, its output discarded; an error only if it
 /// cannot be started at all (e.g. the program is not installed).
 pub fn succeeds(cmd: &mut Command) -> Result<bool> {

@@ -23,6 +23,7 @@ pub fn run(root: &Path) -> Result<()> {
 
     step(2, "Postgres");
     postgres::ensure_running()?;
+    postgres::drop_test_databases()?;
 
     step(3, "example components");
     examples::build(root, &[])?;

@@ -43,6 +43,8 @@ const EXAMPLES: &[Example] = &[
     Example { example: "transfer", lang: "python", build: python::build },
     Example { example: "transfer", lang: "js", build: js::build },
     Example { example: "transfer", lang: "c", build: c::build },
+    // Not an example: the sandbox's test guest, `tests/guests/misbehave`.
+    Example { example: "misbehave", lang: "rust", build: rust::build_test_guest },
 ];
 
 /// Where the components land, relative to the workspace root.

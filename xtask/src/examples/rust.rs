@@ -19,12 +19,20 @@ pub const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";
 const TARGET_DIR: &str = "target/guests";
 
-/// Builds `examples/<example>/rust` into the component `out`.
+/// Builds `examples/<example>/rust` (package `<example>-rust`) into the component `out`.
 pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
+    build_package(root, &format!("{example}-rust"), out)
+}
+
+/// Builds the test guest `tests/guests/<name>` (package `<name>`) into `out`.
+pub fn build_test_guest(root: &Path, name: &str, out: &Path) -> Result<()> {
+    build_package(root, name, out)
+}
+
+fn build_package(root: &Path, package: &str, out: &Path) -> Result<()> {
     ensure_target()?;
-    let package = format!("{example}-rust");
     let mut cargo = process::cargo(root);
-    cargo.args(["build", "--package", &package, "--target", TARGET, "--profile", PROFILE]);
+    cargo.args(["build", "--package", package, "--target", TARGET, "--profile", PROFILE]);
     cargo.args(["--target-dir", TARGET_DIR]);
     process::run(&mut cargo)?;
     // Cargo names the artifact after the library: dashes become underscores.
