@@ -317,6 +317,9 @@ pub struct ModuleRecord {
     /// What `handler.functions` returned at upload.
     pub functions: Vec<String>,
     pub database: DatabaseName,
+    /// Opt-in instance reuse: at most this many invocations per instance
+    /// (`None`: a fresh instance for every invocation).
+    pub instance_reuse: Option<u32>,
     pub size: u64,
     pub created_at: Millis,
 }

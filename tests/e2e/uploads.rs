@@ -139,3 +139,34 @@ async fn direct_calls_report_guest_refusals_and_unknown_functions() {
     // A failed call leaves nothing behind: the balance is unchanged.
     assert_eq!(server.balance("bank", "alice").await, 5);
 }
+
+#[tokio::test]
+async fn instance_reuse_is_opt_in_per_upload_and_bounded() {
+    let server = server().await;
+    let put = |query: &'static str| {
+        let url = format!("{}/v1/modules/bank{query}", server.base);
+        server.http.put(url).body(example("transfer-rust")).send()
+    };
+    let r = put("?reuse=0").await.unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_reuse", "{body}");
+
+    let r = put("?reuse=50").await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["instance_reuse"], 50, "{body}");
+
+    // A reused module behaves exactly like a fresh one.
+    server
+        .call("bank", "setup", json!({ "accounts": [{ "id": "a", "balance": 10 }, { "id": "b", "balance": 0 }] }))
+        .await;
+    for _ in 0..3 {
+        let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "a", "b", 2, true)).await;
+        assert_eq!((status, body["status"].as_str()), (200, Some("succeeded")), "{body}");
+    }
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "a", "b", 100, true)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("failed")), "{body}");
+    assert_eq!(server.balance("bank", "a").await, 4);
+    assert_eq!(server.balance("bank", "b").await, 6);
+}

@@ -58,6 +58,7 @@ CREATE TABLE module_versions (
     world      TEXT   NOT NULL,
     functions  TEXT   NOT NULL,                 -- JSON array of function names
     database   TEXT   NOT NULL,
+    instance_reuse BIGINT,                          -- max invocations per instance; NULL = fresh each time
     size       BIGINT NOT NULL,
     created_at BIGINT NOT NULL
 );

@@ -81,6 +81,7 @@ impl From<UploadError> for ApiError {
             UploadError::Compile(CompileError::Invalid(_)) => "invalid_component",
             UploadError::Compile(CompileError::WorldMismatch(_)) => "world_mismatch",
             UploadError::Inspect(_) | UploadError::NoFunctions => "world_mismatch",
+            UploadError::InvalidReuse { .. } => "invalid_reuse",
         };
         match e {
             UploadError::Store(s) => s.into(),

@@ -19,6 +19,8 @@ pub struct ModuleView {
     pub world: String,
     pub functions: Vec<String>,
     pub database: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_reuse: Option<u32>,
     pub size: u64,
     pub created_at: String,
 }
@@ -31,6 +33,7 @@ impl From<ModuleRecord> for ModuleView {
             world: m.world,
             functions: m.functions,
             database: m.database.to_string(),
+            instance_reuse: m.instance_reuse,
             size: m.size,
             created_at: time::rfc3339(m.created_at),
         }
@@ -41,6 +44,8 @@ impl From<ModuleRecord> for ModuleView {
 #[serde(deny_unknown_fields)]
 pub struct UploadParams {
     database: Option<String>,
+    /// Reuse each instance for up to this many invocations (opt-in).
+    reuse: Option<u32>,
 }
 
 pub async fn upload(
@@ -56,7 +61,7 @@ pub async fn upload(
         None => DatabaseName::default_name(),
     };
     let now = state.engine.now();
-    let record = state.registry.upload(name, database, body.to_vec(), now).await?;
+    let record = state.registry.upload(name, database, params.reuse, body.to_vec(), now).await?;
     tracing::info!(module = %record.name, digest = %record.digest, functions = ?record.functions, "module uploaded");
     Ok((StatusCode::CREATED, Json(record.into())))
 }
@@ -93,7 +98,7 @@ pub async fn call(
     };
     let output = state
         .branches
-        .call(&module.digest, module.name.as_str(), &module.database, &function, payload)
+        .call(&module.name, &module.digest, &module.database, &function, payload)
         .await
         .map_err(call_error)?;
     if output.is_empty() {

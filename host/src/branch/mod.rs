@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::database::{BarrierKey, BarrierVerdict, Databases, DbError, LocalTx};
 use crate::engine::{BoxFuture, BranchCall, BranchExecutor, Outcome};
-use crate::model::{DatabaseName, Digest, Op};
+use crate::model::{DatabaseName, Digest, ModuleName, Op};
 use crate::registry::Registry;
 use crate::sandbox::{Invocation, InvokeError, Sandbox};
 
@@ -45,13 +45,13 @@ impl WasmBranches {
     /// no barrier and no global transaction; commits only on `ok`.
     pub async fn call(
         &self,
+        module: &ModuleName,
         digest: &Digest,
-        module: &str,
         database: &DatabaseName,
         function: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
-        let compiled = self.registry.compiled(digest).await.map_err(|e| CallError::Module(e.to_string()))?;
+        let runner = self.registry.runner(module, digest).await.map_err(|e| CallError::Module(e.to_string()))?;
         let db = self.databases.get(database).ok_or_else(|| CallError::UnknownDatabase(database.clone()))?;
         let tx = db.begin().await?;
         let invocation = Invocation {
@@ -62,15 +62,15 @@ impl WasmBranches {
             attempt: 1,
             headers: Vec::new(),
             payload,
-            module: module.to_owned(),
+            module: module.to_string(),
         };
-        let (result, tx) = self.sandbox.invoke(&compiled, invocation, Some(tx)).await;
+        let (result, tx) = self.sandbox.run(&runner, invocation, Some(tx)).await;
         finish_tx(tx, result.is_ok()).await?;
         Ok(result?)
     }
 
     async fn run(&self, call: BranchCall) -> Outcome {
-        let compiled = match self.registry.compiled(&call.target.digest).await {
+        let runner = match self.registry.runner(&call.target.module, &call.target.digest).await {
             Ok(c) => c,
             Err(e) => return Outcome::Error(format!("module {} unavailable: {e}", call.target.module)),
         };
@@ -109,7 +109,7 @@ impl WasmBranches {
             payload: call.payload,
             module: call.target.module.to_string(),
         };
-        let (result, tx) = self.sandbox.invoke(&compiled, invocation, Some(tx)).await;
+        let (result, tx) = self.sandbox.run(&runner, invocation, Some(tx)).await;
         if let Err(e) = finish_tx(tx, result.is_ok()).await {
             return Outcome::Error(format!("commit failed: {e}"));
         }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
 use crate::model::{DatabaseName, Digest, Millis, ModuleName, ModuleRecord};
-use crate::sandbox::{CompileError, Compiled, InvokeError, Sandbox};
+use crate::sandbox::{CompileError, Compiled, InstancePool, InvokeError, Runner, Sandbox};
 use crate::store::{Store, StoreError};
 
 /// Why an upload was refused. Everything but `Store` is the uploader's to fix.
@@ -31,6 +31,8 @@ pub enum UploadError {
     Inspect(InvokeError),
     #[error("the component exports no functions (handler.functions returned an empty list)")]
     NoFunctions,
+    #[error("reuse must be between 1 and {max} invocations per instance, got {got}")]
+    InvalidReuse { got: u32, max: u32 },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -58,26 +60,49 @@ struct Inner {
     max_size: usize,
     /// One cell per digest so concurrent first uses compile once.
     compiled: Mutex<HashMap<Digest, Arc<OnceCell<Compiled>>>>,
+    /// How each (module, version) runs; pools are never shared across names.
+    runners: Mutex<HashMap<(ModuleName, Digest), Runner>>,
 }
+
+/// The most invocations one reused instance may serve.
+pub const MAX_REUSE: u32 = 100_000;
+/// Idle instances kept per reused module version.
+const POOL_CAPACITY: usize = 16;
 
 impl Registry {
     /// `databases` are the names modules may bind to; `max_size` caps uploads.
     pub fn new(store: Store, sandbox: Sandbox, databases: Vec<DatabaseName>, max_size: usize) -> Self {
-        Self { inner: Arc::new(Inner { store, sandbox, databases, max_size, compiled: Mutex::new(HashMap::new()) }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                sandbox,
+                databases,
+                max_size,
+                compiled: Mutex::new(HashMap::new()),
+                runners: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     pub fn max_size(&self) -> usize {
         self.inner.max_size
     }
 
-    /// Validates, compiles and stores a new version of `name`.
+    /// Validates, compiles and stores a new version of `name`. `instance_reuse`
+    /// opts in to reusing instances for up to that many invocations each.
     pub async fn upload(
         &self,
         name: ModuleName,
         database: DatabaseName,
+        instance_reuse: Option<u32>,
         bytes: Vec<u8>,
         now: Millis,
     ) -> Result<ModuleRecord, UploadError> {
+        if let Some(got) = instance_reuse
+            && !(1..=MAX_REUSE).contains(&got)
+        {
+            return Err(UploadError::InvalidReuse { got, max: MAX_REUSE });
+        }
         if bytes.is_empty() {
             return Err(UploadError::Empty);
         }
@@ -101,6 +126,7 @@ impl Registry {
             world: "branch".to_owned(),
             functions,
             database,
+            instance_reuse,
             size: bytes.len() as u64,
             created_at: now,
         };
@@ -122,6 +148,24 @@ impl Registry {
             })
             .await?;
         Ok(compiled.clone())
+    }
+
+    /// How to run `name` at the version `digest` (a transaction's pinned
+    /// version, or the current one for a direct call).
+    pub async fn runner(&self, name: &ModuleName, digest: &Digest) -> Result<Runner, LoadError> {
+        let key = (name.clone(), digest.clone());
+        if let Some(runner) = self.inner.runners.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(runner.clone());
+        }
+        let record =
+            self.inner.store.module_version(name, digest).await?.ok_or_else(|| LoadError::Missing(digest.clone()))?;
+        let compiled = self.compiled(digest).await?;
+        let runner = match record.instance_reuse {
+            Some(n) if n > 1 => Runner::Reused(Arc::new(InstancePool::new(compiled, n, POOL_CAPACITY))),
+            _ => Runner::Fresh(compiled),
+        };
+        let mut runners = self.inner.runners.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(runners.entry(key).or_insert(runner).clone())
     }
 
     pub async fn current(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {

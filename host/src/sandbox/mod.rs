@@ -77,6 +77,52 @@ pub struct Compiled {
     pre: bindings::BranchPre<HostState>,
 }
 
+/// How a module version is run: a fresh instance per invocation (the
+/// default, nothing survives between calls), or instances reused for a bounded
+/// number of invocations (opt-in; saves interpreter start-up). Cheap to clone.
+#[derive(Clone)]
+pub enum Runner {
+    Fresh(Compiled),
+    Reused(Arc<InstancePool>),
+}
+
+/// Idle instances of one module version. A pool belongs to exactly one
+/// (module name, digest), so an instance never serves two modules or two
+/// versions; an instance that trapped is discarded, never returned.
+pub struct InstancePool {
+    compiled: Compiled,
+    max_uses: u32,
+    capacity: usize,
+    idle: std::sync::Mutex<Vec<Warm>>,
+}
+
+/// An instance between invocations, and how often it has served.
+struct Warm {
+    store: Store<HostState>,
+    instance: bindings::Branch,
+    uses: u32,
+}
+
+impl InstancePool {
+    /// Each instance serves at most `max_uses` invocations; at most `capacity` wait idle.
+    pub fn new(compiled: Compiled, max_uses: u32, capacity: usize) -> Self {
+        Self { compiled, max_uses: max_uses.max(1), capacity, idle: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    pub fn max_uses(&self) -> u32 {
+        self.max_uses
+    }
+
+    /// Instances waiting to be reused.
+    pub fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// What one invocation is about.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -187,6 +233,61 @@ impl Sandbox {
         instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e, &store))
     }
 
+    /// Runs one function as `runner` says (fresh or reused instance).
+    pub async fn run(
+        &self,
+        runner: &Runner,
+        call: Invocation,
+        tx: Option<LocalTx>,
+    ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
+        match runner {
+            Runner::Fresh(compiled) => self.invoke(compiled, call, tx).await,
+            Runner::Reused(pool) => self.invoke_reused(pool, call, tx).await,
+        }
+    }
+
+    /// Runs one function in a pooled instance: an idle one if there is one,
+    /// else a new one. The instance goes back to the pool unless it trapped
+    /// or has served `max_uses` invocations.
+    pub async fn invoke_reused(
+        &self,
+        pool: &InstancePool,
+        call: Invocation,
+        tx: Option<LocalTx>,
+    ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
+        let label = format!("{} {}/{} {}", call.module, call.gid, call.branch_id, call.op);
+        let warm = pool.lock().pop();
+        let mut warm = match warm {
+            Some(warm) => warm,
+            None => {
+                let mut store = self.store(None, String::new());
+                self.arm_deadline(&mut store, Instant::now() + self.inner.limits.deadline);
+                match pool.compiled.pre.instantiate_async(&mut store).await {
+                    Ok(instance) => Warm { store, instance, uses: 0 },
+                    Err(e) => return (Err(self.trap(e, &store)), tx),
+                }
+            }
+        };
+        warm.store.data_mut().tx = tx;
+        warm.store.data_mut().label = label;
+        self.arm_deadline(&mut warm.store, Instant::now() + self.inner.limits.deadline);
+        let result = Self::call_instance(&warm.instance, &mut warm.store, call).await;
+        let tx = warm.store.data_mut().tx.take();
+        let result = match result {
+            Ok(outcome) => {
+                warm.uses += 1;
+                let mut idle = pool.lock();
+                if warm.uses < pool.max_uses && idle.len() < pool.capacity {
+                    idle.push(warm);
+                }
+                outcome
+            }
+            // A trapped instance is never entered again.
+            Err(e) => Err(self.trap(e, &warm.store)),
+        };
+        (result, tx)
+    }
+
     /// Runs one function in a fresh instance. `tx` is the local transaction
     /// the guest's `db` calls run in; it is handed back (still open) so the
     /// caller decides between commit and rollback.
@@ -200,18 +301,27 @@ impl Sandbox {
         let mut store = self.store(tx, label);
         let deadline = Instant::now() + self.inner.limits.deadline;
         self.arm_deadline(&mut store, deadline);
-        let result = self.run(compiled, &mut store, call).await;
+        let result = self.run_fresh(compiled, &mut store, call).await;
         let tx = store.data_mut().tx.take();
         (result, tx)
     }
 
-    async fn run(
+    async fn run_fresh(
         &self,
         compiled: &Compiled,
         store: &mut Store<HostState>,
         call: Invocation,
     ) -> Result<Vec<u8>, InvokeError> {
         let instance = compiled.pre.instantiate_async(&mut *store).await.map_err(|e| self.trap(e, store))?;
+        Self::call_instance(&instance, store, call).await.map_err(|e| self.trap(e, store))?
+    }
+
+    /// Calls `handler.invoke`; the outer error is a trap, the inner one the guest's answer.
+    async fn call_instance(
+        instance: &bindings::Branch,
+        store: &mut Store<HostState>,
+        call: Invocation,
+    ) -> Result<Result<Vec<u8>, InvokeError>, wasmtime::Error> {
         let ctx = wit::BranchContext {
             gid: call.gid,
             branch_id: call.branch_id,
@@ -219,15 +329,12 @@ impl Sandbox {
             attempt: call.attempt,
             headers: call.headers,
         };
-        let outcome = instance
-            .wasmtx_runtime_handler()
-            .call_invoke(&mut *store, &call.function, &ctx, &call.payload)
-            .await
-            .map_err(|e| self.trap(e, store))?;
-        outcome.map_err(|e| match e {
+        let outcome =
+            instance.wasmtx_runtime_handler().call_invoke(&mut *store, &call.function, &ctx, &call.payload).await?;
+        Ok(outcome.map_err(|e| match e {
             wit::BranchError::Failure(m) => InvokeError::Failure(m),
             wit::BranchError::Retry(m) => InvokeError::Retry(m),
-        })
+        }))
     }
 
     fn store(&self, tx: Option<LocalTx>, label: String) -> Store<HostState> {

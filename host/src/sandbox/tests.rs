@@ -139,3 +139,64 @@ async fn without_a_database_db_calls_fail_cleanly() {
         other => panic!("expected a db error, got {other:?}"),
     }
 }
+
+async fn count(s: &Sandbox, runner: &Runner) -> String {
+    String::from_utf8(s.run(runner, call("count", b""), None).await.0.expect("count")).unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_runner_never_shares_an_instance() {
+    let s = sandbox();
+    let runner = Runner::Fresh(s.compile(&guest("misbehave-rust")).unwrap());
+    for _ in 0..3 {
+        assert_eq!(count(&s, &runner).await, "1");
+    }
+}
+
+#[tokio::test]
+async fn a_reused_instance_serves_at_most_its_bound_then_is_replaced() {
+    let s = sandbox();
+    let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 3, 4));
+    let runner = Runner::Reused(pool.clone());
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        seen.push(count(&s, &runner).await);
+    }
+    assert_eq!(seen, ["1", "2", "3", "1", "2"]);
+    assert_eq!(pool.idle(), 1);
+}
+
+#[tokio::test]
+async fn a_reused_instance_that_traps_is_discarded() {
+    let s = sandbox();
+    let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
+    let runner = Runner::Reused(pool.clone());
+    assert_eq!(count(&s, &runner).await, "1");
+    assert_eq!(count(&s, &runner).await, "2");
+    assert!(matches!(s.run(&runner, call("trap", b""), None).await.0, Err(InvokeError::Trap(_))));
+    assert_eq!(pool.idle(), 0, "the trapped instance is gone");
+    assert_eq!(count(&s, &runner).await, "1", "a new instance replaced it");
+    // Guest errors are answers, not traps: the same instance serves on.
+    assert!(matches!(s.run(&runner, call("fail", b"no"), None).await.0, Err(InvokeError::Failure(_))));
+    assert_eq!(count(&s, &runner).await, "2");
+}
+
+#[tokio::test]
+async fn a_reused_instance_gets_a_new_deadline_and_transaction_each_call() {
+    let s = sandbox();
+    let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
+    let runner = Runner::Reused(pool);
+    let db = Database::connect(&fresh_sqlite()).await.unwrap();
+    let tx = db.begin().await.unwrap();
+    let (r, tx) = s.run(&runner, call("sql", b"CREATE TABLE t (x INTEGER)"), Some(tx)).await;
+    assert_eq!(r.unwrap(), b"0");
+    tx.unwrap().commit().await.unwrap();
+    // Sleep past one deadline's worth of time: the next call must still get a full budget.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let tx = db.begin().await.unwrap();
+    let (r, tx) = s.run(&runner, call("sql", b"INSERT INTO t VALUES (7)"), Some(tx)).await;
+    assert_eq!(r.unwrap(), b"1");
+    tx.unwrap().rollback().await.unwrap();
+    let (r, _) = s.run(&runner, call("sql", b"SELECT 1"), None).await;
+    assert!(matches!(r, Err(InvokeError::Retry(m)) if m.contains("no database")), "the old transaction is not kept");
+}

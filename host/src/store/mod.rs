@@ -230,9 +230,9 @@ impl Store {
         dispatch!(self, b => b.module(name).await)
     }
 
-    /// The newest version row with that digest.
-    pub async fn module_version(&self, digest: &Digest) -> Result<Option<ModuleRecord>, StoreError> {
-        dispatch!(self, b => b.module_version(digest).await)
+    /// The newest version row of `name` with that digest (what a transaction pinned).
+    pub async fn module_version(&self, name: &ModuleName, digest: &Digest) -> Result<Option<ModuleRecord>, StoreError> {
+        dispatch!(self, b => b.module_version(name, digest).await)
     }
 
     /// The current version of each module name, ordered by name.
@@ -284,7 +284,7 @@ macro_rules! op_columns {
 /// Columns of `module_versions` read into [`ModuleRow`].
 macro_rules! module_columns {
     () => {
-        "name, digest, world, functions, database, size, created_at"
+        "name, digest, world, functions, database, instance_reuse, size, created_at"
     };
 }
 
@@ -424,6 +424,7 @@ struct ModuleRow {
     world: String,
     functions: String,
     database: String,
+    instance_reuse: Option<i64>,
     size: i64,
     created_at: i64,
 }
@@ -439,6 +440,10 @@ impl ModuleRow {
             world: self.world,
             functions,
             database: DatabaseName::from_trusted(self.database),
+            instance_reuse: self
+                .instance_reuse
+                .map(|n| u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("instance_reuse {n} out of range"))))
+                .transpose()?,
             created_at: Millis(self.created_at),
         })
     }

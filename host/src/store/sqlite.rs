@@ -297,14 +297,15 @@ impl SqliteStore {
         .await
         .map_err(db_error)?;
         sqlx::query(
-            "INSERT INTO module_versions (name, digest, world, functions, database, size, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO module_versions (name, digest, world, functions, database, instance_reuse, size, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(record.name.as_str())
         .bind(record.digest.as_str())
         .bind(record.world.as_str())
         .bind(functions_json(&record.functions)?)
         .bind(record.database.as_str())
+        .bind(record.instance_reuse.map(i64::from))
         .bind(to_i64(record.size))
         .bind(record.created_at.0)
         .execute(&mut *db)
@@ -327,12 +328,17 @@ impl SqliteStore {
         .transpose()
     }
 
-    pub(super) async fn module_version(&self, digest: &Digest) -> Result<Option<ModuleRecord>, StoreError> {
+    pub(super) async fn module_version(
+        &self,
+        name: &ModuleName,
+        digest: &Digest,
+    ) -> Result<Option<ModuleRecord>, StoreError> {
         sqlx::query_as::<_, ModuleRow>(concat!(
             "SELECT ",
             module_columns!(),
-            " FROM module_versions WHERE digest = $1 ORDER BY id DESC LIMIT 1"
+            " FROM module_versions WHERE name = $1 AND digest = $2 ORDER BY id DESC LIMIT 1"
         ))
+        .bind(name.as_str())
         .bind(digest.as_str())
         .fetch_optional(&self.reader)
         .await

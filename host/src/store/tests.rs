@@ -165,6 +165,7 @@ fn module(name: &str, bytes: &[u8], created_at: Millis) -> ModuleRecord {
         world: "branch".to_owned(),
         functions: vec!["debit".to_owned(), "credit".to_owned()],
         database: DatabaseName::default_name(),
+        instance_reuse: None,
         size: bytes.len() as u64,
         created_at,
     }
@@ -545,13 +546,14 @@ async fn module_put_then_get_serves_the_current_version_and_versions_by_digest(u
     v2.world = "branch-v2".to_owned();
     v2.functions = vec!["transfer".to_owned()];
     v2.database = DatabaseName::parse("ledger").expect("database name");
+    v2.instance_reuse = Some(100);
 
     store.put_module(&v1, b"bank v1 bytes").await.expect("put v1");
     store.put_module(&v2, b"bank v2 bytes \x00\xff").await.expect("put v2");
 
     assert_eq!(store.module(&v1.name).await.expect("module"), Some(v2.clone()));
-    assert_eq!(store.module_version(&v1.digest).await.expect("v1"), Some(v1.clone()));
-    assert_eq!(store.module_version(&v2.digest).await.expect("v2"), Some(v2.clone()));
+    assert_eq!(store.module_version(&v1.name, &v1.digest).await.expect("v1"), Some(v1.clone()));
+    assert_eq!(store.module_version(&v2.name, &v2.digest).await.expect("v2"), Some(v2.clone()));
     assert_eq!(store.module_bytes(&v1.digest).await.expect("bytes v1").as_deref(), Some(&b"bank v1 bytes"[..]));
     assert_eq!(
         store.module_bytes(&v2.digest).await.expect("bytes v2").as_deref(),
@@ -559,7 +561,7 @@ async fn module_put_then_get_serves_the_current_version_and_versions_by_digest(u
     );
     let unknown = Digest::of(b"never uploaded");
     assert_eq!(store.module(&ModuleName::from_trusted("shop")).await.expect("unknown name"), None);
-    assert_eq!(store.module_version(&unknown).await.expect("unknown version"), None);
+    assert_eq!(store.module_version(&v1.name, &unknown).await.expect("unknown version"), None);
     assert_eq!(store.module_bytes(&unknown).await.expect("unknown bytes"), None);
 }
 
@@ -576,7 +578,8 @@ async fn identical_bytes_under_two_names_are_stored_once(url: String) {
     assert_eq!(store.scalar_raw("SELECT COUNT(*) FROM module_blobs").await.expect("blobs"), 1);
     assert_eq!(store.scalar_raw("SELECT COUNT(*) FROM module_versions").await.expect("versions"), 3);
     assert_eq!(store.module_bytes(&bank.digest).await.expect("bytes").as_deref(), Some(&bytes[..]));
-    assert_eq!(store.module_version(&bank.digest).await.expect("newest row"), Some(bank.clone()));
+    assert_eq!(store.module_version(&bank.name, &bank.digest).await.expect("bank's row"), Some(bank.clone()));
+    assert_eq!(store.module_version(&shop.name, &shop.digest).await.expect("shop's row"), Some(shop.clone()));
     assert_eq!(store.modules().await.expect("modules"), [bank, shop]);
 }
 

@@ -14,7 +14,10 @@ use wasmtx::runtime::types::{BranchContext, BranchError};
 
 struct Misbehave;
 
-const FUNCTIONS: &[&str] = &["echo", "context", "spin", "grow", "trap", "fail", "retry", "sql"];
+const FUNCTIONS: &[&str] = &["echo", "context", "count", "spin", "grow", "trap", "fail", "retry", "sql"];
+
+/// Calls served by this instance: tells a reused instance from a fresh one.
+static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// Keeps allocations reachable so the optimiser cannot drop them.
 static mut HOARD: Vec<Vec<u8>> = Vec::new();
@@ -28,6 +31,7 @@ impl Guest for Misbehave {
         let text = String::from_utf8_lossy(&payload).into_owned();
         match function.as_str() {
             "echo" => Ok(payload),
+            "count" => Ok((CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1).to_string().into_bytes()),
             "context" => Ok(format!(
                 "{{\"gid\":\"{}\",\"branch_id\":\"{}\",\"op\":\"{:?}\",\"attempt\":{}}}",
                 ctx.gid, ctx.branch_id, ctx.op, ctx.attempt
