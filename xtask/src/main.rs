@@ -6,6 +6,7 @@
 //! - `test`: the one test command for a fresh machine (what `.ci/run` calls):
 //!   wasm target, Postgres, examples, the server binary, then every test.
 //! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` on the workspace.
+//! - `bench-guests`: per-invocation cost of each guest language, fresh and reused.
 //!
 //! # Layout
 //!
@@ -33,7 +34,8 @@ usage: cargo xtask <command>
 commands:
   examples [NAME|LANG ...]  build the example components into target/examples/
   test                      wasm target, Postgres, examples, server binary, all tests
-  lint                      cargo fmt --check, cargo clippy -D warnings";
+  lint                      cargo fmt --check, cargo clippy -D warnings
+  bench-guests              per-invocation cost of each guest language, fresh and reused (release build)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +61,10 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         Some("examples") => examples::build(&root, &args[1..]),
         Some("test") if args.len() == 1 => test::run(&root),
         Some("lint") if args.len() == 1 => lint::run(&root),
+        Some("bench-guests") if args.len() == 1 => {
+            examples::build(&root, &["transfer".to_owned()])?;
+            process::run(process::cargo(&root).args(["bench", "--package", "wasmtx", "--bench", "guests"]))
+        }
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
             Ok(())

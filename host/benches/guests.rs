@@ -1,0 +1,120 @@
+//! Per-invocation cost of the transfer guest in each language, on a fresh
+//! instance per call and on a reused instance.
+//!
+//! One invocation = (instantiate, for fresh) + `handler.invoke("balance")`,
+//! which makes one `db.query` on an in-memory SQLite transaction, + (drop, for
+//! fresh). Prints a table and one JSON line. Run it with
+//! `cargo xtask bench-guests` (builds the components, then this in release).
+//!
+//! Environment: `BENCH_N_COMPILED` (iterations for Rust/C, default 5000),
+//! `BENCH_N_INTERPRETED` (Python/JS, default 500).
+
+use std::time::{Duration, Instant};
+
+use wasmtx::database::Database;
+use wasmtx::model::Op;
+use wasmtx::sandbox::{InstancePool, Invocation, Limits, Runner, Sandbox};
+
+const LANGUAGES: &[(&str, bool)] = &[("rust", false), ("c", false), ("python", true), ("js", true)];
+
+fn env_n(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn invocation(function: &str, payload: &str) -> Invocation {
+    Invocation {
+        function: function.to_owned(),
+        gid: "bench".to_owned(),
+        branch_id: "01".to_owned(),
+        op: Op::Call,
+        attempt: 1,
+        headers: Vec::new(),
+        payload: payload.as_bytes().to_vec(),
+        module: "bench".to_owned(),
+    }
+}
+
+struct Figures {
+    lang: &'static str,
+    mode: &'static str,
+    n: usize,
+    p50_us: f64,
+    p99_us: f64,
+    mean_us: f64,
+}
+
+async fn measure(sandbox: &Sandbox, db: &Database, runner: &Runner, n: usize) -> (usize, Vec<Duration>) {
+    let mut tx = Some(db.begin().await.expect("begin"));
+    let setup = r#"{"accounts":[{"id":"alice","balance":100}]}"#;
+    let (r, back) = sandbox.run(runner, invocation("setup", setup), tx.take()).await;
+    r.expect("setup");
+    tx = back;
+    // Warm-up: first calls fault in pages and fill caches.
+    let warmup = (n / 10).max(5);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..warmup + n {
+        let started = Instant::now();
+        let (r, back) = sandbox.run(runner, invocation("balance", r#"{"id":"alice"}"#), tx.take()).await;
+        let took = started.elapsed();
+        let out = r.expect("balance");
+        assert!(out.starts_with(b"{"), "unexpected output {:?}", String::from_utf8_lossy(&out));
+        tx = back;
+        if i >= warmup {
+            samples.push(took);
+        }
+    }
+    tx.expect("transaction handed back").rollback().await.expect("rollback");
+    (n, samples)
+}
+
+fn summarise(lang: &'static str, mode: &'static str, n: usize, mut samples: Vec<Duration>) -> Figures {
+    samples.sort();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let at = |q: f64| us(samples[((samples.len() as f64 - 1.0) * q).round() as usize]);
+    let mean = samples.iter().map(|d| us(*d)).sum::<f64>() / samples.len() as f64;
+    Figures { lang, mode, n, p50_us: at(0.50), p99_us: at(0.99), mean_us: mean }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or(root.join("target"));
+        let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
+        let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+        let mut results = Vec::new();
+        for &(lang, interpreted) in LANGUAGES {
+            let path = target.join("examples").join(format!("transfer-{lang}.wasm"));
+            let bytes = std::fs::read(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask examples` first", path.display()));
+            let compile_started = Instant::now();
+            let compiled = sandbox.compile(&bytes).expect("compile");
+            eprintln!("transfer-{lang}: {} bytes, compiled in {:?}", bytes.len(), compile_started.elapsed());
+            let n = if interpreted { env_n("BENCH_N_INTERPRETED", 500) } else { env_n("BENCH_N_COMPILED", 5000) };
+            let fresh = Runner::Fresh(compiled.clone());
+            let (n1, s) = measure(&sandbox, &db, &fresh, n).await;
+            results.push(summarise(lang, "fresh", n1, s));
+            let reused = Runner::Reused(std::sync::Arc::new(InstancePool::new(compiled, u32::MAX, 1)));
+            let (n2, s) = measure(&sandbox, &db, &reused, n).await;
+            results.push(summarise(lang, "reused", n2, s));
+        }
+
+        println!("{:<8} {:<7} {:>6} {:>10} {:>10} {:>10}", "language", "mode", "n", "p50 µs", "p99 µs", "mean µs");
+        for f in &results {
+            println!(
+                "{:<8} {:<7} {:>6} {:>10.1} {:>10.1} {:>10.1}",
+                f.lang, f.mode, f.n, f.p50_us, f.p99_us, f.mean_us
+            );
+        }
+        let json: Vec<String> = results
+            .iter()
+            .map(|f| {
+                format!(
+                    r#"{{"language":"{}","mode":"{}","n":{},"p50_us":{:.1},"p99_us":{:.1},"mean_us":{:.1}}}"#,
+                    f.lang, f.mode, f.n, f.p50_us, f.p99_us, f.mean_us
+                )
+            })
+            .collect();
+        println!(r#"{{"bench":"guests","unit":"microseconds per invocation","results":[{}]}}"#, json.join(","));
+    });
+}
