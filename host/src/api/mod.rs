@@ -67,3 +67,6 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token").into_response()
     }
 }
+
+#[cfg(test)]
+mod tests;
