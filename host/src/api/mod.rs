@@ -54,6 +54,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A request body that could not be read (too large, connection broken) as an [`ApiError`].
+fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    let status = e.status();
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_body" };
+    ApiError::new(status, code, e.body_text())
+}
+
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Some(token) = state.token.as_deref() else { return next.run(request).await };
     let presented = request

@@ -7,10 +7,11 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, time};
+use super::{ApiError, AppState, body_error, time};
 use crate::branch::CallError;
 use crate::model::{DatabaseName, ModuleName, ModuleRecord};
 use crate::sandbox::InvokeError;
+use axum::extract::rejection::BytesRejection;
 
 #[derive(Debug, Serialize)]
 pub struct ModuleView {
@@ -52,8 +53,9 @@ pub async fn upload(
     State(state): State<AppState>,
     Path(name): Path<String>,
     params: Result<Query<UploadParams>, axum::extract::rejection::QueryRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<ModuleView>), ApiError> {
+    let body = body.map_err(body_error)?;
     let name = ModuleName::parse(&name).map_err(|e| ApiError::bad_request("invalid_name", e.0))?;
     let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let database = match params.database {
@@ -80,8 +82,9 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Res
 pub async fn call(
     State(state): State<AppState>,
     Path((name, function)): Path<(String, String)>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
     let module = current(&state, &name).await?;
     if !module.functions.iter().any(|f| f == &function) {
         return Err(ApiError::not_found(

@@ -93,7 +93,8 @@ async fn an_upload_over_the_size_limit_is_refused() {
     let app = app(None).await;
     let big = vec![0u8; (1 << 20) + 1];
     let put = Request::put("/v1/modules/big").body(Body::from(big)).unwrap();
-    let (status, _) = send(&app, put).await;
+    let (status, body) = send(&app, put).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["code"], "too_large", "{body}");
     assert_eq!(send(&app, get("/v1/modules/big")).await.0, StatusCode::NOT_FOUND);
 }

@@ -9,11 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, time};
+use super::{ApiError, AppState, body_error, time};
 use crate::model::{
     BranchId, BranchOp, Gid, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options, Status, Target, Transaction,
     TransactionState,
 };
+use axum::extract::rejection::BytesRejection;
 
 /// At most this many branches per transaction.
 const MAX_BRANCHES: usize = 1000;
@@ -56,8 +57,9 @@ pub struct SubmitResponse {
 
 pub async fn submit(
     State(state): State<AppState>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
+    let body = body.map_err(body_error)?;
     let request: SubmitRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid transaction request: {e}")))?;
     let wait = request.wait;
