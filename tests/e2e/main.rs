@@ -3,6 +3,8 @@
 //! coordinator store and the business database on the same kind).
 
 mod harness;
+mod languages;
+mod retries;
 mod uploads;
 
 use std::time::Duration;

@@ -165,8 +165,12 @@ impl Engine {
                 Ok((state, true))
             }
             Created::Existing(existing) => {
-                if !existing.transaction.status.is_final() {
-                    self.spawn_drive(existing.transaction.gid.clone());
+                // Nudge it only if nobody is driving it now: claiming a live
+                // lease (even our own) would fence the driver mid-step.
+                let t = &existing.transaction;
+                let leased = t.lease_owner.is_some() && t.lease_expires.is_some_and(|until| until > now);
+                if !t.status.is_final() && !leased {
+                    self.spawn_drive(t.gid.clone());
                 }
                 Ok((existing, false))
             }
