@@ -1,0 +1,249 @@
+//! The transfer example in every language (`examples/transfer/{rust,python,js,c}`),
+//! through the real server: the same scenarios, the same balances, the same
+//! statuses and the same messages, whichever language the module is written in.
+//!
+//! Every scenario runs once per language on SQLite; the successful transfer
+//! also runs on Postgres. Uploading the Python or JavaScript component compiles
+//! an interpreter (15-35 s in a debug host on 2 cores), so each test starts one
+//! server and uploads one module.
+//!
+//! The assertions are the same for every language and must stay so: when one
+//! language answers differently, that example has a bug; do not loosen the
+//! assertion for it. Only the text after `invalid payload for <function>: `
+//! may differ (each language's JSON decoder words it its own way).
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, Server, example, transfer};
+
+/// Declares, for every language, one test per scenario: the scenarios listed
+/// under `sqlite` run on SQLite, those under `postgres` on Postgres. A scenario
+/// is `async fn(lang: &str, backend: Backend)`; tests are named
+/// `languages::<lang>::<backend>::<scenario>`.
+macro_rules! in_every_language {
+    (sqlite: [$($sqlite:ident),+ $(,)?], postgres: [$($postgres:ident),+ $(,)?] $(,)?) => {
+        in_every_language!(@lang rust, [$($sqlite),+], [$($postgres),+]);
+        in_every_language!(@lang python, [$($sqlite),+], [$($postgres),+]);
+        in_every_language!(@lang js, [$($sqlite),+], [$($postgres),+]);
+        in_every_language!(@lang c, [$($sqlite),+], [$($postgres),+]);
+    };
+    (@lang $lang:ident, [$($sqlite:ident),+], [$($postgres:ident),+]) => {
+        mod $lang {
+            mod sqlite {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $sqlite() {
+                    super::super::$sqlite(stringify!($lang), super::super::Backend::Sqlite).await
+                })+
+            }
+            mod postgres {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $postgres() {
+                    super::super::$postgres(stringify!($lang), super::super::Backend::Postgres).await
+                })+
+            }
+        }
+    };
+}
+
+in_every_language!(
+    sqlite: [
+        transfer_succeeds,
+        transfer_to_a_missing_account_rolls_back,
+        overdraft_is_refused_and_its_compensation_is_null,
+        same_gid_twice_applies_effects_once,
+        guest_refusals_surface_with_the_guest_message,
+    ],
+    postgres: [transfer_succeeds],
+);
+
+/// Uploads `transfer-<lang>` as `module`, reporting how long the upload
+/// (validation and compilation) took.
+async fn upload(server: &Server, module: &str, lang: &str) {
+    let started = Instant::now();
+    let (status, body) = server.upload(module, example(&format!("transfer-{lang}"))).await;
+    assert_eq!(status, 201, "upload of transfer-{lang}: {body}");
+    eprintln!("uploaded transfer-{lang} as {module} in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+async fn setup(server: &Server, module: &str, accounts: &[(&str, i64)]) {
+    let accounts: Vec<Value> = accounts.iter().map(|(id, b)| json!({ "id": id, "balance": b })).collect();
+    let n = accounts.len();
+    let body = server.call(module, "setup", json!({ "accounts": accounts })).await;
+    assert_eq!(body, json!({ "accounts": n }));
+}
+
+/// A server with `transfer-<lang>` uploaded as `bank` and accounts seeded.
+async fn bank(lang: &str, backend: Backend, accounts: &[(&str, i64)]) -> Server {
+    let server = Server::start(backend).await;
+    server.ready().await;
+    upload(&server, "bank", lang).await;
+    setup(&server, "bank", accounts).await;
+    server
+}
+
+/// The transaction as GET /v1/transactions/{gid} reports it.
+async fn transaction(server: &Server, gid: &str) -> Value {
+    let (status, tx) = server.get(&format!("/v1/transactions/{gid}")).await;
+    assert_eq!(status, 200, "{tx}");
+    tx
+}
+
+/// `("01 action", "succeeded")`, ... for every op of the transaction, in order.
+fn ops(tx: &Value) -> Vec<(String, String)> {
+    let field =
+        |op: &Value, name: &str| op[name].as_str().unwrap_or_else(|| panic!("{name} missing in {op}")).to_owned();
+    tx["branches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no branches in {tx}"))
+        .iter()
+        .map(|op| (format!("{} {}", field(op, "branch_id"), field(op, "op")), field(op, "status")))
+        .collect()
+}
+
+/// The four ops of a two-branch saga with these statuses.
+fn expected_ops(statuses: [&str; 4]) -> Vec<(String, String)> {
+    ["01 action", "01 compensate", "02 action", "02 compensate"]
+        .into_iter()
+        .zip(statuses)
+        .map(|(op, status)| (op.to_owned(), status.to_owned()))
+        .collect()
+}
+
+async fn transfer_succeeds(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100), ("bob", 20)]).await;
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", 30, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    assert_eq!(server.balance("bank", "alice").await, 70);
+    assert_eq!(server.balance("bank", "bob").await, 50);
+
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["status"], "succeeded");
+    assert_eq!(ops(&tx), expected_ops(["succeeded", "prepared", "succeeded", "prepared"]));
+}
+
+async fn transfer_to_a_missing_account_rolls_back(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100)]).await;
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "carol", 30, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "account carol does not exist", "{body}");
+    assert_eq!(server.balance("bank", "alice").await, 100, "the debit was compensated");
+
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["status"], "failed");
+    assert_eq!(tx["rollback_reason"], "account carol does not exist");
+    assert_eq!(ops(&tx), expected_ops(["succeeded", "succeeded", "failed", "succeeded"]));
+}
+
+async fn overdraft_is_refused_and_its_compensation_is_null(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 10), ("bob", 0)]).await;
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", 30, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "insufficient funds in alice", "{body}");
+    // trans-out-revert ran as a null compensation: no credit for a debit that never happened.
+    assert_eq!(server.balance("bank", "alice").await, 10);
+    assert_eq!(server.balance("bank", "bob").await, 0);
+
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["status"], "failed");
+    assert_eq!(ops(&tx), expected_ops(["failed", "succeeded", "prepared", "prepared"]));
+}
+
+async fn same_gid_twice_applies_effects_once(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+    let request = transfer("bank", Some("order-42"), "alice", "bob", 30, true);
+    let (s1, b1) = server.post("/v1/transactions", &request).await;
+    let (s2, b2) = server.post("/v1/transactions", &request).await;
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    assert_eq!(b1["status"], "succeeded", "{b1}");
+    assert_eq!(b2["status"], "succeeded", "{b2}");
+    assert_eq!(b2["gid"], "order-42");
+    assert_eq!(server.balance("bank", "alice").await, 70);
+    assert_eq!(server.balance("bank", "bob").await, 30);
+
+    let tx = transaction(&server, "order-42").await;
+    let attempts: Vec<u64> =
+        tx["branches"].as_array().unwrap().iter().map(|op| op["attempts"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 0, 1, 0], "each action ran once: {tx}");
+}
+
+async fn guest_refusals_surface_with_the_guest_message(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+
+    // A refusal by the function itself: the message is the guest's, word for word.
+    let zero = json!({ "from": "alice", "to": "bob", "amount": 0 });
+    let (status, body) = server.post("/v1/modules/bank/call/trans-out", &zero).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body,
+        json!({ "error": { "code": "branch_failure", "message": "amount must be a positive integer, got 0" } })
+    );
+
+    // A payload the function cannot decode: refused by the module's own
+    // decoding, which names the function (the rest of the text is the
+    // language's decoder's).
+    let (status, body) = server.post("/v1/modules/bank/call/trans-out", &json!({ "from": "alice" })).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "branch_failure", "{body}");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(message.starts_with("invalid payload for trans-out: "), "{message}");
+
+    // The same inside a saga: the action fails, the transaction rolls back,
+    // and the compensation of the action that never committed is null.
+    let mut request = transfer("bank", None, "alice", "bob", 30, true);
+    request["branches"][0]["payload"] = json!({ "from": 5 });
+    let (status, body) = server.post("/v1/transactions", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    let reason = body["rollback_reason"].as_str().expect("rollback_reason");
+    assert!(reason.starts_with("invalid payload for trans-out: "), "{reason}");
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(ops(&tx), expected_ops(["failed", "succeeded", "prepared", "prepared"]));
+    assert_eq!(tx["branches"][0]["last_error"], reason, "the op keeps the guest's message");
+
+    assert_eq!(server.balance("bank", "alice").await, 100, "no refusal wrote anything");
+    assert_eq!(server.balance("bank", "bob").await, 0);
+}
+
+/// A saga whose debit runs in Python and whose credit runs in C, both
+/// modules bound to the same business database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_mixing_python_and_c_commits_and_compensates_across_languages() {
+    let server = Server::start(Backend::Sqlite).await;
+    server.ready().await;
+    upload(&server, "bank-py", "python").await;
+    upload(&server, "bank-c", "c").await;
+    setup(&server, "bank-py", &[("alice", 100), ("bob", 20)]).await;
+
+    let mixed = |to: &str| {
+        let mut request = transfer("bank-py", None, "alice", to, 30, true);
+        request["branches"][1]["action"]["module"] = json!("bank-c");
+        request["branches"][1]["compensate"]["module"] = json!("bank-c");
+        request
+    };
+    let (status, body) = server.post("/v1/transactions", &mixed("bob")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    for module in ["bank-py", "bank-c"] {
+        assert_eq!(server.balance(module, "alice").await, 70, "{module} reads the debit");
+        assert_eq!(server.balance(module, "bob").await, 50, "{module} reads the credit");
+    }
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    let modules: Vec<&str> =
+        tx["branches"].as_array().unwrap().iter().map(|op| op["module"].as_str().unwrap()).collect();
+    assert_eq!(modules, ["bank-py", "bank-py", "bank-c", "bank-c"]);
+
+    // C refuses the credit; Python compensates the debit.
+    let (status, body) = server.post("/v1/transactions", &mixed("carol")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "account carol does not exist", "{body}");
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(ops(&tx), expected_ops(["succeeded", "succeeded", "failed", "succeeded"]));
+    assert_eq!(server.balance("bank-c", "alice").await, 70, "the second debit was compensated");
+    assert_eq!(server.balance("bank-py", "bob").await, 50);
+}
