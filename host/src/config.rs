@@ -28,6 +28,8 @@ pub struct Config {
     /// Bearer token required on `/v1`; mandatory unless listening on loopback.
     pub token: Option<String>,
     pub limits: Limits,
+    /// Where compiled module code is cached across restarts; `None` disables it.
+    pub compile_cache: Option<PathBuf>,
     pub max_module_bytes: usize,
     pub retry: RetryPolicy,
     pub lease: Duration,
@@ -48,6 +50,8 @@ pub struct FileConfig {
     pub deadline_ms: Option<u64>,
     /// Per-instance memory cap, MiB.
     pub memory_mb: Option<usize>,
+    /// Directory for compiled module code, or "off" (default: `<data_dir>/compile-cache`).
+    pub compile_cache: Option<String>,
     pub max_module_mb: Option<usize>,
     pub retry_base_ms: Option<u64>,
     pub retry_cap_ms: Option<u64>,
@@ -137,7 +141,13 @@ impl Config {
                 limits.deadline
             )));
         }
+        let compile_cache = match file.compile_cache.as_deref() {
+            Some("off") => None,
+            Some(dir) => Some(PathBuf::from(dir)),
+            None => Some(data_dir.join("compile-cache")),
+        };
         Ok(Config {
+            compile_cache,
             listen,
             data_dir,
             store,
@@ -185,6 +195,16 @@ mod tests {
         assert_eq!(c.store, "sqlite://./wasmtx-data/coordinator.sqlite?mode=rwc");
         assert_eq!(c.databases[&DatabaseName::default_name()], "sqlite://./wasmtx-data/default.sqlite?mode=rwc");
         assert_eq!(c.token, None);
+        assert_eq!(c.compile_cache, Some(PathBuf::from("./wasmtx-data/compile-cache")));
+    }
+
+    #[test]
+    fn the_compile_cache_can_be_moved_or_turned_off() {
+        let file: FileConfig = toml::from_str("compile_cache = \"off\"").unwrap();
+        assert_eq!(Config::resolve(file, Overrides::default()).unwrap().compile_cache, None);
+        let file: FileConfig = toml::from_str("compile_cache = \"/var/cache/wasmtx\"").unwrap();
+        let c = Config::resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.compile_cache, Some(PathBuf::from("/var/cache/wasmtx")));
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub async fn run(
 
     let store = Store::connect(&config.store).await?;
     let databases = Arc::new(Databases::connect(&config.databases).await?);
-    let sandbox = Sandbox::new(config.limits.clone()).map_err(|e| StartError::Sandbox(format!("{e:#}")))?;
+    let sandbox = Sandbox::with_cache(config.limits.clone(), config.compile_cache.as_deref())
+        .map_err(|e| StartError::Sandbox(format!("{e:#}")))?;
     let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), config.max_module_bytes);
     let branches = WasmBranches::new(registry.clone(), sandbox, databases.clone());
     let engine_config =

@@ -87,8 +87,13 @@ impl Server {
     fn spawn(&mut self) -> Result<()> {
         let config = self.data_dir.join("test.toml");
         std::fs::create_dir_all(&self.data_dir)?;
-        // Short retry intervals keep recovery tests quick.
-        std::fs::write(&config, "retry_base_ms = 100\nretry_cap_ms = 1000\n")?;
+        // Short retry intervals keep recovery tests quick; one compile cache
+        // for every test server saves compiling the same component again.
+        let cache = target_dir().join("test-compile-cache");
+        std::fs::write(
+            &config,
+            format!("retry_base_ms = 100\nretry_cap_ms = 1000\ncompile_cache = {:?}\n", cache.display().to_string()),
+        )?;
         let mut child = Command::new(binary())
             .args(&self.args)
             .arg("--config")

@@ -113,7 +113,11 @@ impl Registry {
             return Err(UploadError::UnknownDatabase(database.to_string()));
         }
         let digest = Digest::of(&bytes);
-        let (compiled, bytes) = self.compile(bytes).await?;
+        let cached = self.cell(&digest).get().cloned();
+        let (compiled, bytes) = match cached {
+            Some(compiled) => (compiled, bytes),
+            None => self.compile(bytes).await?,
+        };
         let mut functions = self.inner.sandbox.functions(&compiled).await.map_err(UploadError::Inspect)?;
         functions.sort();
         functions.dedup();

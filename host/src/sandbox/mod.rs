@@ -177,12 +177,29 @@ impl Drop for Inner {
 const TICK: Duration = Duration::from_millis(10);
 
 impl Sandbox {
+    /// A sandbox without an on-disk code cache.
     pub fn new(limits: Limits) -> Result<Self, wasmtime::Error> {
-        let engine = match Engine::new(&engine_config(&limits, true)) {
+        Self::with_cache(limits, None)
+    }
+
+    /// A sandbox whose compiled code is also kept in `cache_dir`, so a restart
+    /// (or another process sharing the directory) does not compile a module
+    /// again. Entries are keyed by the module bytes and the engine settings.
+    pub fn with_cache(limits: Limits, cache_dir: Option<&std::path::Path>) -> Result<Self, wasmtime::Error> {
+        let cache = match cache_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let mut config = wasmtime::CacheConfig::new();
+                config.with_directory(dir);
+                Some(wasmtime::Cache::new(config)?)
+            }
+            None => None,
+        };
+        let engine = match Engine::new(engine_config(&limits, true).cache(cache.clone())) {
             Ok(engine) => engine,
             Err(e) => {
                 tracing::warn!(error = %e, "pooling allocator unavailable; falling back to on-demand allocation");
-                Engine::new(&engine_config(&limits, false))?
+                Engine::new(engine_config(&limits, false).cache(cache))?
             }
         };
         let mut linker = Linker::<HostState>::new(&engine);
