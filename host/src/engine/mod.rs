@@ -351,3 +351,54 @@ fn duration_ms(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Test data shared by the state-machine and driver tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use crate::model::{
+        BranchId, BranchOp, DatabaseName, Digest, Gid, Millis, Mode, ModuleName, Op, OpStatus, Options, Status, Target,
+        Transaction, TransactionState,
+    };
+
+    /// A submitted saga of `branches` branches (action + compensate each), created at `at`.
+    pub fn saga(gid: &str, branches: usize, at: Millis) -> TransactionState {
+        let target = |function: &str| Target {
+            module: ModuleName::parse("bank").expect("valid name"),
+            digest: Digest::of(b"module"),
+            database: DatabaseName::default_name(),
+            function: function.to_owned(),
+        };
+        let ops = (0..branches)
+            .flat_map(|i| [(i, Op::Action, "do"), (i, Op::Compensate, "undo")])
+            .map(|(i, op, function)| BranchOp {
+                branch_id: BranchId::from_index(i),
+                op,
+                target: target(function),
+                payload: b"null".to_vec(),
+                status: OpStatus::Prepared,
+                attempts: 0,
+                last_error: None,
+                updated_at: at,
+            })
+            .collect();
+        TransactionState {
+            transaction: Transaction {
+                gid: Gid::parse(gid).expect("valid gid"),
+                mode: Mode::Saga,
+                status: Status::Submitted,
+                options: Options::default(),
+                next_due: Some(at),
+                attempts: 0,
+                last_error: None,
+                rollback_reason: None,
+                created_at: at,
+                updated_at: at,
+                finished_at: None,
+                lease_owner: None,
+                lease_expires: None,
+                epoch: 0,
+            },
+            ops,
+        }
+    }
+}

@@ -212,51 +212,14 @@ fn finish(state: &mut TransactionState, status: Status, now: Millis) -> Effect {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{BranchOp, DatabaseName, Digest, Gid, Mode, ModuleName, Options, Target, Transaction};
+    use crate::model::Options;
 
     const T0: Millis = Millis(1_000_000);
 
     fn saga(branches: usize, options: Options) -> TransactionState {
-        let target = |f: &str| Target {
-            module: ModuleName::parse("bank").unwrap(),
-            digest: Digest::of(b"m"),
-            database: DatabaseName::default_name(),
-            function: f.to_owned(),
-        };
-        let mut ops = Vec::new();
-        for i in 0..branches {
-            for (op, f) in [(Op::Action, "do"), (Op::Compensate, "undo")] {
-                ops.push(BranchOp {
-                    branch_id: BranchId::from_index(i),
-                    op,
-                    target: target(f),
-                    payload: vec![],
-                    status: OpStatus::Prepared,
-                    attempts: 0,
-                    last_error: None,
-                    updated_at: T0,
-                });
-            }
-        }
-        TransactionState {
-            transaction: Transaction {
-                gid: Gid::parse("g1").unwrap(),
-                mode: Mode::Saga,
-                status: Status::Submitted,
-                options,
-                next_due: Some(T0),
-                attempts: 0,
-                last_error: None,
-                rollback_reason: None,
-                created_at: T0,
-                updated_at: T0,
-                finished_at: None,
-                lease_owner: None,
-                lease_expires: None,
-                epoch: 0,
-            },
-            ops,
-        }
+        let mut s = crate::engine::fixture::saga("g1", branches, T0);
+        s.transaction.options = options;
+        s
     }
 
     fn b(i: usize) -> BranchId {

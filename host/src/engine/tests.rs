@@ -6,9 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use super::*;
-use crate::model::{
-    BranchOp, DatabaseName, Digest, ModuleName, OpStatus, Options, Status, Target, Transaction, TransactionState,
-};
+use crate::model::{OpStatus, Status, TransactionState};
 use crate::test_db::fresh_sqlite;
 
 const T0: Millis = Millis(1_700_000_000_000);
@@ -39,44 +37,7 @@ impl BranchExecutor for Script {
 }
 
 fn saga(gid: &str, branches: usize) -> TransactionState {
-    let target = Target {
-        module: ModuleName::parse("bank").unwrap(),
-        digest: Digest::of(b"m"),
-        database: DatabaseName::default_name(),
-        function: "f".to_owned(),
-    };
-    let ops = (0..branches)
-        .flat_map(|i| [Op::Action, Op::Compensate].map(|op| (i, op)))
-        .map(|(i, op)| BranchOp {
-            branch_id: BranchId::from_index(i),
-            op,
-            target: target.clone(),
-            payload: b"null".to_vec(),
-            status: OpStatus::Prepared,
-            attempts: 0,
-            last_error: None,
-            updated_at: T0,
-        })
-        .collect();
-    TransactionState {
-        transaction: Transaction {
-            gid: Gid::parse(gid).unwrap(),
-            mode: Mode::Saga,
-            status: Status::Submitted,
-            options: Options::default(),
-            next_due: Some(T0),
-            attempts: 0,
-            last_error: None,
-            rollback_reason: None,
-            created_at: T0,
-            updated_at: T0,
-            finished_at: None,
-            lease_owner: None,
-            lease_expires: None,
-            epoch: 0,
-        },
-        ops,
-    }
+    super::fixture::saga(gid, branches, T0)
 }
 
 async fn engine(script: Arc<Script>, clock: ManualClock) -> Engine {
