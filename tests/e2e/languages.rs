@@ -54,6 +54,9 @@ in_every_language!(
         overdraft_is_refused_and_its_compensation_is_null,
         same_gid_twice_applies_effects_once,
         guest_refusals_surface_with_the_guest_message,
+        credits_that_would_overflow_are_refused,
+        amounts_above_the_limit_are_refused,
+        payloads_are_decoded_alike,
     ],
     postgres: [transfer_succeeds],
 );
@@ -206,6 +209,131 @@ async fn guest_refusals_surface_with_the_guest_message(lang: &str, backend: Back
     assert_eq!(tx["branches"][0]["last_error"], reason, "the op keeps the guest's message");
 
     assert_eq!(server.balance("bank", "alice").await, 100, "no refusal wrote anything");
+    assert_eq!(server.balance("bank", "bob").await, 0);
+}
+
+/// A direct call of `function` on `bank` with `body` sent as written:
+/// [`Server::post`] sends a `Value`, which cannot spell `-0` or a key given twice.
+async fn call_raw(server: &Server, function: &str, body: &'static str) -> (u16, Value) {
+    let url = format!("{}/v1/modules/bank/call/{function}", server.base);
+    let r = server.http.post(url).body(body).send().await.expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The answer to a direct call refused with `message`.
+fn refusal(message: &str) -> Value {
+    json!({ "error": { "code": "branch_failure", "message": message } })
+}
+
+async fn credits_that_would_overflow_are_refused(lang: &str, backend: Backend) {
+    const NEAR_MAX: i64 = 9_223_372_036_854_775_000;
+    let server = bank(lang, backend, &[("alice", 5000), ("bob", NEAR_MAX)]).await;
+
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", 1000, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "balance of bob would overflow", "{body}");
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(ops(&tx), expected_ops(["succeeded", "succeeded", "failed", "succeeded"]));
+    assert_eq!(server.balance("bank", "alice").await, 5000, "the debit was compensated");
+    assert_eq!(server.balance("bank", "bob").await, NEAR_MAX, "still an integer, unchanged");
+
+    // Up to i64::MAX exactly is a credit like any other.
+    let rest = i64::MAX - NEAR_MAX;
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", rest, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    assert_eq!(server.balance("bank", "alice").await, 5000 - rest);
+    assert_eq!(server.balance("bank", "bob").await, i64::MAX);
+
+    // The compensations are guarded too (called directly here: no barrier).
+    // trans-out-revert credits `from` back; trans-in-revert debits `to`.
+    setup(&server, "bank", &[("dave", i64::MIN + 999)]).await;
+    let back_to_bob = json!({ "from": "bob", "to": "alice", "amount": 1 });
+    let (status, body) = server.post("/v1/modules/bank/call/trans-out-revert", &back_to_bob).await;
+    assert_eq!((status, body), (422, refusal("balance of bob would overflow")));
+    let from_dave = json!({ "from": "alice", "to": "dave", "amount": 1000 });
+    let (status, body) = server.post("/v1/modules/bank/call/trans-in-revert", &from_dave).await;
+    assert_eq!((status, body), (422, refusal("balance of dave would overflow")));
+    assert_eq!(server.balance("bank", "bob").await, i64::MAX);
+    assert_eq!(server.balance("bank", "dave").await, i64::MIN + 999);
+    let from_dave = json!({ "from": "alice", "to": "dave", "amount": 999 });
+    assert_eq!(server.call("bank", "trans-in-revert", from_dave).await, Value::Null);
+    assert_eq!(server.balance("bank", "dave").await, i64::MIN);
+
+    // A compensation for an account that is gone still does nothing.
+    let nobody = json!({ "from": "nobody", "to": "nobody", "amount": 1 });
+    assert_eq!(server.call("bank", "trans-out-revert", nobody.clone()).await, Value::Null);
+    assert_eq!(server.call("bank", "trans-in-revert", nobody).await, Value::Null);
+}
+
+async fn amounts_above_the_limit_are_refused(lang: &str, backend: Backend) {
+    const LIMIT: i64 = 1_000_000_000_000_000;
+    let server = bank(lang, backend, &[("alice", LIMIT + 1), ("bob", 0)]).await;
+
+    let above = json!({ "from": "alice", "to": "bob", "amount": LIMIT + 1 });
+    for function in ["trans-out", "trans-out-revert", "trans-in", "trans-in-revert"] {
+        let (status, body) = server.post(&format!("/v1/modules/bank/call/{function}"), &above).await;
+        assert_eq!(status, 422, "{function}: {body}");
+        assert_eq!(body, refusal("amount must be at most 1000000000000000, got 1000000000000001"), "{function}");
+    }
+    assert_eq!(server.balance("bank", "alice").await, LIMIT + 1, "no refusal wrote anything");
+
+    // The limit itself is an amount like any other.
+    let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", LIMIT, true)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    assert_eq!(server.balance("bank", "alice").await, 1);
+    assert_eq!(server.balance("bank", "bob").await, LIMIT);
+}
+
+async fn payloads_are_decoded_alike(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+
+    // Only a JSON object is a payload. (serde's derived Deserialize alone
+    // would read `["alice","bob",30]` as a transfer.)
+    let not_objects = [
+        ("trans-out", r#"["alice","bob",30]"#),
+        ("trans-in", r#"["alice","bob",30]"#),
+        ("balance", r#"["alice"]"#),
+        ("setup", r#"[[{"id":"carol","balance":5}]]"#),
+        ("trans-out-revert", "null"),
+        ("trans-in-revert", r#""alice""#),
+        ("trans-out", "30"),
+    ];
+    for (function, body) in not_objects {
+        let (status, answer) = call_raw(&server, function, body).await;
+        let message = format!("invalid payload for {function}: payload must be a JSON object");
+        assert_eq!((status, answer), (422, refusal(&message)), "{function}({body})");
+    }
+    // The same for each account given to setup.
+    let (status, answer) = call_raw(&server, "setup", r#"{"accounts":[["carol",5]]}"#).await;
+    assert_eq!((status, answer), (422, refusal("invalid payload for setup: account must be a JSON object")));
+
+    // `-0` is not an integer (serde_json reads it as -0.0): the payload is
+    // invalid, rather than "amount must be a positive integer, got 0".
+    let (status, answer) = call_raw(&server, "trans-out", r#"{"from":"alice","to":"bob","amount":-0}"#).await;
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["error"]["message"].as_str().expect("message");
+    assert!(message.starts_with("invalid payload for trans-out: "), "{message}");
+
+    // A key given twice is refused if the function reads it, and ignored if not.
+    let (status, answer) = call_raw(&server, "balance", r#"{"id":"alice","id":"bob"}"#).await;
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["error"]["message"].as_str().expect("message");
+    assert!(message.starts_with("invalid payload for balance: "), "{message}");
+    let (status, answer) = call_raw(&server, "setup", r#"{"accounts":[{"id":"carol","balance":5,"balance":6}]}"#).await;
+    assert_eq!(status, 422, "{answer}");
+    let message = answer["error"]["message"].as_str().expect("message");
+    assert!(message.starts_with("invalid payload for setup: "), "{message}");
+    let (status, answer) = call_raw(&server, "balance", r#"{"id":"alice","note":1,"note":[2]}"#).await;
+    assert_eq!((status, answer), (200, json!({ "id": "alice", "balance": 100 })));
+
+    // Nothing was written by any of it.
+    let (status, answer) = server.post("/v1/modules/bank/call/balance", &json!({ "id": "carol" })).await;
+    assert_eq!((status, answer), (422, refusal("account carol does not exist")));
+    assert_eq!(server.balance("bank", "alice").await, 100);
     assert_eq!(server.balance("bank", "bob").await, 0);
 }
 

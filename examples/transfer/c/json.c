@@ -93,6 +93,9 @@ static bool parse_number(parser *ps, json_value *out) {
   if (!negative && value == INT64_MIN) {
     fits = false;
   }
+  if (negative && value == 0) {
+    integral = false;  // -0 is a float (-0.0) for serde_json
+  }
   if (integral && fits) {
     out->kind = JSON_INTEGER;
     out->as.integer = negative ? value : -value;

@@ -17,7 +17,7 @@ typedef enum {
   JSON_NULL,
   JSON_BOOL,
   JSON_INTEGER,
-  /// A number that is not an integer in int64_t range (1.5, 1e3, 2^63).
+  /// A number that is not an integer in int64_t range (1.5, 1e3, 2^63), or -0.
   JSON_OTHER_NUMBER,
   JSON_STRING,
   JSON_ARRAY,

@@ -22,6 +22,9 @@ typedef wasmtx_runtime_db_value_t db_value;
 
 enum { FAILURE = WASMTX_RUNTIME_TYPES_BRANCH_ERROR_FAILURE, RETRY = WASMTX_RUNTIME_TYPES_BRANCH_ERROR_RETRY };
 
+// The largest amount a transfer step accepts, as in the Rust version.
+#define MAX_AMOUNT INT64_C(1000000000000000)
+
 // Sets `err` to the formatted message; returns false so callers can
 // `return refuse(...)`.
 __attribute__((format(printf, 3, 4)))
@@ -135,6 +138,10 @@ static bool read_transfer(const char *function, const json_value *in, transfer *
   if (t->amount <= 0) {
     return refuse(err, FAILURE, "amount must be a positive integer, got %lld", (long long)t->amount);
   }
+  if (t->amount > MAX_AMOUNT) {
+    return refuse(err, FAILURE, "amount must be at most %lld, got %lld", (long long)MAX_AMOUNT,
+                  (long long)t->amount);
+  }
   return true;
 }
 
@@ -186,6 +193,26 @@ static bool balance_of(const json_value *account, bool *found, int64_t *balance,
   }
   wasmtx_runtime_db_rows_free(&rows);
   return ok;
+}
+
+// Adds `amount` to the balance of `account`; `*found` is false if there is no
+// such account. The guard keeps the balance within BIGINT: past INT64_MAX,
+// SQLite would store a REAL (and `balance` would then fail) and Postgres would
+// fail with 22003 (a database error: retried for ever). Refused instead.
+static bool credit(const json_value *account, int64_t amount, bool *found, branch_error *err) {
+  uint64_t credited;
+  db_value params[] = {integer(amount), text(account)};
+  if (!execute("UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= 9223372036854775807 - $1",
+               params, 2, &credited, err)) {
+    return false;
+  }
+  *found = true;
+  if (credited == 0) {
+    int64_t balance;
+    if (!balance_of(account, found, &balance, err)) return false;
+    if (*found) return refuse_about(err, "balance of ", account, " would overflow");
+  }
+  return true;
 }
 
 // --- functions ----------------------------------------------------------------
@@ -258,31 +285,42 @@ static bool trans_out(const char *name, const json_value *in, json_buf *out, bra
 
 static bool trans_out_revert(const char *name, const json_value *in, json_buf *out, branch_error *err) {
   transfer t;
-  uint64_t rows;
+  bool found;
   if (!read_transfer(name, in, &t, err)) return false;
-  db_value params[] = {integer(t.amount), text(t.from)};
-  if (!execute("UPDATE accounts SET balance = balance + $1 WHERE id = $2", params, 2, &rows, err)) return false;
+  // This gives back what trans-out took: it overflows only if the balance
+  // grew since (other credits, `setup`), and is then refused rather than
+  // corrupted. An account that is gone has nothing to give back to.
+  if (!credit(t.from, t.amount, &found, err)) return false;
   json_buf_append(out, "null", 4);
   return true;
 }
 
 static bool trans_in(const char *name, const json_value *in, json_buf *out, branch_error *err) {
   transfer t;
-  uint64_t credited;
+  bool found;
   if (!read_transfer(name, in, &t, err)) return false;
-  db_value params[] = {integer(t.amount), text(t.to)};
-  if (!execute("UPDATE accounts SET balance = balance + $1 WHERE id = $2", params, 2, &credited, err)) return false;
-  if (credited == 0) return refuse_about(err, "account ", t.to, " does not exist");
+  if (!credit(t.to, t.amount, &found, err)) return false;
+  if (!found) return refuse_about(err, "account ", t.to, " does not exist");
   json_buf_append(out, "null", 4);
   return true;
 }
 
 static bool trans_in_revert(const char *name, const json_value *in, json_buf *out, branch_error *err) {
   transfer t;
-  uint64_t rows;
+  uint64_t debited;
   if (!read_transfer(name, in, &t, err)) return false;
+  // The guard of `credit` at the other end of BIGINT: balance - $1 >= INT64_MIN.
   db_value params[] = {integer(t.amount), text(t.to)};
-  if (!execute("UPDATE accounts SET balance = balance - $1 WHERE id = $2", params, 2, &rows, err)) return false;
+  if (!execute("UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1 - 9223372036854775807 - 1",
+               params, 2, &debited, err)) {
+    return false;
+  }
+  if (debited == 0) {
+    bool found;
+    int64_t balance;
+    if (!balance_of(t.to, &found, &balance, err)) return false;
+    if (found) return refuse_about(err, "balance of ", t.to, " would overflow");
+  }
   json_buf_append(out, "null", 4);
   return true;
 }

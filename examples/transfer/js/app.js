@@ -30,49 +30,72 @@ function jsonObject(value, what) {
 
 const I64_MIN = -(2n ** 63n);
 const I64_MAX = 2n ** 63n - 1n;
-const INTEGER_LITERAL = /^-?\d+$/;
+/** The largest amount a transfer step accepts, as in the Rust version. */
+const MAX_AMOUNT = 10n ** 15n;
+
+// Strings, brackets and the other values (numbers, true, false, null); `,` and `:` are skipped.
+const TOKEN = /"(?:[^"\\]|\\.)*"|[{}[\]]|[^\s{}[\],:"]+/g;
+// An integer literal, except -0, which serde_json reads as a float (-0.0).
+const INTEGER_LITERAL = /^(?:0|-?[1-9]\d*)$/;
+
+/** For every object `parseJson` made: the keys the text gives it more than once. */
+const repeatedKeys = new WeakMap();
 
 /**
- * JSON.parse, except that integer literals become BigInts, exactly (an s64 needs
- * more than a Number's 53 bits), and `30.0` stays a Number, so it is not an
- * integer. This relies on the reviver's `context.source` (JSON.parse source
- * text access), which the SpiderMonkey in ComponentizeJS 0.23 has.
+ * Parses the JSON `text` as serde_json reads it, which JSON.parse alone does not:
+ *
+ * - an integer literal becomes a BigInt, exactly (an s64 needs more than a
+ *   Number's 53 bits), while `30.0`, `1e2` and `-0` stay Numbers, so they are
+ *   not integers;
+ * - each object remembers its repeated keys (in `repeatedKeys`). Like
+ *   JSON.parse, the last value wins; `field` then refuses a repeated key it
+ *   reads, as serde refuses a repeated field, and other keys do not matter.
+ *
+ * JSON.parse checks the syntax first (its SyntaxError says what is wrong), so
+ * the loop only meets valid JSON. It does not recurse: nesting costs no stack.
  */
 function parseJson(text) {
-  return JSON.parse(text, (_key, value, context) =>
-    typeof value === 'number' && INTEGER_LITERAL.test(context.source) ? BigInt(context.source) : value,
-  );
-}
-
-const TOKEN = /"(?:[^"\\]|\\.)*"|[{}[\],]/g;
-
-/**
- * Throws if an object in the (valid) JSON `text` has a key twice: JSON.parse
- * keeps the last value silently, serde refuses a repeated field. (Stricter than
- * serde, which only refuses fields it reads.)
- */
-function refuseRepeatedKeys(text) {
-  const scopes = []; // per open bracket: the keys seen (object) or null (array)
-  let atKey = false;
+  JSON.parse(text);
+  let result;
+  const open = []; // the containers being filled: arrays, and { object, key } for objects
   for (const [token] of text.matchAll(TOKEN)) {
-    const scope = scopes.at(-1);
-    if (token === '{' || token === '[') {
-      scopes.push(token === '{' ? new Set() : null);
-      atKey = token === '{';
-    } else if (token === '}' || token === ']') {
-      scopes.pop();
-      atKey = false;
-    } else if (token === ',') {
-      atKey = scope instanceof Set;
-    } else if (atKey) {
-      const key = JSON.parse(token);
-      if (scope.has(key)) {
-        throw new InvalidPayload(`duplicate field \`${key}\``);
+    const top = open.at(-1);
+    if (token === '}' || token === ']') {
+      open.pop();
+      continue;
+    }
+    if (top !== undefined && !Array.isArray(top) && top.key === undefined) {
+      top.key = JSON.parse(token); // a member's key; its value comes next
+      continue;
+    }
+    let value;
+    if (token === '{') {
+      value = {};
+      repeatedKeys.set(value, new Set());
+    } else if (token === '[') {
+      value = [];
+    } else {
+      value = INTEGER_LITERAL.test(token) ? BigInt(token) : JSON.parse(token);
+    }
+    if (top === undefined) {
+      result = value;
+    } else if (Array.isArray(top)) {
+      top.push(value);
+    } else {
+      if (Object.hasOwn(top.object, top.key)) {
+        repeatedKeys.get(top.object).add(top.key);
       }
-      scope.add(key);
-      atKey = false;
+      // Not `object[key] = value`: a key "__proto__" would set the prototype.
+      Object.defineProperty(top.object, top.key, { value, writable: true, enumerable: true, configurable: true });
+      top.key = undefined;
+    }
+    if (token === '{') {
+      open.push({ object: value, key: undefined });
+    } else if (token === '[') {
+      open.push(value);
     }
   }
+  return result;
 }
 
 const KINDS = { string: 'a string', integer: 'an integer', array: 'an array' };
@@ -83,6 +106,9 @@ const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 function field(obj, name, kind) {
   if (!Object.hasOwn(obj, name)) {
     throw new InvalidPayload(`missing field \`${name}\``);
+  }
+  if (repeatedKeys.get(obj).has(name)) {
+    throw new InvalidPayload(`duplicate field \`${name}\``);
   }
   const value = obj[name];
   const ok =
@@ -113,6 +139,9 @@ function transfer(payload) {
   };
   if (t.amount <= 0n) {
     throw new Failure(`amount must be a positive integer, got ${t.amount}`);
+  }
+  if (t.amount > MAX_AMOUNT) {
+    throw new Failure(`amount must be at most ${MAX_AMOUNT}, got ${t.amount}`);
   }
   return t;
 }
@@ -151,6 +180,28 @@ function balanceOf(account) {
     throw new Failure(`column "balance" holds ${cell.tag}, expected int`);
   }
   return cell.val;
+}
+
+/**
+ * Adds `amount` to the balance of `account`; false if there is no such account.
+ *
+ * The guard keeps the balance within BIGINT: past the s64 maximum, SQLite
+ * would store a REAL (and `balance` would then fail) and Postgres would fail
+ * with 22003 (a database error: retried for ever). Refused instead.
+ */
+function credit(account, amount) {
+  const credited = execute(
+    'UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= 9223372036854775807 - $1',
+    int(amount),
+    text(account),
+  );
+  if (credited === 0n) {
+    if (balanceOf(account) === null) {
+      return false;
+    }
+    throw new Failure(`balance of ${account} would overflow`);
+  }
+  return true;
 }
 
 // --- functions ---------------------------------------------------------------
@@ -193,14 +244,16 @@ function transOut(payload) {
 
 function transOutRevert(payload) {
   const { from, amount } = transfer(payload);
-  execute('UPDATE accounts SET balance = balance + $1 WHERE id = $2', int(amount), text(from));
+  // This gives back what trans-out took: it overflows only if the balance
+  // grew since (other credits, `setup`), and is then refused rather than
+  // corrupted. An account that is gone has nothing to give back to.
+  credit(from, amount);
   return 'null';
 }
 
 function transIn(payload) {
   const { to, amount } = transfer(payload);
-  const credited = execute('UPDATE accounts SET balance = balance + $1 WHERE id = $2', int(amount), text(to));
-  if (credited === 0n) {
+  if (!credit(to, amount)) {
     throw new Failure(`account ${to} does not exist`);
   }
   return 'null';
@@ -208,7 +261,15 @@ function transIn(payload) {
 
 function transInRevert(payload) {
   const { to, amount } = transfer(payload);
-  execute('UPDATE accounts SET balance = balance - $1 WHERE id = $2', int(amount), text(to));
+  // The guard of `credit` at the other end of BIGINT: balance - $1 >= i64 min.
+  const debited = execute(
+    'UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1 - 9223372036854775807 - 1',
+    int(amount),
+    text(to),
+  );
+  if (debited === 0n && balanceOf(to) !== null) {
+    throw new Failure(`balance of ${to} would overflow`);
+  }
   return 'null';
 }
 
@@ -261,9 +322,7 @@ export const handler = {
     }
     let input;
     try {
-      const text = utf8.decode(payload);
-      input = parseJson(text);
-      refuseRepeatedKeys(text);
+      input = parseJson(utf8.decode(payload));
     } catch (e) {
       // SyntaxError: malformed JSON; TypeError: bytes that are not UTF-8.
       throw { tag: 'failure', val: `invalid payload for ${fn}: ${e.message}` };

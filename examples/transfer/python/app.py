@@ -20,6 +20,8 @@ from wit_world.imports.types import (
 )
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+# The largest amount a transfer step accepts, as in the Rust version.
+MAX_AMOUNT = 10**15
 
 # As serde_json. json.loads recurses in C per level and would exhaust the wasm
 # stack (a trap) long before Python's recursion limit, so depth is checked first.
@@ -97,7 +99,14 @@ def parse_json(payload: bytes) -> Any:
         depth += 1 if bracket in "[{" else -1
         if depth > MAX_DEPTH:
             raise ValueError(f"nesting deeper than {MAX_DEPTH}")
-    return json.loads(text, object_pairs_hook=JsonObject, parse_constant=reject_constant)
+    return json.loads(
+        text, object_pairs_hook=JsonObject, parse_int=read_int, parse_constant=reject_constant
+    )
+
+
+def read_int(literal: str) -> "int | float":
+    # serde_json reads -0 as a float (-0.0), so it is not an integer there.
+    return -0.0 if literal == "-0" else int(literal)
 
 
 def reject_constant(name: str) -> NoReturn:
@@ -164,6 +173,8 @@ class Transfer:
         self.amount: int = field(obj, "amount", int)
         if self.amount <= 0:
             fail(f"amount must be a positive integer, got {self.amount}")
+        if self.amount > MAX_AMOUNT:
+            fail(f"amount must be at most {MAX_AMOUNT}, got {self.amount}")
 
 
 def setup(payload: Any) -> Any:
@@ -203,34 +214,52 @@ def trans_out(payload: Any) -> Any:
 
 def trans_out_revert(payload: Any) -> Any:
     t = Transfer(payload)
-    execute(
-        "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-        integer(t.amount),
-        text(t.source),
-    )
+    # This gives back what trans-out took: it overflows only if the balance
+    # grew since (other credits, `setup`), and is then refused rather than
+    # corrupted. An account that is gone has nothing to give back to.
+    credit(t.source, t.amount)
     return None
 
 
 def trans_in(payload: Any) -> Any:
     t = Transfer(payload)
-    credited = execute(
-        "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-        integer(t.amount),
-        text(t.target),
-    )
-    if credited == 0:
+    if not credit(t.target, t.amount):
         fail(f"account {t.target} does not exist")
     return None
 
 
 def trans_in_revert(payload: Any) -> Any:
     t = Transfer(payload)
-    execute(
-        "UPDATE accounts SET balance = balance - $1 WHERE id = $2",
+    # The guard of `credit` at the other end of BIGINT: balance - $1 >= i64 min.
+    debited = execute(
+        "UPDATE accounts SET balance = balance - $1 WHERE id = $2 "
+        "AND balance >= $1 - 9223372036854775807 - 1",
         integer(t.amount),
         text(t.target),
     )
+    if debited == 0 and balance_of(t.target) is not None:
+        fail(f"balance of {t.target} would overflow")
     return None
+
+
+def credit(account: str, amount: int) -> bool:
+    """Adds `amount` to the balance of `account`; False if there is no such account.
+
+    The guard keeps the balance within BIGINT: past i64 max, SQLite would store
+    a REAL (and `balance` would then fail) and Postgres would fail with 22003
+    (a database error: retried for ever). Refused instead.
+    """
+    credited = execute(
+        "UPDATE accounts SET balance = balance + $1 WHERE id = $2 "
+        "AND balance <= 9223372036854775807 - $1",
+        integer(amount),
+        text(account),
+    )
+    if credited == 0:
+        if balance_of(account) is None:
+            return False
+        fail(f"balance of {account} would overflow")
+    return True
 
 
 def balance(payload: Any) -> Any:

@@ -10,8 +10,8 @@
 //! A module may be bound to SQLite or to Postgres. Statements that run unchanged
 //! on both:
 //!
-//! - Use `$1, $2, ...` placeholders, numbered in order of first appearance
-//!   (both backends bind `$N` by number, so a number may repeat).
+//! - Use `$1, $2, ...` placeholders. Both backends bind `$N` by number, so
+//!   `$2` may come before `$1` and a number may repeat.
 //! - Use `BIGINT` for integer columns (an `i64` on both sides) and `TEXT` for
 //!   strings; upsert with `INSERT ... ON CONFLICT (key) DO UPDATE SET col = excluded.col`.
 //! - Lower-case column names; lookups by name fall back to a case-insensitive

@@ -7,7 +7,7 @@
 //! | `setup` | `{"accounts":[{"id":"alice","balance":100}]}` | creates `accounts`, upserts balances; returns `{"accounts":n}` |
 //! | `trans-out` | `{"from","to","amount"}` | debits `from`; refuses a missing account or short funds |
 //! | `trans-out-revert` | same | credits `from` back |
-//! | `trans-in` | same | credits `to`; refuses a missing account |
+//! | `trans-in` | same | credits `to`; refuses a missing account or an overflow |
 //! | `trans-in-revert` | same | debits `to` back |
 //! | `balance` | `{"id":"alice"}` | returns `{"id":"alice","balance":70}` |
 //!
@@ -16,8 +16,96 @@
 //! (never retried); database errors are retries. The Python, JavaScript and C
 //! versions of this module follow this one, messages included.
 
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use wasmtx_guest::{BranchError, Context, db, log};
+
+/// The largest amount a transfer step accepts (10^15). Every language then
+/// computes with amounts exactly (a double holds integers up to 2^53, about
+/// 9.007 * 10^15), and an amount is far from the ends of `BIGINT`.
+const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
+/// A payload (or part of one) that must be a JSON object, read as `T`.
+///
+/// `#[derive(Deserialize)]` also reads a struct from a JSON array
+/// (`["alice","bob",30]` as a `Transfer`), which the Python, JavaScript and C
+/// versions refuse. So the functions take `Object<T>` and refuse anything but
+/// an object with [`Object::read`]. A decoding error could not give the same
+/// message: serde_json appends the position (`... at line 1 column 1`).
+/// Only the object case decodes `T`, so a repeated field of `T` is still
+/// refused, and an unknown field (repeated or not) still ignored.
+#[derive(Debug, PartialEq)]
+enum Object<T> {
+    Object(T),
+    /// Any other JSON value (array, string, number, boolean, null).
+    NotAnObject,
+}
+
+impl<T> Object<T> {
+    /// The object, or the refusal `invalid payload for <function>: <what> must
+    /// be a JSON object`.
+    fn read(self, function: &str, what: &str) -> Result<T, BranchError> {
+        match self {
+            Object::Object(value) => Ok(value),
+            Object::NotAnObject => {
+                Err(BranchError::failure(format!("invalid payload for {function}: {what} must be a JSON object")))
+            }
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ObjectVisitor(PhantomData))
+    }
+}
+
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Object<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Object::Object)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // serde_json wants the whole array read.
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Object::NotAnObject)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Object::NotAnObject)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Object::NotAnObject)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Object::NotAnObject)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Object::NotAnObject)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Object::NotAnObject)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Object::NotAnObject)
+    }
+}
 
 /// An account and the balance `setup` gives it.
 #[derive(Debug, Deserialize)]
@@ -28,7 +116,7 @@ struct Account {
 
 #[derive(Debug, Deserialize)]
 struct Setup {
-    accounts: Vec<Account>,
+    accounts: Vec<Object<Account>>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -46,16 +134,19 @@ struct Transfer {
 }
 
 impl Transfer {
-    /// The amount, refused unless positive.
+    /// The amount, refused unless positive and at most [`MAX_AMOUNT`].
     fn amount(&self) -> Result<i64, BranchError> {
         if self.amount <= 0 {
             return Err(BranchError::failure(format!("amount must be a positive integer, got {}", self.amount)));
+        }
+        if self.amount > MAX_AMOUNT {
+            return Err(BranchError::failure(format!("amount must be at most {MAX_AMOUNT}, got {}", self.amount)));
         }
         Ok(self.amount)
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 struct AccountId {
     id: String,
 }
@@ -66,19 +157,23 @@ struct Balance {
     balance: i64,
 }
 
-fn setup(_ctx: &Context, setup: Setup) -> Result<SetupDone, BranchError> {
+fn setup(_ctx: &Context, payload: Object<Setup>) -> Result<SetupDone, BranchError> {
+    let setup = payload.read("setup", "payload")?;
+    let accounts =
+        setup.accounts.into_iter().map(|account| account.read("setup", "account")).collect::<Result<Vec<_>, _>>()?;
     db::execute("CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)", &[])?;
-    for account in &setup.accounts {
+    for account in &accounts {
         db::execute(
             "INSERT INTO accounts (id, balance) VALUES ($1, $2) \
              ON CONFLICT (id) DO UPDATE SET balance = excluded.balance",
             &[account.id.as_str().into(), account.balance.into()],
         )?;
     }
-    Ok(SetupDone { accounts: setup.accounts.len() })
+    Ok(SetupDone { accounts: accounts.len() })
 }
 
-fn trans_out(_ctx: &Context, t: Transfer) -> Result<(), BranchError> {
+fn trans_out(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("trans-out", "payload")?;
     let amount = t.amount()?;
     let debited = db::execute(
         "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1",
@@ -95,35 +190,64 @@ fn trans_out(_ctx: &Context, t: Transfer) -> Result<(), BranchError> {
     Ok(())
 }
 
-fn trans_out_revert(_ctx: &Context, t: Transfer) -> Result<(), BranchError> {
+fn trans_out_revert(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("trans-out-revert", "payload")?;
     let amount = t.amount()?;
-    db::execute("UPDATE accounts SET balance = balance + $1 WHERE id = $2", &[amount.into(), t.from.as_str().into()])?;
+    // This gives back what trans-out took: it overflows only if the balance
+    // grew since (other credits, `setup`), and is then refused rather than
+    // corrupted. An account that is gone has nothing to give back to.
+    credit(&t.from, amount)?;
     Ok(())
 }
 
-fn trans_in(_ctx: &Context, t: Transfer) -> Result<(), BranchError> {
+fn trans_in(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("trans-in", "payload")?;
     let amount = t.amount()?;
-    let credited = db::execute(
-        "UPDATE accounts SET balance = balance + $1 WHERE id = $2",
-        &[amount.into(), t.to.as_str().into()],
-    )?;
-    if credited == 0 {
+    if !credit(&t.to, amount)? {
         return Err(missing_account(&t.to));
     }
     Ok(())
 }
 
-fn trans_in_revert(_ctx: &Context, t: Transfer) -> Result<(), BranchError> {
+fn trans_in_revert(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("trans-in-revert", "payload")?;
     let amount = t.amount()?;
-    db::execute("UPDATE accounts SET balance = balance - $1 WHERE id = $2", &[amount.into(), t.to.as_str().into()])?;
+    // The guard of `credit` at the other end of BIGINT: balance - $1 >= i64::MIN.
+    let debited = db::execute(
+        "UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1 - 9223372036854775807 - 1",
+        &[amount.into(), t.to.as_str().into()],
+    )?;
+    if debited == 0 && balance_of(&t.to)?.is_some() {
+        return Err(overflow(&t.to));
+    }
     Ok(())
 }
 
-fn balance(_ctx: &Context, account: AccountId) -> Result<Balance, BranchError> {
+fn balance(_ctx: &Context, payload: Object<AccountId>) -> Result<Balance, BranchError> {
+    let account = payload.read("balance", "payload")?;
     match balance_of(&account.id)? {
         Some(balance) => Ok(Balance { id: account.id, balance }),
         None => Err(missing_account(&account.id)),
     }
+}
+
+/// Adds `amount` to the balance of `id`; `false` if there is no such account.
+///
+/// The guard keeps the balance within `BIGINT`: past `i64::MAX`, SQLite would
+/// store a REAL (and `balance` would then fail) and Postgres would fail with
+/// 22003 (a database error: retried for ever). Refused instead.
+fn credit(id: &str, amount: i64) -> Result<bool, BranchError> {
+    let credited = db::execute(
+        "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= 9223372036854775807 - $1",
+        &[amount.into(), id.into()],
+    )?;
+    if credited == 0 {
+        return match balance_of(id)? {
+            None => Ok(false),
+            Some(_) => Err(overflow(id)),
+        };
+    }
+    Ok(true)
 }
 
 /// The balance of `id`, or `None` if there is no such account.
@@ -139,6 +263,10 @@ fn missing_account(id: &str) -> BranchError {
     BranchError::failure(format!("account {id} does not exist"))
 }
 
+fn overflow(id: &str) -> BranchError {
+    BranchError::failure(format!("balance of {id} would overflow"))
+}
+
 wasmtx_guest::export_branch! {
     "setup" => setup,
     "trans-out" => trans_out,
@@ -152,20 +280,27 @@ wasmtx_guest::export_branch! {
 // decided before the first statement. The end-to-end tests run the component.
 #[cfg(test)]
 mod tests {
+    use serde::de::value::{Error, MapDeserializer, SeqDeserializer, StrDeserializer, UnitDeserializer};
     use wasmtx_guest::Op;
 
     use super::*;
 
-    fn transfer(amount: i64) -> Transfer {
-        Transfer { from: "alice".into(), to: "bob".into(), amount }
+    type Step = fn(&Context, Object<Transfer>) -> Result<(), BranchError>;
+    const STEPS: [(&str, Step); 4] = [
+        ("trans-out", trans_out),
+        ("trans-out-revert", trans_out_revert),
+        ("trans-in", trans_in),
+        ("trans-in-revert", trans_in_revert),
+    ];
+
+    fn transfer(amount: i64) -> Object<Transfer> {
+        Object::Object(Transfer { from: "alice".into(), to: "bob".into(), amount })
     }
 
     #[test]
     fn non_positive_amounts_are_refused_by_every_step() {
         let ctx = Context::new(Op::Action);
-        type Step = fn(&Context, Transfer) -> Result<(), BranchError>;
-        let steps: [Step; 4] = [trans_out, trans_out_revert, trans_in, trans_in_revert];
-        for step in steps {
+        for (_, step) in STEPS {
             for amount in [0, -5] {
                 assert_eq!(
                     step(&ctx, transfer(amount)),
@@ -173,6 +308,63 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn amounts_above_the_limit_are_refused_by_every_step() {
+        let ctx = Context::new(Op::Action);
+        for (_, step) in STEPS {
+            for amount in [MAX_AMOUNT + 1, i64::MAX] {
+                assert_eq!(
+                    step(&ctx, transfer(amount)),
+                    Err(BranchError::failure(format!("amount must be at most 1000000000000000, got {amount}")))
+                );
+            }
+            // The limit itself is allowed: natively the database call then fails.
+            let result = step(&ctx, transfer(MAX_AMOUNT));
+            assert!(matches!(result, Err(BranchError::Retry(_))), "{result:?}");
+        }
+    }
+
+    #[test]
+    fn payloads_that_are_not_objects_are_refused_by_every_function() {
+        let ctx = Context::new(Op::Action);
+        for (name, step) in STEPS {
+            assert_eq!(
+                step(&ctx, Object::NotAnObject),
+                Err(BranchError::failure(format!("invalid payload for {name}: payload must be a JSON object")))
+            );
+        }
+        assert_eq!(
+            setup(&ctx, Object::NotAnObject),
+            Err(BranchError::failure("invalid payload for setup: payload must be a JSON object"))
+        );
+        assert_eq!(
+            balance(&ctx, Object::NotAnObject),
+            Err(BranchError::failure("invalid payload for balance: payload must be a JSON object"))
+        );
+        let accounts = vec![Object::Object(Account { id: "alice".into(), balance: 1 }), Object::NotAnObject];
+        assert_eq!(
+            setup(&ctx, Object::Object(Setup { accounts })),
+            Err(BranchError::failure("invalid payload for setup: account must be a JSON object"))
+        );
+    }
+
+    #[test]
+    fn only_an_object_is_read_as_the_struct() {
+        let alice = || Ok(Object::Object(AccountId { id: "alice".into() }));
+        let map = MapDeserializer::<_, Error>::new([("id", "alice"), ("note", "ignored")].into_iter());
+        assert_eq!(Object::<AccountId>::deserialize(map), alice());
+        // #[derive(Deserialize)] alone reads this sequence as an AccountId.
+        let seq = SeqDeserializer::<_, Error>::new(["alice"].into_iter());
+        assert_eq!(AccountId::deserialize(seq), Ok(AccountId { id: "alice".into() }));
+        let seq = SeqDeserializer::<_, Error>::new(["alice"].into_iter());
+        assert_eq!(Object::<AccountId>::deserialize(seq), Ok(Object::NotAnObject));
+        assert_eq!(Object::<AccountId>::deserialize(StrDeserializer::<Error>::new("alice")), Ok(Object::NotAnObject));
+        assert_eq!(Object::<AccountId>::deserialize(UnitDeserializer::<Error>::new()), Ok(Object::NotAnObject));
+        // An object still has to decode as the struct.
+        let map = MapDeserializer::<_, Error>::new([("name", "alice")].into_iter());
+        assert_eq!(Object::<AccountId>::deserialize(map).unwrap_err().to_string(), "missing field `id`");
     }
 
     #[test]
