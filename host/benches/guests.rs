@@ -3,7 +3,10 @@
 //!
 //! One invocation = (instantiate, for fresh) + `handler.invoke("balance")`,
 //! which makes one `db.query` on an in-memory SQLite transaction, + (drop, for
-//! fresh). Prints a table and one JSON line. Run it with
+//! fresh). The `-nodb` modes run the same call without a database: the guest's
+//! `db.query` fails at once (and the guest answers `retry`), which leaves the
+//! guest's own cost without the SQLite round trip. Prints a table and one JSON
+//! line. Run it with
 //! `cargo xtask bench-guests` (builds the components, then this in release).
 //!
 //! Environment: `BENCH_N_COMPILED` (iterations for Rust/C, default 5000),
@@ -13,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use wasmtx::database::Database;
 use wasmtx::model::Op;
-use wasmtx::sandbox::{InstancePool, Invocation, Limits, Runner, Sandbox};
+use wasmtx::sandbox::{InstancePool, Invocation, InvokeError, Limits, Runner, Sandbox};
 
 const LANGUAGES: &[(&str, bool)] = &[("rust", false), ("c", false), ("python", true), ("js", true)];
 
@@ -41,6 +44,25 @@ struct Figures {
     p50_us: f64,
     p99_us: f64,
     mean_us: f64,
+}
+
+/// The same call with no database: the guest's query fails and it answers `retry`.
+async fn measure_without_db(sandbox: &Sandbox, runner: &Runner, n: usize) -> (usize, Vec<Duration>) {
+    let warmup = (n / 10).max(5);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..warmup + n {
+        let started = Instant::now();
+        let (r, _) = sandbox.run(runner, invocation("balance", r#"{"id":"alice"}"#), None).await;
+        let took = started.elapsed();
+        match r {
+            Err(InvokeError::Retry(m)) if m.contains("no database") => {}
+            other => panic!("expected the guest's retry for a missing database, got {other:?}"),
+        }
+        if i >= warmup {
+            samples.push(took);
+        }
+    }
+    (n, samples)
 }
 
 async fn measure(sandbox: &Sandbox, db: &Database, runner: &Runner, n: usize) -> (usize, Vec<Duration>) {
@@ -97,12 +119,16 @@ fn main() {
             let reused = Runner::Reused(std::sync::Arc::new(InstancePool::new(compiled, u32::MAX, 1)));
             let (n2, s) = measure(&sandbox, &db, &reused, n).await;
             results.push(summarise(lang, "reused", n2, s));
+            let (n3, s) = measure_without_db(&sandbox, &fresh, n).await;
+            results.push(summarise(lang, "fresh-nodb", n3, s));
+            let (n4, s) = measure_without_db(&sandbox, &reused, n).await;
+            results.push(summarise(lang, "reused-nodb", n4, s));
         }
 
-        println!("{:<8} {:<7} {:>6} {:>10} {:>10} {:>10}", "language", "mode", "n", "p50 µs", "p99 µs", "mean µs");
+        println!("{:<8} {:<11} {:>6} {:>10} {:>10} {:>10}", "language", "mode", "n", "p50 µs", "p99 µs", "mean µs");
         for f in &results {
             println!(
-                "{:<8} {:<7} {:>6} {:>10.1} {:>10.1} {:>10.1}",
+                "{:<8} {:<11} {:>6} {:>10.1} {:>10.1} {:>10.1}",
                 f.lang, f.mode, f.n, f.p50_us, f.p99_us, f.mean_us
             );
         }
