@@ -29,6 +29,7 @@ use crate::model::{
 };
 
 mod postgres;
+mod queries;
 mod sqlite;
 
 #[cfg(test)]

@@ -12,8 +12,8 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
 
 use super::{
     ClaimedRow, Created, Lease, ModuleRow, OpRow, StoreError, TransactionRow, db_error, decode_state, functions_json,
@@ -265,47 +265,12 @@ impl PostgresStore {
 
     pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        sqlx::query(
-            "INSERT INTO module_blobs (digest, bytes, size, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(record.digest.as_str())
-        .bind(bytes)
-        .bind(to_i64(bytes.len() as u64))
-        .bind(record.created_at.0)
-        .execute(&mut *db)
-        .await
-        .map_err(db_error)?;
-        sqlx::query(
-            "INSERT INTO module_versions (name, digest, world, functions, database, instance_reuse, size, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(record.name.as_str())
-        .bind(record.digest.as_str())
-        .bind(record.world.as_str())
-        .bind(functions_json(&record.functions)?)
-        .bind(record.database.as_str())
-        .bind(record.instance_reuse.map(i64::from))
-        .bind(to_i64(record.size))
-        .bind(record.created_at.0)
-        .execute(&mut *db)
-        .await
-        .map_err(db_error)?;
+        insert_module(&mut db, record, bytes).await?;
         db.commit().await.map_err(db_error)
     }
 
     pub(super) async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {
-        sqlx::query_as::<_, ModuleRow>(concat!(
-            "SELECT ",
-            module_columns!(),
-            " FROM module_versions WHERE name = $1 ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .map(ModuleRow::decode)
-        .transpose()
+        module(&self.pool, name).await
     }
 
     pub(super) async fn module_version(
@@ -313,42 +278,15 @@ impl PostgresStore {
         name: &ModuleName,
         digest: &Digest,
     ) -> Result<Option<ModuleRecord>, StoreError> {
-        sqlx::query_as::<_, ModuleRow>(concat!(
-            "SELECT ",
-            module_columns!(),
-            " FROM module_versions WHERE name = $1 AND digest = $2 ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(name.as_str())
-        .bind(digest.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?
-        .map(ModuleRow::decode)
-        .transpose()
+        module_version(&self.pool, name, digest).await
     }
 
     pub(super) async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
-        sqlx::query_as::<_, ModuleRow>(concat!(
-            "SELECT ",
-            module_columns!(),
-            " FROM module_versions AS v \
-             WHERE v.id = (SELECT MAX(id) FROM module_versions WHERE name = v.name) \
-             ORDER BY name"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(ModuleRow::decode)
-        .collect()
+        modules(&self.pool).await
     }
 
     pub(super) async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
-        sqlx::query_scalar::<_, Vec<u8>>("SELECT bytes FROM module_blobs WHERE digest = $1")
-            .bind(digest.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_error)
+        module_bytes(&self.pool, digest).await
     }
 
     #[cfg(test)]
@@ -363,33 +301,4 @@ impl PostgresStore {
     }
 }
 
-/// Inserts one op; with `upsert`, an op already stored gets its mutable fields
-/// (status, attempts, last_error, updated_at) overwritten instead.
-async fn insert_op(db: &mut PgConnection, gid: &Gid, op: &BranchOp, upsert: bool) -> Result<(), StoreError> {
-    const INSERT: &str = "INSERT INTO branch_ops (gid, branch_id, op, module, digest, database, function, payload, \
-                          status, attempts, last_error, updated_at) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
-    const UPSERT: &str = "INSERT INTO branch_ops (gid, branch_id, op, module, digest, database, function, payload, \
-                          status, attempts, last_error, updated_at) \
-                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                          ON CONFLICT (gid, branch_id, op) DO UPDATE SET status = excluded.status, \
-                          attempts = excluded.attempts, last_error = excluded.last_error, \
-                          updated_at = excluded.updated_at";
-    sqlx::query(if upsert { UPSERT } else { INSERT })
-        .bind(gid.as_str())
-        .bind(op.branch_id.as_str())
-        .bind(op.op.as_str())
-        .bind(op.target.module.as_str())
-        .bind(op.target.digest.as_str())
-        .bind(op.target.database.as_str())
-        .bind(op.target.function.as_str())
-        .bind(op.payload.as_slice())
-        .bind(op.status.as_str())
-        .bind(i64::from(op.attempts))
-        .bind(op.last_error.as_deref())
-        .bind(op.updated_at.0)
-        .execute(db)
-        .await
-        .map_err(db_error)?;
-    Ok(())
-}
+super::queries::shared_queries!(sqlx::Postgres);
