@@ -55,85 +55,29 @@ impl PostgresStore {
     }
 
     pub(super) async fn create_transaction(&self, state: &TransactionState) -> Result<Created, StoreError> {
-        let t = &state.transaction;
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        let inserted = sqlx::query(
-            "INSERT INTO transactions (gid, mode, status, options, next_due, attempts, last_error, \
-             rollback_reason, created_at, updated_at, finished_at, lease_owner, lease_expires, epoch) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-             ON CONFLICT (gid) DO NOTHING",
-        )
-        .bind(t.gid.as_str())
-        .bind(t.mode.as_str())
-        .bind(t.status.as_str())
-        .bind(options_json(&t.options)?)
-        .bind(t.next_due.map(|m| m.0))
-        .bind(i64::from(t.attempts))
-        .bind(t.last_error.as_deref())
-        .bind(t.rollback_reason.as_deref())
-        .bind(t.created_at.0)
-        .bind(t.updated_at.0)
-        .bind(t.finished_at.map(|m| m.0))
-        .bind(t.lease_owner.as_deref())
-        .bind(t.lease_expires.map(|m| m.0))
-        .bind(t.epoch)
-        .execute(&mut *db)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        if inserted == 0 {
-            db.rollback().await.map_err(db_error)?;
-            return match self.load(&t.gid).await? {
-                Some(existing) => Ok(Created::Existing(existing)),
-                None => Err(StoreError::Corrupt(format!("transaction {} conflicted but is not stored", t.gid))),
-            };
+        if insert_state(&mut db, state).await? {
+            db.commit().await.map_err(db_error)?;
+            return Ok(Created::New);
         }
-        for op in &state.ops {
-            insert_op(&mut db, &t.gid, op, false).await?;
+        db.rollback().await.map_err(db_error)?;
+        let gid = &state.transaction.gid;
+        match self.load(gid).await? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            None => Err(StoreError::Corrupt(format!("transaction {gid} conflicted but is not stored"))),
         }
-        db.commit().await.map_err(db_error)?;
-        Ok(Created::New)
     }
 
     pub(super) async fn load(&self, gid: &Gid) -> Result<Option<TransactionState>, StoreError> {
         // One snapshot: the row and its ops come from the same commit.
         let mut db = self.pool.begin_with(BEGIN_READ_SNAPSHOT).await.map_err(db_error)?;
-        let tx = sqlx::query_as::<_, TransactionRow>(concat!(
-            "SELECT ",
-            transaction_columns!(),
-            " FROM transactions WHERE gid = $1"
-        ))
-        .bind(gid.as_str())
-        .fetch_optional(&mut *db)
-        .await
-        .map_err(db_error)?;
-        let Some(tx) = tx else { return Ok(None) };
-        let ops = sqlx::query_as::<_, OpRow>(concat!(
-            "SELECT ",
-            op_columns!(),
-            " FROM branch_ops WHERE gid = $1 ORDER BY id"
-        ))
-        .bind(gid.as_str())
-        .fetch_all(&mut *db)
-        .await
-        .map_err(db_error)?;
+        let state = select_state(&mut db, gid).await?;
         db.commit().await.map_err(db_error)?;
-        decode_state(tx, ops).map(Some)
+        Ok(state)
     }
 
     pub(super) async fn list(&self, limit: u32) -> Result<Vec<Transaction>, StoreError> {
-        sqlx::query_as::<_, TransactionRow>(concat!(
-            "SELECT ",
-            transaction_columns!(),
-            " FROM transactions ORDER BY created_at DESC, id DESC LIMIT $1"
-        ))
-        .bind(limit_i64(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?
-        .into_iter()
-        .map(TransactionRow::decode)
-        .collect()
+        list(&self.pool, limit).await
     }
 
     pub(super) async fn claim(
@@ -143,21 +87,7 @@ impl PostgresStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Lease>, StoreError> {
-        let epoch = sqlx::query_scalar::<_, i64>(
-            "UPDATE transactions SET lease_owner = $2, lease_expires = $4, epoch = epoch + 1 \
-             WHERE gid = $1 \
-               AND status NOT IN ('succeeded', 'failed') \
-               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires IS NULL OR lease_expires < $3) \
-             RETURNING epoch",
-        )
-        .bind(gid.as_str())
-        .bind(owner)
-        .bind(now.0)
-        .bind(lease_until.0)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(epoch.map(|epoch| Lease { gid: gid.clone(), owner: owner.to_owned(), epoch }))
+        claim(&self.pool, gid, owner, now, lease_until).await
     }
 
     pub(super) async fn claim_due(
@@ -195,72 +125,25 @@ impl PostgresStore {
 
     pub(super) async fn save(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        let updated = sqlx::query(
-            "UPDATE transactions SET status = $4, next_due = $5, attempts = $6, last_error = $7, \
-             rollback_reason = $8, updated_at = $9, finished_at = $10, lease_expires = $11 \
-             WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
-        )
-        .bind(lease.gid.as_str())
-        .bind(lease.epoch)
-        .bind(lease.owner.as_str())
-        .bind(tx.status.as_str())
-        .bind(tx.next_due.map(|m| m.0))
-        .bind(i64::from(tx.attempts))
-        .bind(tx.last_error.as_deref())
-        .bind(tx.rollback_reason.as_deref())
-        .bind(tx.updated_at.0)
-        .bind(tx.finished_at.map(|m| m.0))
-        .bind(tx.lease_expires.map(|m| m.0))
-        .execute(&mut *db)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        if updated == 0 {
-            db.rollback().await.map_err(db_error)?;
-            return Err(StoreError::Fenced { gid: lease.gid.clone() });
+        match update_state(&mut db, lease, tx, ops).await {
+            Ok(()) => db.commit().await.map_err(db_error),
+            Err(e) => {
+                db.rollback().await.map_err(db_error)?;
+                Err(e)
+            }
         }
-        for op in ops {
-            insert_op(&mut db, &lease.gid, op, true).await?;
-        }
-        db.commit().await.map_err(db_error)
     }
 
     pub(super) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE transactions SET lease_owner = NULL, lease_expires = NULL \
-             WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
-        )
-        .bind(lease.gid.as_str())
-        .bind(lease.epoch)
-        .bind(lease.owner.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(())
+        release(&self.pool, lease).await
     }
 
     pub(super) async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
-        let released = sqlx::query(
-            "UPDATE transactions SET lease_owner = NULL, lease_expires = NULL, epoch = epoch + 1 \
-             WHERE lease_owner = $1",
-        )
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .map_err(db_error)?
-        .rows_affected();
-        Ok(released)
+        release_all(&self.pool, owner).await
     }
 
     pub(super) async fn unfinished(&self, limit: u32) -> Result<Vec<Gid>, StoreError> {
-        let gids = sqlx::query_scalar::<_, String>(
-            "SELECT gid FROM transactions WHERE status NOT IN ('succeeded', 'failed') ORDER BY id LIMIT $1",
-        )
-        .bind(limit_i64(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
-        Ok(gids.into_iter().map(Gid::from_trusted).collect())
+        unfinished(&self.pool, limit).await
     }
 
     pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {

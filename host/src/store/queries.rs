@@ -4,8 +4,11 @@
 //! bound is concrete and the two backends cannot drift apart.
 
 /// Expands, for `$db` (`sqlx::Sqlite` or `sqlx::Postgres`), free functions
-/// over an executor or connection: `insert_module`, `module`,
-/// `module_version`, `modules`, `module_bytes` and `insert_op`.
+/// over an executor or connection: modules (`insert_module`, `module`,
+/// `module_version`, `modules`, `module_bytes`), ops (`insert_op`) and
+/// transactions (`insert_state`, `select_state`, `list`, `claim`, `update_state`, `release`,
+/// `release_all`, `unfinished`). Only what differs (claiming due work, which
+/// pool or lock a call takes) stays in the backend files.
 macro_rules! shared_queries {
     ($db:ty) => {
         /// Stores the bytes once per digest and appends a version row.
@@ -141,6 +144,191 @@ macro_rules! shared_queries {
                 .await
                 .map_err(db_error)?;
             Ok(())
+        }
+
+        /// Inserts a new transaction and its ops in the caller's local
+        /// transaction; `false` (nothing written) if the gid exists.
+        async fn insert_state(
+            db: &mut <$db as sqlx::Database>::Connection,
+            state: &TransactionState,
+        ) -> Result<bool, StoreError> {
+            let t = &state.transaction;
+            let inserted = sqlx::query(
+                "INSERT INTO transactions (gid, mode, status, options, next_due, attempts, last_error, \
+                 rollback_reason, created_at, updated_at, finished_at, lease_owner, lease_expires, epoch) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                 ON CONFLICT (gid) DO NOTHING",
+            )
+            .bind(t.gid.as_str())
+            .bind(t.mode.as_str())
+            .bind(t.status.as_str())
+            .bind(options_json(&t.options)?)
+            .bind(t.next_due.map(|m| m.0))
+            .bind(i64::from(t.attempts))
+            .bind(t.last_error.as_deref())
+            .bind(t.rollback_reason.as_deref())
+            .bind(t.created_at.0)
+            .bind(t.updated_at.0)
+            .bind(t.finished_at.map(|m| m.0))
+            .bind(t.lease_owner.as_deref())
+            .bind(t.lease_expires.map(|m| m.0))
+            .bind(t.epoch)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(false);
+            }
+            for op in &state.ops {
+                insert_op(&mut *db, &t.gid, op, false).await?;
+            }
+            Ok(true)
+        }
+
+        /// The transaction row and its ops, read on one connection (the caller
+        /// makes it one snapshot).
+        async fn select_state(
+            db: &mut <$db as sqlx::Database>::Connection,
+            gid: &Gid,
+        ) -> Result<Option<TransactionState>, StoreError> {
+            let tx = sqlx::query_as::<_, TransactionRow>(concat!(
+                "SELECT ",
+                transaction_columns!(),
+                " FROM transactions WHERE gid = $1"
+            ))
+            .bind(gid.as_str())
+            .fetch_optional(&mut *db)
+            .await
+            .map_err(db_error)?;
+            let Some(tx) = tx else { return Ok(None) };
+            let ops = sqlx::query_as::<_, OpRow>(concat!(
+                "SELECT ",
+                op_columns!(),
+                " FROM branch_ops WHERE gid = $1 ORDER BY id"
+            ))
+            .bind(gid.as_str())
+            .fetch_all(&mut *db)
+            .await
+            .map_err(db_error)?;
+            decode_state(tx, ops).map(Some)
+        }
+
+        async fn list<'e>(
+            exec: impl sqlx::Executor<'e, Database = $db>,
+            limit: u32,
+        ) -> Result<Vec<Transaction>, StoreError> {
+            sqlx::query_as::<_, TransactionRow>(concat!(
+                "SELECT ",
+                transaction_columns!(),
+                " FROM transactions ORDER BY created_at DESC, id DESC LIMIT $1"
+            ))
+            .bind(limit_i64(limit))
+            .fetch_all(exec)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(TransactionRow::decode)
+            .collect()
+        }
+
+        async fn claim<'e>(
+            exec: impl sqlx::Executor<'e, Database = $db>,
+            gid: &Gid,
+            owner: &str,
+            now: Millis,
+            lease_until: Millis,
+        ) -> Result<Option<Lease>, StoreError> {
+            let epoch = sqlx::query_scalar::<_, i64>(
+                "UPDATE transactions SET lease_owner = $2, lease_expires = $4, epoch = epoch + 1 \
+                 WHERE gid = $1 \
+                   AND status NOT IN ('succeeded', 'failed') \
+                   AND (lease_owner IS NULL OR lease_owner = $2 OR lease_expires IS NULL OR lease_expires < $3) \
+                 RETURNING epoch",
+            )
+            .bind(gid.as_str())
+            .bind(owner)
+            .bind(now.0)
+            .bind(lease_until.0)
+            .fetch_optional(exec)
+            .await
+            .map_err(db_error)?;
+            Ok(epoch.map(|epoch| Lease { gid: gid.clone(), owner: owner.to_owned(), epoch }))
+        }
+
+        /// The fenced write of `save`, inside the caller's local transaction:
+        /// the row only if epoch and owner still match, then the ops.
+        async fn update_state(
+            db: &mut <$db as sqlx::Database>::Connection,
+            lease: &Lease,
+            tx: &Transaction,
+            ops: &[BranchOp],
+        ) -> Result<(), StoreError> {
+            let updated = sqlx::query(
+                "UPDATE transactions SET status = $4, next_due = $5, attempts = $6, last_error = $7, \
+                 rollback_reason = $8, updated_at = $9, finished_at = $10, lease_expires = $11 \
+                 WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
+            )
+            .bind(lease.gid.as_str())
+            .bind(lease.epoch)
+            .bind(lease.owner.as_str())
+            .bind(tx.status.as_str())
+            .bind(tx.next_due.map(|m| m.0))
+            .bind(i64::from(tx.attempts))
+            .bind(tx.last_error.as_deref())
+            .bind(tx.rollback_reason.as_deref())
+            .bind(tx.updated_at.0)
+            .bind(tx.finished_at.map(|m| m.0))
+            .bind(tx.lease_expires.map(|m| m.0))
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::Fenced { gid: lease.gid.clone() });
+            }
+            for op in ops {
+                insert_op(&mut *db, &lease.gid, op, true).await?;
+            }
+            Ok(())
+        }
+
+        async fn release<'e>(exec: impl sqlx::Executor<'e, Database = $db>, lease: &Lease) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE transactions SET lease_owner = NULL, lease_expires = NULL \
+                 WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
+            )
+            .bind(lease.gid.as_str())
+            .bind(lease.epoch)
+            .bind(lease.owner.as_str())
+            .execute(exec)
+            .await
+            .map_err(db_error)?;
+            Ok(())
+        }
+
+        async fn release_all<'e>(exec: impl sqlx::Executor<'e, Database = $db>, owner: &str) -> Result<u64, StoreError> {
+            let released = sqlx::query(
+                "UPDATE transactions SET lease_owner = NULL, lease_expires = NULL, epoch = epoch + 1 \
+                 WHERE lease_owner = $1",
+            )
+            .bind(owner)
+            .execute(exec)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            Ok(released)
+        }
+
+        async fn unfinished<'e>(exec: impl sqlx::Executor<'e, Database = $db>, limit: u32) -> Result<Vec<Gid>, StoreError> {
+            let gids = sqlx::query_scalar::<_, String>(
+                "SELECT gid FROM transactions WHERE status NOT IN ('succeeded', 'failed') ORDER BY id LIMIT $1",
+            )
+            .bind(limit_i64(limit))
+            .fetch_all(exec)
+            .await
+            .map_err(db_error)?;
+            Ok(gids.into_iter().map(Gid::from_trusted).collect())
         }
     };
 }
