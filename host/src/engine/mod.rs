@@ -298,10 +298,11 @@ impl Engine {
             state.transaction.lease_expires = Some(now.plus_ms(lease_ms));
 
             let changed: Vec<BranchOp> = touched.and_then(|(b, op)| state.op(&b, op).cloned()).into_iter().collect();
-            let must_save = !changed.is_empty()
-                || state.transaction.status != status_before
-                || !matches!(effect, Effect::Invoke { .. });
-            if must_save {
+            // A driver that stops here gives the lease up in the same write;
+            // one that goes on writes only when something changed.
+            if matches!(effect, Effect::Sleep { .. } | Effect::Finished { .. }) {
+                store.save_and_release(lease, &state.transaction, &changed).await?;
+            } else if !changed.is_empty() || state.transaction.status != status_before {
                 store.save(lease, &state.transaction, &changed).await?;
             }
 
@@ -330,12 +331,8 @@ impl Engine {
                     }
                     event = Event::Outcome { branch_id, op, outcome };
                 }
-                Effect::Sleep { .. } => {
-                    store.release(lease).await?;
-                    return Ok(());
-                }
+                Effect::Sleep { .. } => return Ok(()),
                 Effect::Finished { status } => {
-                    store.release(lease).await?;
                     tracing::info!(gid = %lease.gid, %status, "transaction finished");
                     self.notify_final(&lease.gid);
                     return Ok(());

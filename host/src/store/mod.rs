@@ -197,7 +197,15 @@ impl Store {
     /// workflow) can use the same call.
     pub async fn save(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
         debug_assert_eq!(lease.gid, tx.gid, "save: lease and transaction name different gids");
-        dispatch!(self, b => b.save(lease, tx, ops).await)
+        dispatch!(self, b => b.save(lease, tx, ops, false).await)
+    }
+
+    /// [`Store::save`] and [`Store::release`] in one write: for a driver that
+    /// stops here (the transaction is final, or waits for a retry), one commit
+    /// instead of two.
+    pub async fn save_and_release(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
+        debug_assert_eq!(lease.gid, tx.gid, "save: lease and transaction name different gids");
+        dispatch!(self, b => b.save(lease, tx, ops, true).await)
     }
 
     /// Clears lease_owner/lease_expires if still held under this lease (no error

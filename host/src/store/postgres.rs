@@ -123,9 +123,15 @@ impl PostgresStore {
         Ok(leases_oldest_first(rows, owner))
     }
 
-    pub(super) async fn save(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
+    pub(super) async fn save(
+        &self,
+        lease: &Lease,
+        tx: &Transaction,
+        ops: &[BranchOp],
+        release: bool,
+    ) -> Result<(), StoreError> {
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        match update_state(&mut db, lease, tx, ops).await {
+        match update_state(&mut db, lease, tx, ops, release).await {
             Ok(()) => db.commit().await.map_err(db_error),
             Err(e) => {
                 db.rollback().await.map_err(db_error)?;

@@ -257,16 +257,20 @@ macro_rules! shared_queries {
         }
 
         /// The fenced write of `save`, inside the caller's local transaction:
-        /// the row only if epoch and owner still match, then the ops.
+        /// the row only if epoch and owner still match, then the ops. With
+        /// `release`, the same write gives the lease up.
         async fn update_state(
             db: &mut <$db as sqlx::Database>::Connection,
             lease: &Lease,
             tx: &Transaction,
             ops: &[BranchOp],
+            release: bool,
         ) -> Result<(), StoreError> {
             let updated = sqlx::query(
                 "UPDATE transactions SET status = $4, next_due = $5, attempts = $6, last_error = $7, \
-                 rollback_reason = $8, updated_at = $9, finished_at = $10, lease_expires = $11 \
+                 rollback_reason = $8, updated_at = $9, finished_at = $10, \
+                 lease_expires = CASE WHEN $12 THEN NULL ELSE $11 END, \
+                 lease_owner = CASE WHEN $12 THEN NULL ELSE lease_owner END \
                  WHERE gid = $1 AND epoch = $2 AND lease_owner = $3",
             )
             .bind(lease.gid.as_str())
@@ -280,6 +284,7 @@ macro_rules! shared_queries {
             .bind(tx.updated_at.0)
             .bind(tx.finished_at.map(|m| m.0))
             .bind(tx.lease_expires.map(|m| m.0))
+            .bind(release)
             .execute(&mut *db)
             .await
             .map_err(db_error)?

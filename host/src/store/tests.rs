@@ -45,6 +45,8 @@ on_both_backends!(
     save_updates_the_transaction_and_its_ops_but_not_lease_owner_or_epoch,
     save_inserts_an_op_that_is_not_stored_yet,
     release_clears_the_lease_and_fences_later_saves,
+    save_and_release_writes_the_state_and_gives_the_lease_up_in_one_step,
+    save_and_release_under_a_stale_lease_is_fenced_and_writes_nothing,
     release_under_a_stale_lease_changes_nothing,
     release_all_fences_the_leases_of_a_previous_life,
     claim_due_takes_only_due_unfinished_free_or_expired_transactions_oldest_first,
@@ -385,6 +387,43 @@ async fn release_clears_the_lease_and_fences_later_saves(url: String) {
     // Free again well before the old expiry.
     let next = claim(&store, "order-1", "node-b", at(1), at(10_000)).await;
     assert_eq!(next.map(|l| l.epoch), Some(2));
+}
+
+async fn save_and_release_writes_the_state_and_gives_the_lease_up_in_one_step(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let lease = claim(&store, "order-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let mut state = load(&store, "order-1").await;
+    state.transaction.status = Status::Succeeded;
+    state.transaction.next_due = None;
+    state.transaction.finished_at = Some(at(5));
+    state.ops[0].status = OpStatus::Succeeded;
+
+    store.save_and_release(&lease, &state.transaction, &state.ops[..1]).await.expect("save and release");
+
+    let stored = load(&store, "order-1").await;
+    assert_eq!(stored.transaction.status, Status::Succeeded);
+    assert_eq!(stored.transaction.finished_at, Some(at(5)));
+    assert_eq!(stored.ops[0].status, OpStatus::Succeeded);
+    assert_eq!((&stored.transaction.lease_owner, stored.transaction.lease_expires), (&None, None));
+    assert_eq!(stored.transaction.epoch, 1, "releasing does not bump the epoch");
+    let again = store.save(&lease, &state.transaction, &[]).await;
+    assert!(matches!(again, Err(StoreError::Fenced { .. })), "the released lease is gone: {again:?}");
+}
+
+async fn save_and_release_under_a_stale_lease_is_fenced_and_writes_nothing(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("order-1", T0)).await;
+    let stale = claim(&store, "order-1", "node-a", T0, at(1_000)).await.expect("a claims");
+    claim(&store, "order-1", "node-b", at(2_000), at(12_000)).await.expect("b takes over");
+    let before = load(&store, "order-1").await;
+
+    let mut zombie = before.clone();
+    zombie.transaction.status = Status::Failed;
+    let result = store.save_and_release(&stale, &zombie.transaction, &[]).await;
+
+    assert!(matches!(result, Err(StoreError::Fenced { .. })), "expected Fenced, got {result:?}");
+    assert_eq!(load(&store, "order-1").await, before, "b keeps its lease and nothing changed");
 }
 
 async fn release_under_a_stale_lease_changes_nothing(url: String) {
