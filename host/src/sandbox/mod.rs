@@ -137,6 +137,13 @@ pub struct Invocation {
     pub module: String,
 }
 
+impl Invocation {
+    /// "module gid/branch op", for log lines.
+    fn label(&self) -> String {
+        format!("{} {}/{} {}", self.module, self.gid, self.branch_id, self.op)
+    }
+}
+
 /// Per-invocation state the host imports work on.
 struct HostState {
     wasi: WasiCtx,
@@ -246,8 +253,8 @@ impl Sandbox {
         let mut store = self.store(None, "upload inspection".into());
         let deadline = Instant::now() + self.inner.limits.deadline;
         self.arm_deadline(&mut store, deadline);
-        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, &store))?;
-        instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e, &store))
+        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
+        instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e))
     }
 
     /// Runs one function as `runner` says (fresh or reused instance).
@@ -272,7 +279,7 @@ impl Sandbox {
         call: Invocation,
         tx: Option<LocalTx>,
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        let label = format!("{} {}/{} {}", call.module, call.gid, call.branch_id, call.op);
+        let label = call.label();
         let warm = pool.lock().pop();
         let mut warm = match warm {
             Some(warm) => warm,
@@ -281,7 +288,7 @@ impl Sandbox {
                 self.arm_deadline(&mut store, Instant::now() + self.inner.limits.deadline);
                 match pool.compiled.pre.instantiate_async(&mut store).await {
                     Ok(instance) => Warm { store, instance, uses: 0 },
-                    Err(e) => return (Err(self.trap(e, &store)), tx),
+                    Err(e) => return (Err(self.trap(e)), tx),
                 }
             }
         };
@@ -300,7 +307,7 @@ impl Sandbox {
                 outcome
             }
             // A trapped instance is never entered again.
-            Err(e) => Err(self.trap(e, &warm.store)),
+            Err(e) => Err(self.trap(e)),
         };
         (result, tx)
     }
@@ -314,7 +321,7 @@ impl Sandbox {
         call: Invocation,
         tx: Option<LocalTx>,
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        let label = format!("{} {}/{} {}", call.module, call.gid, call.branch_id, call.op);
+        let label = call.label();
         let mut store = self.store(tx, label);
         let deadline = Instant::now() + self.inner.limits.deadline;
         self.arm_deadline(&mut store, deadline);
@@ -329,8 +336,8 @@ impl Sandbox {
         store: &mut Store<HostState>,
         call: Invocation,
     ) -> Result<Vec<u8>, InvokeError> {
-        let instance = compiled.pre.instantiate_async(&mut *store).await.map_err(|e| self.trap(e, store))?;
-        Self::call_instance(&instance, store, call).await.map_err(|e| self.trap(e, store))?
+        let instance = compiled.pre.instantiate_async(&mut *store).await.map_err(|e| self.trap(e))?;
+        Self::call_instance(&instance, store, call).await.map_err(|e| self.trap(e))?
     }
 
     /// Calls `handler.invoke`; the outer error is a trap, the inner one the guest's answer.
@@ -377,7 +384,7 @@ impl Sandbox {
     }
 
     /// Describes a trap in words a module author can act on.
-    fn trap(&self, error: wasmtime::Error, _store: &Store<HostState>) -> InvokeError {
+    fn trap(&self, error: wasmtime::Error) -> InvokeError {
         let limits = &self.inner.limits;
         let message = match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => {

@@ -140,7 +140,14 @@ impl Store {
     /// Every field is stored as given, lease and epoch included, so the instance that
     /// receives new work can create it already leased to itself in the same commit.
     pub async fn create_transaction(&self, state: &TransactionState) -> Result<Created, StoreError> {
-        dispatch!(self, b => b.create_transaction(state).await)
+        if dispatch!(self, b => b.insert_transaction(state).await)? {
+            return Ok(Created::New);
+        }
+        let gid = &state.transaction.gid;
+        match self.load(gid).await? {
+            Some(existing) => Ok(Created::Existing(existing)),
+            None => Err(StoreError::Corrupt(format!("transaction {gid} conflicted but is not stored"))),
+        }
     }
 
     /// The transaction and its ops (in insertion order), read from one snapshot.

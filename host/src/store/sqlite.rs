@@ -16,7 +16,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    ClaimedRow, Created, Lease, ModuleRow, OpRow, StoreError, TransactionRow, db_error, decode_state, functions_json,
+    ClaimedRow, Lease, ModuleRow, OpRow, StoreError, TransactionRow, db_error, decode_state, functions_json,
     leases_oldest_first, limit_i64, migrate_error, module_columns, op_columns, options_json, to_i64,
     transaction_columns,
 };
@@ -78,17 +78,15 @@ impl SqliteStore {
         self.writer.close().await;
     }
 
-    pub(super) async fn create_transaction(&self, state: &TransactionState) -> Result<Created, StoreError> {
+    /// Inserts the transaction and its ops; `false` (nothing written) if the gid exists.
+    pub(super) async fn insert_transaction(&self, state: &TransactionState) -> Result<bool, StoreError> {
         let mut db = self.writer.begin_with(BEGIN_WRITE).await.map_err(db_error)?;
         if insert_state(&mut db, state).await? {
             db.commit().await.map_err(db_error)?;
-            return Ok(Created::New);
-        }
-        db.rollback().await.map_err(db_error)?;
-        let gid = &state.transaction.gid;
-        match self.load(gid).await? {
-            Some(existing) => Ok(Created::Existing(existing)),
-            None => Err(StoreError::Corrupt(format!("transaction {gid} conflicted but is not stored"))),
+            Ok(true)
+        } else {
+            db.rollback().await.map_err(db_error)?;
+            Ok(false)
         }
     }
 
