@@ -1,6 +1,12 @@
 //! Typed configuration, layered: defaults ← config file (TOML) ← environment
 //! (`WASMTX_*`) ← command-line flags. Unknown keys in the file are an error,
 //! so a typo never silently falls back to a default.
+//!
+//! Relative paths (the data directory, the compile cache, SQLite URLs) are
+//! resolved once, here: those from flags, the environment and the defaults
+//! against the working directory the server was started in, those from a
+//! config file against the file's folder. Nothing later depends on the
+//! working directory.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,21 +20,23 @@ use crate::model::DatabaseName;
 use crate::sandbox::Limits;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:36789";
-pub const DEFAULT_DATA_DIR: &str = "./wasmtx-data";
+/// Relative to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "wasmtx-data";
 
 /// What `wasmtx serve` runs with, fully resolved.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Absolute.
     pub data_dir: PathBuf,
-    /// Coordinator store URL (`sqlite://…` or `postgres://…`).
+    /// Coordinator store URL (`sqlite://…` with an absolute path, or `postgres://…`).
     pub store: String,
-    /// Business databases by name; always contains `default`.
+    /// Business databases by name; always contains `default`. SQLite paths are absolute.
     pub databases: BTreeMap<DatabaseName, String>,
     /// Bearer token required on `/v1`; mandatory unless listening on loopback.
     pub token: Option<String>,
     pub limits: Limits,
-    /// Where compiled module code is cached across restarts; `None` disables it.
+    /// Where compiled module code is cached across restarts (absolute); `None` disables it.
     pub compile_cache: Option<PathBuf>,
     pub max_module_bytes: usize,
     pub retry: RetryPolicy,
@@ -73,6 +81,8 @@ pub struct Overrides {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("cannot determine the working directory: {0}")]
+    WorkingDir(std::io::Error),
     #[error("cannot read config file {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
     #[error("invalid config file {path}: {message}")]
@@ -82,38 +92,60 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Reads `file` (if any) and layers `overrides` on top; relative paths
+    /// are resolved against the current working directory.
     pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
-        let file_config = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
-            }
-            None => FileConfig::default(),
-        };
-        Self::resolve(file_config, overrides)
+        let cwd = std::env::current_dir().map_err(ConfigError::WorkingDir)?;
+        Self::load_in(&cwd, file, overrides)
     }
 
-    pub fn resolve(file: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
+    /// [`Config::load`] as if started in `cwd` (absolute).
+    pub fn load_in(cwd: &Path, file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let (file_config, file_dir) = match file {
+            Some(path) => {
+                let path = absolute(cwd, path);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+                // The file exists: its canonical folder is what its paths are relative to.
+                let path = std::fs::canonicalize(&path).unwrap_or(path);
+                let parsed = toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| ConfigError::Parse { path: path.clone(), message: toml_error(&text, &e) })?;
+                let dir = path.parent().map_or_else(|| cwd.to_owned(), Path::to_owned);
+                (parsed, dir)
+            }
+            None => (FileConfig::default(), cwd.to_owned()),
+        };
+        Self::resolve(file_config, &file_dir, overrides, cwd)
+    }
+
+    /// Layers `o` (relative to `cwd`) over `file` (relative to `file_dir`) over the defaults.
+    pub fn resolve(file: FileConfig, file_dir: &Path, o: Overrides, cwd: &Path) -> Result<Config, ConfigError> {
         let listen_text = o.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|e| ConfigError::Invalid(format!("listen address {listen_text:?} is invalid: {e}")))?;
-        let data_dir = o.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
-        let store = o.store.or(file.store).unwrap_or_else(|| sqlite_url(&data_dir, "coordinator.sqlite"));
+        let data_dir = match (o.data_dir, file.data_dir) {
+            (Some(dir), _) => absolute(cwd, &dir),
+            (None, Some(dir)) => absolute(file_dir, &dir),
+            (None, None) => absolute(cwd, Path::new(DEFAULT_DATA_DIR)),
+        };
+        let store = match (o.store, file.store) {
+            (Some(url), _) => resolve_sqlite_url(&url, cwd),
+            (None, Some(url)) => resolve_sqlite_url(&url, file_dir),
+            (None, None) => sqlite_url(&data_dir, "coordinator.sqlite"),
+        };
         check_url("store", &store)?;
 
         let mut databases = BTreeMap::new();
         databases.insert(DatabaseName::default_name(), sqlite_url(&data_dir, "default.sqlite"));
         for (name, url) in file.databases {
-            insert_database(&mut databases, &name, url)?;
+            insert_database(&mut databases, &name, resolve_sqlite_url(&url, file_dir))?;
         }
         for pair in o.databases {
             let (name, url) = pair
                 .split_once('=')
                 .ok_or_else(|| ConfigError::Invalid(format!("--database expects NAME=URL, got {pair:?}")))?;
-            insert_database(&mut databases, name, url.to_owned())?;
+            insert_database(&mut databases, name, resolve_sqlite_url(url, cwd))?;
         }
 
         let token = o.token.or(file.token).filter(|t| !t.is_empty());
@@ -143,7 +175,7 @@ impl Config {
         }
         let compile_cache = match file.compile_cache.as_deref() {
             Some("off") => None,
-            Some(dir) => Some(PathBuf::from(dir)),
+            Some(dir) => Some(absolute(file_dir, Path::new(dir))),
             None => Some(data_dir.join("compile-cache")),
         };
         Ok(Config {
@@ -159,6 +191,20 @@ impl Config {
             lease,
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),
         })
+    }
+}
+
+/// A TOML error on one line: "line L, column C: message".
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim().replace('\n', " ");
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
     }
 }
 
@@ -184,27 +230,126 @@ fn sqlite_url(dir: &Path, file: &str) -> String {
     format!("sqlite://{}?mode=rwc", dir.join(file).display())
 }
 
+/// `path` made absolute against `base`, with `.` components dropped (`..`
+/// is kept: resolving it lexically would be wrong across symlinks).
+pub fn absolute(base: &Path, path: &Path) -> PathBuf {
+    let joined = if path.is_absolute() { path.to_owned() } else { base.join(path) };
+    joined.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect()
+}
+
+/// A SQLite URL (`sqlite://PATH`, `sqlite:PATH`, with an optional `?query`)
+/// whose relative path is made absolute against `base`. Other URLs, and
+/// in-memory databases, come back unchanged.
+pub fn resolve_sqlite_url(url: &str, base: &Path) -> String {
+    let Some(rest) = url.strip_prefix("sqlite:") else { return url.to_owned() };
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let in_memory = path.is_empty() || path == ":memory:" || query.is_some_and(|q| q.contains("mode=memory"));
+    if in_memory {
+        return url.to_owned();
+    }
+    let path = absolute(base, Path::new(path));
+    match query {
+        Some(query) => format!("sqlite://{}?{query}", path.display()),
+        None => format!("sqlite://{}", path.display()),
+    }
+}
+
+/// `url` with any password replaced by `***`, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const CWD: &str = "/work/here";
+    const FILE_DIR: &str = "/etc/wasmtx";
+
+    fn resolve(file: FileConfig, o: Overrides) -> Result<Config, ConfigError> {
+        Config::resolve(file, Path::new(FILE_DIR), o, Path::new(CWD))
+    }
+
     #[test]
-    fn defaults_put_everything_in_the_data_dir() {
-        let c = Config::resolve(FileConfig::default(), Overrides::default()).unwrap();
+    fn defaults_put_everything_in_the_data_dir_under_the_working_directory() {
+        let c = resolve(FileConfig::default(), Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
-        assert_eq!(c.store, "sqlite://./wasmtx-data/coordinator.sqlite?mode=rwc");
-        assert_eq!(c.databases[&DatabaseName::default_name()], "sqlite://./wasmtx-data/default.sqlite?mode=rwc");
+        assert_eq!(c.data_dir, PathBuf::from("/work/here/wasmtx-data"));
+        assert_eq!(c.store, "sqlite:///work/here/wasmtx-data/coordinator.sqlite?mode=rwc");
+        assert_eq!(
+            c.databases[&DatabaseName::default_name()],
+            "sqlite:///work/here/wasmtx-data/default.sqlite?mode=rwc"
+        );
         assert_eq!(c.token, None);
-        assert_eq!(c.compile_cache, Some(PathBuf::from("./wasmtx-data/compile-cache")));
+        assert_eq!(c.compile_cache, Some(PathBuf::from("/work/here/wasmtx-data/compile-cache")));
     }
 
     #[test]
     fn the_compile_cache_can_be_moved_or_turned_off() {
         let file: FileConfig = toml::from_str("compile_cache = \"off\"").unwrap();
-        assert_eq!(Config::resolve(file, Overrides::default()).unwrap().compile_cache, None);
+        assert_eq!(resolve(file, Overrides::default()).unwrap().compile_cache, None);
         let file: FileConfig = toml::from_str("compile_cache = \"/var/cache/wasmtx\"").unwrap();
-        let c = Config::resolve(file, Overrides::default()).unwrap();
+        let c = resolve(file, Overrides::default()).unwrap();
         assert_eq!(c.compile_cache, Some(PathBuf::from("/var/cache/wasmtx")));
+    }
+
+    #[test]
+    fn relative_paths_in_the_file_are_relative_to_the_file() {
+        let file: FileConfig = toml::from_str(
+            "data_dir = \"state\"\ncompile_cache = \"./cache\"\nstore = \"sqlite://db/store.sqlite?mode=rwc\"\n\
+             [databases]\nledger = \"sqlite:ledger.sqlite\"\n",
+        )
+        .unwrap();
+        let c = resolve(file, Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/wasmtx/state"));
+        assert_eq!(c.compile_cache, Some(PathBuf::from("/etc/wasmtx/cache")));
+        assert_eq!(c.store, "sqlite:///etc/wasmtx/db/store.sqlite?mode=rwc");
+        assert_eq!(c.databases[&DatabaseName::parse("ledger").unwrap()], "sqlite:///etc/wasmtx/ledger.sqlite");
+        // The default database follows the data dir.
+        assert_eq!(c.databases[&DatabaseName::default_name()], "sqlite:///etc/wasmtx/state/default.sqlite?mode=rwc");
+    }
+
+    #[test]
+    fn relative_paths_in_flags_are_relative_to_the_working_directory() {
+        let o = Overrides {
+            data_dir: Some("./data".into()),
+            store: Some("sqlite:./s.sqlite".into()),
+            databases: vec!["bank=sqlite://../bank.sqlite".into()],
+            ..Overrides::default()
+        };
+        let c = resolve(FileConfig::default(), o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/work/here/data"));
+        assert_eq!(c.store, "sqlite:///work/here/s.sqlite");
+        assert_eq!(c.databases[&DatabaseName::parse("bank").unwrap()], "sqlite:///work/here/../bank.sqlite");
+    }
+
+    #[test]
+    fn absolute_in_memory_and_postgres_urls_are_left_alone() {
+        let base = Path::new(CWD);
+        for url in ["sqlite:///abs/x.db", "sqlite::memory:", "sqlite://x?mode=memory", "postgres://u@h/db"] {
+            let expected = if url == "sqlite:///abs/x.db" { "sqlite:///abs/x.db" } else { url };
+            assert_eq!(resolve_sqlite_url(url, base), expected, "{url}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_urls() {
+        assert_eq!(redact_url("postgres://me:pw@h:5432/db?x=1"), "postgres://me:***@h:5432/db?x=1");
+        assert_eq!(redact_url("postgres://me@h/db"), "postgres://me@h/db");
+        assert_eq!(redact_url("sqlite:///a/b"), "sqlite:///a/b");
     }
 
     #[test]
@@ -218,34 +363,37 @@ mod tests {
             databases: vec!["bank=sqlite://b.db".into(), "default=postgres://a@h/d".into()],
             ..Overrides::default()
         };
-        let c = Config::resolve(file, o).unwrap();
+        let c = resolve(file, o).unwrap();
         assert_eq!(c.listen.port(), 2);
         assert_eq!(c.store, "postgres://a@h/x");
-        assert_eq!(c.databases[&DatabaseName::parse("bank").unwrap()], "sqlite://b.db");
+        assert_eq!(c.databases[&DatabaseName::parse("bank").unwrap()], "sqlite:///work/here/b.db");
         assert_eq!(c.databases[&DatabaseName::default_name()], "postgres://a@h/d");
     }
 
     #[test]
-    fn unknown_file_keys_are_an_error() {
-        let err = toml::from_str::<FileConfig>("listn = \"x\"").unwrap_err().to_string();
-        assert!(err.contains("unknown field `listn`"), "{err}");
+    fn unknown_file_keys_are_an_error_on_one_line() {
+        let text = "listen = \"127.0.0.1:1\"\nlistn = \"x\"";
+        let err = toml::from_str::<FileConfig>(text).unwrap_err();
+        let line = toml_error(text, &err);
+        assert!(line.starts_with("line 2, column 1: unknown field `listn`"), "{line}");
+        assert!(!line.contains('\n'), "{line}");
     }
 
     #[test]
     fn public_listen_without_a_token_is_refused() {
         let o = Overrides { listen: Some("0.0.0.0:36789".into()), ..Overrides::default() };
-        let err = Config::resolve(FileConfig::default(), o).unwrap_err().to_string();
+        let err = resolve(FileConfig::default(), o).unwrap_err().to_string();
         assert!(err.contains("without a token"), "{err}");
         let o =
             Overrides { listen: Some("0.0.0.0:36789".into()), token: Some("s3cret".into()), ..Overrides::default() };
-        assert!(Config::resolve(FileConfig::default(), o).is_ok());
+        assert!(resolve(FileConfig::default(), o).is_ok());
     }
 
     #[test]
     fn bad_database_flags_say_what_is_wrong() {
         let o = Overrides { databases: vec!["bank".into()], ..Overrides::default() };
-        assert!(Config::resolve(FileConfig::default(), o).unwrap_err().to_string().contains("NAME=URL"));
+        assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("NAME=URL"));
         let o = Overrides { databases: vec!["bank=mysql://x".into()], ..Overrides::default() };
-        assert!(Config::resolve(FileConfig::default(), o).unwrap_err().to_string().contains("unsupported URL"));
+        assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("unsupported URL"));
     }
 }

@@ -1,9 +1,13 @@
 //! The `wasmtx` command: `wasmtx serve [--listen ADDR] [--data-dir DIR]
 //! [--store URL] [--database NAME=URL]... [--config FILE]`.
+//!
+//! A start-up failure exits with status 1 and one line on stderr saying what
+//! to fix; the error's chain of causes and a backtrace follow only when
+//! `RUST_BACKTRACE` asks for them.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wasmtx::config::{Config, Overrides};
@@ -22,7 +26,7 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:36789].
         #[arg(long, env = "WASMTX_LISTEN")]
         listen: Option<String>,
-        /// Directory for the embedded SQLite files and the node id [default: ./wasmtx-data].
+        /// Directory for the embedded SQLite files, the node id and the compile cache [default: ./wasmtx-data].
         #[arg(long, env = "WASMTX_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// Coordinator store: sqlite://PATH or postgres://… [default: SQLite in the data dir].
@@ -31,33 +35,63 @@ enum Command {
         /// Bind a business database: NAME=URL (repeatable; `default=URL` replaces the default one).
         #[arg(long = "database", value_name = "NAME=URL")]
         databases: Vec<String>,
-        /// TOML config file; flags and WASMTX_* variables override it.
+        /// TOML config file; flags and WASMTX_* variables override it. Relative paths in it are relative to its folder.
         #[arg(long, env = "WASMTX_CONFIG")]
         config: Option<PathBuf>,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("WASMTX_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    match serve(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if backtrace_requested() {
+                let mut source = std::error::Error::source(&*e);
+                while let Some(cause) = source {
+                    eprintln!("  caused by: {cause}");
+                    source = cause.source();
+                }
+                eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let Command::Serve { listen, data_dir, store, databases, config } = cli.command;
     let token = std::env::var("WASMTX_TOKEN").ok();
     let config = Config::load(config.as_deref(), Overrides { listen, data_dir, store, databases, token })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        // Bound first, so a taken port fails before anything is opened.
+        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| {
+            format!(
+                "cannot listen on {}: {e} (is another server using it? choose another address with --listen or \
+                 WASMTX_LISTEN)",
+                config.listen
+            )
+        })?;
         let addr = listener.local_addr()?;
-        // Machine-readable start line on stdout (logs go to stderr).
+        let started = wasmtx::server::start(config).await?;
+        // Machine-readable start line on stdout (logs go to stderr), printed
+        // only now that the server can serve.
         println!("wasmtx listening on http://{addr}");
-        wasmtx::server::run(config, listener, shutdown_signal()).await?;
+        started.serve(listener, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Whether `RUST_BACKTRACE` is set to anything but `0`.
+fn backtrace_requested() -> bool {
+    std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
 /// Resolves on SIGINT or SIGTERM.

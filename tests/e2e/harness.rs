@@ -38,7 +38,7 @@ pub fn example(name: &str) -> Vec<u8> {
     })
 }
 
-fn binary() -> PathBuf {
+pub fn binary() -> PathBuf {
     let path = target_dir().join("debug").join("wasmtx");
     assert!(path.exists(), "{} is missing: run `cargo build -p wasmtx` (cargo xtask test does)", path.display());
     path
@@ -57,57 +57,75 @@ pub async fn fresh_postgres() -> String {
     format!("{base}/{name}")
 }
 
+/// How to start a server process: in which directory, with which arguments
+/// and environment. `WASMTX_*` variables of the test process are never passed on.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub cwd: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Where the server's stderr (its log) goes; inherited when `None`.
+    pub log: Option<PathBuf>,
+}
+
 /// One running server process.
 pub struct Server {
     child: Option<Child>,
-    args: Vec<String>,
+    launch: Launch,
     pub base: String,
     pub http: reqwest::Client,
-    data_dir: PathBuf,
+    /// Removed when the server is dropped.
+    scratch: PathBuf,
 }
 
 impl Server {
     /// A server with a fresh data dir; for Postgres, fresh store and business databases.
     pub async fn start(backend: Backend) -> Server {
         let data_dir = std::env::temp_dir().join(format!("wasmtx-e2e-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&data_dir).expect("create data dir");
+        // Short retry intervals keep recovery tests quick; one compile cache
+        // for every test server saves compiling the same component again.
+        let config = data_dir.join("test.toml");
+        let cache = target_dir().join("test-compile-cache");
+        std::fs::write(
+            &config,
+            format!("retry_base_ms = 100\nretry_cap_ms = 1000\ncompile_cache = {:?}\n", cache.display().to_string()),
+        )
+        .expect("write test config");
         let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
-        args.push("--data-dir".into());
-        args.push(data_dir.display().to_string());
+        args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
+        args.extend(["--config".to_owned(), config.display().to_string()]);
         if backend == Backend::Postgres {
             args.push("--store".into());
             args.push(fresh_postgres().await);
             args.push("--database".into());
             args.push(format!("default={}", fresh_postgres().await));
         }
-        let mut server = Server { child: None, args, base: String::new(), http: reqwest::Client::new(), data_dir };
-        server.spawn().expect("start wasmtx");
-        server
+        let env = vec![("WASMTX_LOG".into(), "wasmtx=debug,info".into())];
+        let launch = Launch { cwd: data_dir.clone(), args, env, log: None };
+        Server::launch(launch, data_dir).expect("start wasmtx")
+    }
+
+    /// Starts the binary as `launch` says and waits for its "listening" line.
+    /// `scratch` is removed when the server is dropped.
+    pub fn launch(launch: Launch, scratch: PathBuf) -> Result<Server> {
+        let mut server = Server { child: None, launch, base: String::new(), http: reqwest::Client::new(), scratch };
+        server.spawn()?;
+        Ok(server)
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let config = self.data_dir.join("test.toml");
-        std::fs::create_dir_all(&self.data_dir)?;
-        // Short retry intervals keep recovery tests quick; one compile cache
-        // for every test server saves compiling the same component again.
-        let cache = target_dir().join("test-compile-cache");
-        std::fs::write(
-            &config,
-            format!("retry_base_ms = 100\nretry_cap_ms = 1000\ncompile_cache = {:?}\n", cache.display().to_string()),
-        )?;
-        let mut child = Command::new(binary())
-            .args(&self.args)
-            .arg("--config")
-            .arg(&config)
-            .env("WASMTX_LOG", "wasmtx=debug,info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("spawn wasmtx")?;
+        let stderr = match &self.launch.log {
+            Some(path) => Stdio::from(std::fs::File::create(path).context("create log file")?),
+            None => Stdio::inherit(),
+        };
+        let mut child = command(&self.launch).stdout(Stdio::piped()).stderr(stderr).spawn().context("spawn wasmtx")?;
         let stdout = child.stdout.take().context("stdout")?;
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         let Some(addr) = line.trim().strip_prefix("wasmtx listening on ") else {
             let _ = child.kill();
+            let _ = child.wait();
             bail!("unexpected first line from wasmtx: {line:?}");
         };
         self.base = addr.to_owned();
@@ -202,8 +220,28 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
+}
+
+/// The server command for `launch`, without the test process's `WASMTX_*` variables.
+pub fn command(launch: &Launch) -> Command {
+    let mut command = Command::new(binary());
+    command.args(&launch.args).current_dir(&launch.cwd);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WASMTX_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(launch.env.iter().map(|(k, v)| (k, v)));
+    command
+}
+
+/// A new empty directory under the system's temporary directory.
+pub fn scratch_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
 }
 
 /// A transfer saga over the bank module: debit `from`, credit `to`.

@@ -4,7 +4,9 @@
 
 mod harness;
 mod languages;
+mod readme;
 mod retries;
+mod startup;
 mod uploads;
 
 use std::time::Duration;

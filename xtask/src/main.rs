@@ -11,12 +11,14 @@
 //! # Layout
 //!
 //! - [`process`]: runs a child command; a failure names the command and its exit code.
+//! - [`apt`]: installs missing Debian packages a step needs.
 //! - [`examples`]: the list of example components and one builder per language.
 //! - [`postgres`]: makes sure the test Postgres answers.
 //! - [`test`], [`lint`]: the commands of the same names.
 //!
 //! xtask never edits sources; it only builds, checks and runs.
 
+mod apt;
 mod examples;
 mod lint;
 mod postgres;

@@ -2,9 +2,11 @@
 //! a developer's (it is what `.ci/run` calls).
 //!
 //! 1. the `wasm32-wasip2` Rust target;
-//! 2. Postgres answering (started if needed);
+//! 2. Postgres answering (started if needed), and curl for the README's quick start;
 //! 3. the example components (the end-to-end tests upload them);
-//! 4. the server binary `target/debug/wasmtx` (the end-to-end tests start it);
+//! 4. every test binary and the server binary `target/debug/wasmtx` (the
+//!    end-to-end tests start it), built once with the feature set the test
+//!    run uses, so that wasmtime is compiled once, not twice;
 //! 5. every test of the workspace (nextest if installed, else `cargo test`),
 //!    then the doc tests (which nextest does not run).
 //!
@@ -15,24 +17,28 @@ use std::path::Path;
 use anyhow::Result;
 
 use crate::examples::{self, rust};
-use crate::{postgres, process};
+use crate::{apt, postgres, process};
 
 pub fn run(root: &Path) -> Result<()> {
     step(1, "Rust target wasm32-wasip2");
     rust::ensure_target()?;
 
-    step(2, "Postgres");
+    step(2, "Postgres and curl");
     postgres::ensure_running()?;
     postgres::drop_test_databases()?;
+    apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;
 
     step(3, "example components");
     examples::build(root, &[])?;
 
-    step(4, "server binary");
-    process::run(process::cargo(root).args(["build", "--package", "wasmtx", "--bins"]))?;
+    step(4, "server and test binaries");
+    let nextest = process::succeeds(process::cargo(root).args(["nextest", "--version"]))?;
+    // `--workspace` with test targets unifies features as the test run does;
+    // `cargo build -p wasmtx` alone would resolve them differently and
+    // compile wasmtime a second time.
+    process::run(process::cargo(root).args(["build", "--workspace", "--bins", "--tests"]))?;
 
     step(5, "tests");
-    let nextest = process::succeeds(process::cargo(root).args(["nextest", "--version"]))?;
     let tests = if nextest {
         process::run(process::cargo(root).args(["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {

@@ -59,9 +59,11 @@ pub enum DatabaseError {
     #[error("business database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
     /// One of the databases bound by name failed to open (see [`Databases::connect`]).
-    #[error("database {name}: {source}")]
+    #[error("database {name} ({url}): {source}")]
     Named {
         name: DatabaseName,
+        /// With any password redacted.
+        url: String,
         #[source]
         source: Box<DatabaseError>,
     },
@@ -78,9 +80,11 @@ impl Databases {
     pub async fn connect(urls: &BTreeMap<DatabaseName, String>) -> Result<Databases, DatabaseError> {
         let mut by_name = BTreeMap::new();
         for (name, url) in urls {
-            let db = Database::connect(url)
-                .await
-                .map_err(|e| DatabaseError::Named { name: name.clone(), source: Box::new(e) })?;
+            let db = Database::connect(url).await.map_err(|e| DatabaseError::Named {
+                name: name.clone(),
+                url: crate::config::redact_url(url),
+                source: Box::new(e),
+            })?;
             by_name.insert(name.clone(), db);
         }
         Ok(Databases { by_name })

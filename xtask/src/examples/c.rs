@@ -11,10 +11,10 @@ use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
 
-use crate::process;
+use crate::{apt, process};
 
 const CLANG: &str = "clang-19";
 const PACKAGES: [&str; 4] = ["clang-19", "lld-19", "wasi-libc", "libclang-rt-19-dev-wasm32"];
@@ -85,45 +85,12 @@ fn c_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Installs clang-19, lld-19, wasi-libc and the wasm32 compiler runtime with
-/// apt unless they are all there.
+/// apt unless they are all there and clang-19 runs.
 fn install_toolchain() -> Result<()> {
-    if installed() {
-        return Ok(());
-    }
-    let command = format!("apt-get install -y {}", PACKAGES.join(" "));
-    if !is_root() {
-        bail!("the C toolchain is missing; run as root: apt-get update && {command}");
-    }
-    let mut update = process::command("apt-get");
-    update.arg("update");
-    let mut install = process::command("apt-get");
-    install.args(["install", "-y"]).args(PACKAGES).env("DEBIAN_FRONTEND", "noninteractive");
-    for apt in [&mut update, &mut install] {
-        process::run(apt).context("C examples need Debian's clang-19 and wasi-libc packages")?;
-    }
-    if !installed() {
-        bail!("{CLANG} or the wasm32-wasi sysroot is still missing after `{command}`");
-    }
-    Ok(())
-}
-
-/// Whether every package is installed and clang-19 runs.
-fn installed() -> bool {
-    let query = process::command("dpkg-query").args(["-W", "-f", "${db:Status-Status}\n"]).args(PACKAGES).output();
-    let Ok(query) = query else {
-        // Not a Debian system: only clang-19 on PATH can tell.
-        return clang_runs();
+    let ready = || {
+        // Off Debian, only clang-19 on PATH can tell.
+        let debian = process::succeeds(process::command("dpkg-query").arg("--version")).unwrap_or(false);
+        (!debian || apt::installed(&PACKAGES)) && apt::runs(CLANG)
     };
-    let states = String::from_utf8_lossy(&query.stdout);
-    let installed = states.lines().filter(|s| *s == "installed").count();
-    query.status.success() && installed == PACKAGES.len() && clang_runs()
-}
-
-fn clang_runs() -> bool {
-    process::succeeds(process::command(CLANG).arg("--version")).unwrap_or(false)
-}
-
-fn is_root() -> bool {
-    let id = process::command("id").arg("-u").output();
-    id.is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    apt::ensure("the C examples", &PACKAGES, ready)
 }
