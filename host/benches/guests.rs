@@ -103,7 +103,7 @@ fn main() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or(root.join("target"));
         let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
-        let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+        let db = Database::connect("sqlite::memory:", &Default::default()).await.expect("sqlite");
         let mut results = Vec::new();
         for &(lang, interpreted) in LANGUAGES {
             let path = target.join("examples").join(format!("transfer-{lang}.wasm"));

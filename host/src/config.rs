@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::database::DbLimits;
 use crate::engine::RetryPolicy;
 use crate::model::DatabaseName;
 use crate::sandbox::Limits;
@@ -36,6 +37,8 @@ pub struct Config {
     /// Bearer token required on `/v1`; mandatory unless listening on loopback.
     pub token: Option<String>,
     pub limits: Limits,
+    /// What guest SQL may cost an invocation.
+    pub db_limits: DbLimits,
     /// Where compiled module code is cached across restarts (absolute); `None` disables it.
     pub compile_cache: Option<PathBuf>,
     pub max_module_bytes: usize,
@@ -186,6 +189,7 @@ impl Config {
             databases,
             token,
             limits,
+            db_limits: DbLimits::default(),
             max_module_bytes: file.max_module_mb.unwrap_or(128) << 20,
             retry,
             lease,

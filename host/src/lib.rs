@@ -8,6 +8,7 @@
 //! - [`engine`]: the protocols as pure state transitions plus the async driver.
 //! - [`store`]: coordinator persistence (SQLite, Postgres); the only place with coordinator SQL.
 //! - [`database`]: the business databases branches run against, and the barrier.
+//! - [`sqlite`]: one SQLite file: its single writer thread with group commit, readers, guest mode.
 //! - [`sandbox`]: wasmtime; the only module that names wasmtime types.
 //! - [`registry`]: module upload, validation, versions, compiled-module cache.
 //! - [`branch`]: runs one branch op (sandbox + database + barrier) for the engine.
@@ -22,6 +23,7 @@ pub mod model;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod sqlite;
 pub mod store;
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     let store = Store::connect(&config.store)
         .await
         .map_err(|source| StartError::Store { url: redact_url(&config.store), source })?;
-    let databases = Arc::new(Databases::connect(&config.databases).await?);
+    let databases = Arc::new(Databases::connect(&config.databases, &config.db_limits).await?);
     let sandbox = match config.compile_cache.as_deref() {
         Some(dir) => Sandbox::with_cache(config.limits.clone(), Some(dir))
             .map_err(|e| StartError::CompileCache { path: dir.display().to_string(), message: format!("{e:#}") })?,

@@ -20,7 +20,7 @@ use crate::test_db::fresh_sqlite;
 async fn app(token: Option<&str>) -> Router {
     let store = Store::connect(&fresh_sqlite()).await.expect("store");
     let urls = BTreeMap::from([(DatabaseName::default_name(), fresh_sqlite())]);
-    let databases = Arc::new(Databases::connect(&urls).await.expect("databases"));
+    let databases = Arc::new(Databases::connect(&urls, &Default::default()).await.expect("databases"));
     let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
     let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), 1 << 20);
     let branches = WasmBranches::new(registry.clone(), sandbox, databases);

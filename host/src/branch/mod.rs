@@ -9,11 +9,13 @@
 
 use std::sync::Arc;
 
-use crate::database::{BarrierKey, BarrierVerdict, Databases, DbError, LocalTx};
+use std::time::Instant;
+
+use crate::database::{BarrierKey, BranchRun, Databases, DbError, Decision, TxWork};
 use crate::engine::{BoxFuture, BranchCall, BranchExecutor, Outcome};
 use crate::model::{DatabaseName, Digest, ModuleName, Op};
 use crate::registry::Registry;
-use crate::sandbox::{Invocation, InvokeError, Sandbox};
+use crate::sandbox::{Invocation, InvokeError, Prepared, Sandbox};
 
 /// Branch ops whose target is a Wasm module.
 #[derive(Clone)]
@@ -51,9 +53,10 @@ impl WasmBranches {
         function: &str,
         payload: Vec<u8>,
     ) -> Result<Vec<u8>, CallError> {
+        let deadline = Instant::now() + self.sandbox.limits().deadline;
         let runner = self.registry.runner(module, digest).await.map_err(|e| CallError::Module(e.to_string()))?;
         let db = self.databases.get(database).ok_or_else(|| CallError::UnknownDatabase(database.clone()))?;
-        let tx = db.begin().await?;
+        let prepared = self.sandbox.prepare(&runner, deadline).await?;
         let invocation = Invocation {
             function: function.to_owned(),
             gid: String::new(),
@@ -64,12 +67,12 @@ impl WasmBranches {
             payload,
             module: module.to_string(),
         };
-        let (result, tx) = self.sandbox.run(&runner, invocation, Some(tx)).await;
-        finish_tx(tx, result.is_ok()).await?;
-        Ok(result?)
+        let decision = db.run_local(deadline, guest_work(prepared, invocation)).await?;
+        Ok(decision.into_inner()?)
     }
 
     async fn run(&self, call: BranchCall) -> Outcome {
+        let deadline = Instant::now() + self.sandbox.limits().deadline;
         let runner = match self.registry.runner(&call.target.module, &call.target.digest).await {
             Ok(c) => c,
             Err(e) => return Outcome::Error(format!("module {} unavailable: {e}", call.target.module)),
@@ -77,28 +80,19 @@ impl WasmBranches {
         let Some(db) = self.databases.get(&call.target.database) else {
             return Outcome::Error(format!("database {:?} is not bound on this server", call.target.database.as_str()));
         };
-        let mut tx = match db.begin().await {
-            Ok(tx) => tx,
-            Err(e) => return Outcome::Error(format!("cannot open a transaction on {}: {e}", call.target.database)),
+        // Instantiated before the database is touched: no connection or
+        // writer waits on a guest's start-up.
+        let prepared = match self.sandbox.prepare(&runner, deadline).await {
+            Ok(prepared) => prepared,
+            Err(e) => return outcome_of(Err(e)),
         };
         let key = BarrierKey {
-            trans_type: call.mode.as_str(),
-            gid: &call.gid,
-            branch_id: &call.branch_id,
+            trans_type: call.mode.as_str().to_owned(),
+            gid: call.gid.clone(),
+            branch_id: call.branch_id.clone(),
             op: call.op,
-            barrier_id: "01",
+            barrier_id: "01".to_owned(),
         };
-        match tx.enter_barrier(&key).await {
-            Ok(BarrierVerdict::Proceed) => {}
-            Ok(verdict @ (BarrierVerdict::Duplicate | BarrierVerdict::NullCompensation)) => {
-                tracing::debug!(gid = %call.gid, branch = %call.branch_id, op = %call.op, ?verdict, "barrier: not running the guest");
-                return match tx.commit().await {
-                    Ok(()) => Outcome::Succeeded,
-                    Err(e) => Outcome::Error(format!("barrier commit failed: {e}")),
-                };
-            }
-            Err(e) => return Outcome::Error(format!("barrier: {e}")),
-        }
         let invocation = Invocation {
             function: call.target.function.clone(),
             gid: call.gid.to_string(),
@@ -109,25 +103,35 @@ impl WasmBranches {
             payload: call.payload,
             module: call.target.module.to_string(),
         };
-        let (result, tx) = self.sandbox.run(&runner, invocation, Some(tx)).await;
-        if let Err(e) = finish_tx(tx, result.is_ok()).await {
-            return Outcome::Error(format!("commit failed: {e}"));
-        }
-        match result {
-            Ok(_) => Outcome::Succeeded,
-            Err(InvokeError::Failure(m)) => Outcome::Failed(m),
-            Err(InvokeError::Retry(m)) => Outcome::Retry(m),
-            Err(InvokeError::Trap(m)) => Outcome::Error(m),
+        match db.run_branch(key, deadline, None, guest_work(prepared, invocation)).await {
+            Ok(BranchRun::Skipped(verdict)) => {
+                tracing::debug!(gid = %call.gid, branch = %call.branch_id, op = %call.op, ?verdict, "barrier: the guest did not run");
+                Outcome::Succeeded
+            }
+            Ok(BranchRun::Ran(decision)) => outcome_of(decision.into_inner()),
+            Err(e) => Outcome::Error(format!("database {}: {e}", call.target.database)),
         }
     }
 }
 
-/// Commits when the guest succeeded, rolls back otherwise.
-async fn finish_tx(tx: Option<LocalTx>, ok: bool) -> Result<(), DbError> {
-    match tx {
-        Some(tx) if ok => tx.commit().await,
-        Some(tx) => tx.rollback().await,
-        None => Ok(()),
+/// The guest's run inside the local transaction: commit on `ok`, roll back otherwise.
+fn guest_work(prepared: Prepared, invocation: Invocation) -> TxWork<Result<Vec<u8>, InvokeError>> {
+    Box::new(move |tx| {
+        Box::pin(async move {
+            let (result, tx) = prepared.call(invocation, Some(tx)).await;
+            let decision = if result.is_ok() { Decision::Commit(result) } else { Decision::Rollback(result) };
+            (tx, decision)
+        })
+    })
+}
+
+/// The protocol's reading of an invocation's result.
+fn outcome_of(result: Result<Vec<u8>, InvokeError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Succeeded,
+        Err(InvokeError::Failure(m)) => Outcome::Failed(m),
+        Err(InvokeError::Retry(m)) => Outcome::Retry(m),
+        Err(InvokeError::Trap(m)) => Outcome::Error(m),
     }
 }
 

@@ -1,28 +1,28 @@
-//! The sub-transaction barrier (DTM's `BranchBarrier.Call`), run inside the
-//! branch's own local transaction so that the barrier row and the business
-//! writes commit or roll back together.
+//! The sub-transaction barrier (DTM's `BranchBarrier.Call`), run by the host
+//! inside the branch's own local transaction, before any guest SQL, so that
+//! the barrier rows and the business writes commit or roll back together.
 //!
-//! This file owns the `wasmtx_barrier` table: its DDL and the two guarded
-//! inserts. It must not run business code, commit or roll back: the caller
-//! acts on the [`BarrierVerdict`] and ends the transaction.
+//! On SQLite the rows live in `main.wasmtx_barrier`, which the guest
+//! authorizer never lets branch SQL reach; on Postgres in `wasmtx.barrier`,
+//! which the guest role has no privilege on, written through the host's
+//! `wasmtx.enter` function (see `postgres.rs`). This file owns the SQLite
+//! table and the verdict; it must not run business code, commit or roll back.
 
-use sqlx::postgres::PgConnection;
-use sqlx::query::Query;
-use sqlx::sqlite::SqliteConnection;
+use rusqlite::Connection;
 
 use super::DbError;
 use crate::model::{BranchId, Gid, Op};
 
 /// Identifies one barrier row: which op of which branch of which transaction.
-#[derive(Debug, Clone, Copy)]
-pub struct BarrierKey<'a> {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BarrierKey {
     /// The transaction's mode ("saga", "tcc", ...); stored for operators, not part of the key.
-    pub trans_type: &'a str,
-    pub gid: &'a Gid,
-    pub branch_id: &'a BranchId,
+    pub trans_type: String,
+    pub gid: Gid,
+    pub branch_id: BranchId,
     pub op: Op,
     /// DTM's per-call counter, "01" for the first barrier call of a branch op.
-    pub barrier_id: &'a str,
+    pub barrier_id: String,
 }
 
 /// What the branch must do after entering the barrier.
@@ -40,7 +40,7 @@ pub enum BarrierVerdict {
 impl BarrierVerdict {
     /// DTM's decision from the two insert counts: `origin_inserted` is a1
     /// (`None` when the op has no origin), `op_inserted` is a2.
-    fn decide(origin_inserted: Option<u64>, op_inserted: u64) -> BarrierVerdict {
+    pub(super) fn decide(origin_inserted: Option<u64>, op_inserted: u64) -> BarrierVerdict {
         if origin_inserted.is_some_and(|a1| a1 > 0) {
             BarrierVerdict::NullCompensation
         } else if op_inserted == 0 {
@@ -51,21 +51,8 @@ impl BarrierVerdict {
     }
 }
 
-pub(super) const CREATE_TABLE_POSTGRES: &str = "\
-CREATE TABLE IF NOT EXISTS wasmtx_barrier (
-    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    trans_type  VARCHAR(45)  NOT NULL DEFAULT '',
-    gid         VARCHAR(128) NOT NULL,
-    branch_id   VARCHAR(128) NOT NULL,
-    op          VARCHAR(45)  NOT NULL,
-    barrier_id  VARCHAR(45)  NOT NULL,
-    reason      VARCHAR(45)  NOT NULL DEFAULT '',
-    created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
-    CONSTRAINT wasmtx_barrier_uniq UNIQUE (gid, branch_id, op, barrier_id)
-)";
-
 pub(super) const CREATE_TABLE_SQLITE: &str = "\
-CREATE TABLE IF NOT EXISTS wasmtx_barrier (
+CREATE TABLE IF NOT EXISTS main.wasmtx_barrier (
     id          INTEGER PRIMARY KEY,
     trans_type  TEXT NOT NULL DEFAULT '',
     gid         TEXT NOT NULL,
@@ -77,77 +64,35 @@ CREATE TABLE IF NOT EXISTS wasmtx_barrier (
     CONSTRAINT wasmtx_barrier_uniq UNIQUE (gid, branch_id, op, barrier_id)
 )";
 
-/// Both inserts in one round trip: a1 (the origin row, reason = op) and a2 (the
-/// op's own row). The two keys differ, so their order inside the statement does
-/// not matter; a concurrent transaction holding either key makes this wait for
-/// its outcome, as two separate inserts would.
-const INSERT_WITH_ORIGIN_POSTGRES: &str = "\
-WITH origin AS (
-    INSERT INTO wasmtx_barrier (trans_type, gid, branch_id, op, barrier_id, reason)
-    VALUES ($1, $2, $3, $4, $6, $5) ON CONFLICT DO NOTHING RETURNING 1
-), this AS (
-    INSERT INTO wasmtx_barrier (trans_type, gid, branch_id, op, barrier_id, reason)
-    VALUES ($1, $2, $3, $5, $6, $5) ON CONFLICT DO NOTHING RETURNING 1
-)
-SELECT (SELECT count(*) FROM origin) AS a1, (SELECT count(*) FROM this) AS a2";
-
 /// One insert, bound as `(trans_type, gid, branch_id, op, barrier_id, reason)`.
-/// `ON CONFLICT DO NOTHING` (rather than SQLite's `INSERT OR IGNORE`) ignores
-/// only the uniqueness conflict, on both backends.
-const INSERT_ONE: &str = "\
-INSERT INTO wasmtx_barrier (trans_type, gid, branch_id, op, barrier_id, reason)
-VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+/// `ON CONFLICT DO NOTHING` ignores only the uniqueness conflict.
+const INSERT_ONE_SQLITE: &str = "\
+INSERT INTO main.wasmtx_barrier (trans_type, gid, branch_id, op, barrier_id, reason)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING";
 
-pub(super) async fn enter_postgres(conn: &mut PgConnection, key: &BarrierKey<'_>) -> Result<BarrierVerdict, DbError> {
-    let op = key.op.as_str();
-    match key.op.origin() {
-        Some(origin) => {
-            let (a1, a2): (i64, i64) = sqlx::query_as(INSERT_WITH_ORIGIN_POSTGRES)
-                .bind(key.trans_type)
-                .bind(key.gid.as_str())
-                .bind(key.branch_id.as_str())
-                .bind(origin.as_str())
-                .bind(op)
-                .bind(key.barrier_id)
-                .fetch_one(&mut *conn)
-                .await?;
-            Ok(BarrierVerdict::decide(Some(a1.unsigned_abs()), a2.unsigned_abs()))
-        }
-        None => {
-            let a2 = bind_row(sqlx::query(INSERT_ONE), key, op).execute(&mut *conn).await?.rows_affected();
-            Ok(BarrierVerdict::decide(None, a2))
-        }
-    }
-}
-
-pub(super) async fn enter_sqlite(conn: &mut SqliteConnection, key: &BarrierKey<'_>) -> Result<BarrierVerdict, DbError> {
-    let a1 = match key.op.origin() {
-        Some(origin) => {
-            Some(bind_row(sqlx::query(INSERT_ONE), key, origin.as_str()).execute(&mut *conn).await?.rows_affected())
-        }
-        None => None,
+/// Enters the barrier with host statements on the writer connection.
+pub(super) fn enter_sqlite(conn: &Connection, key: &BarrierKey) -> Result<BarrierVerdict, DbError> {
+    let insert = |row_op: &str| -> Result<u64, DbError> {
+        let mut stmt = conn.prepare_cached(INSERT_ONE_SQLITE).map_err(host_error)?;
+        let n = stmt
+            .execute((
+                key.trans_type.as_str(),
+                key.gid.as_str(),
+                key.branch_id.as_str(),
+                row_op,
+                key.barrier_id.as_str(),
+                key.op.as_str(),
+            ))
+            .map_err(host_error)?;
+        Ok(n as u64)
     };
-    let a2 = bind_row(sqlx::query(INSERT_ONE), key, key.op.as_str()).execute(&mut *conn).await?.rows_affected();
+    let a1 = key.op.origin().map(|origin| insert(origin.as_str())).transpose()?;
+    let a2 = insert(key.op.as_str())?;
     Ok(BarrierVerdict::decide(a1, a2))
 }
 
-/// Binds [`INSERT_ONE`] for the row of `row_op`, with reason = the key's op.
-fn bind_row<'q, DB>(
-    query: Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
-    key: &BarrierKey<'q>,
-    row_op: &'q str,
-) -> Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
-where
-    DB: sqlx::Database,
-    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    query
-        .bind(key.trans_type)
-        .bind(key.gid.as_str())
-        .bind(key.branch_id.as_str())
-        .bind(row_op)
-        .bind(key.barrier_id)
-        .bind(key.op.as_str())
+fn host_error(e: rusqlite::Error) -> DbError {
+    DbError::host(format!("barrier: {e}"))
 }
 
 #[cfg(test)]

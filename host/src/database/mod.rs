@@ -2,28 +2,34 @@
 //! name with `--database NAME=URL`), the local transaction a branch's SQL runs
 //! in, and the sub-transaction barrier inside that transaction.
 //!
-//! The host opens a [`LocalTx`], enters the barrier, lets the guest run its SQL
-//! through [`LocalTx::execute`] and [`LocalTx::query`], and commits only if the
-//! guest returned `ok`. This module must not know about guests, Wasm or the
-//! coordinator's own store, and must never let guest SQL end the transaction
-//! early: the barrier's exactly-once promise rests on that one commit.
+//! [`Database::run_branch`] opens a local transaction, enters the barrier,
+//! hands the transaction to the caller's work (the guest), and commits only
+//! if the work says so, together with the transaction's progress when the
+//! store shares the database (co-location). Guest SQL reaches the database
+//! only through [`LocalTx::execute`] and [`LocalTx::query`], confined by the
+//! database's own machinery: on SQLite the authorizer, limits and a progress
+//! handler ([`crate::sqlite::guest`]); on Postgres a login role of its own
+//! that holds no privilege beyond the business schema (see `postgres`).
+//!
+//! This module must not know about guests, Wasm or the coordinator's own
+//! tables (co-located progress is written by [`crate::store`]), and must never
+//! let guest SQL end the transaction early: the barrier's exactly-once
+//! promise rests on the one commit the host makes.
 //!
 //! # Layout
 //!
-//! - `value`: values, rows and errors crossing the guest boundary; binding and decoding.
-//! - `barrier`: the `wasmtx_barrier` table and DTM's barrier `Call`.
-//! - `statement`: checks on guest SQL text (transaction control; SQLite parameter numbers).
-//! - `sqlite`, `postgres`: each backend's pool and local transaction.
+//! - `value`: values, rows and errors crossing the guest boundary.
+//! - `barrier`: the barrier key and verdict, and the SQLite barrier table.
+//! - `statement`: the first-keyword check on Postgres guest SQL.
+//! - `sqlite`, `postgres`: each backend's connections and local transaction.
 //!
 //! # Parameters
 //!
 //! Guests write `$1, $2, …` on both backends (SQLite also takes `?N` and `?`;
-//! do not mix `?` with numbered ones). sqlx-sqlite binds `$N` and `?N` by
-//! number, so `$2, $1` and a repeated `$1` work as on Postgres. A reference
-//! with no value (or `$0`) is an error on both: Postgres refuses it, and on
-//! SQLite `statement` does, because sqlx would bind NULL (or panic on `$0`).
-//! Values bind as BOOL, INT8, FLOAT8, TEXT, BYTEA and an untyped NULL; see
-//! `value` for the casts a guest may need on Postgres (`$1::uuid`).
+//! do not mix `?` with numbered ones). A reference with no value (or `$0`) is
+//! an error on both. Values bind as BOOL, INT8, FLOAT8, TEXT, BYTEA and an
+//! untyped NULL; see `value` for the casts a guest may need on Postgres
+//! (`$1::uuid`).
 
 mod barrier;
 mod postgres;
@@ -36,18 +42,67 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
+use tokio::sync::{mpsc, oneshot};
 
 pub use barrier::{BarrierKey, BarrierVerdict};
 pub use value::{DbError, Rows, Value};
 
 use crate::model::DatabaseName;
+use crate::store::Progress;
 
-/// How long `begin` waits for a free connection before failing (retryable).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How work inside a local transaction ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision<T> {
+    Commit(T),
+    Rollback(T),
+}
+
+impl<T> Decision<T> {
+    pub fn into_inner(self) -> T {
+        match self {
+            Decision::Commit(v) | Decision::Rollback(v) => v,
+        }
+    }
+}
+
+/// Work run inside a local transaction: it gets the transaction and hands it
+/// back (or drops it, which rolls back) together with its decision.
+pub type TxWork<T> = Box<dyn FnOnce(LocalTx) -> BoxFuture<'static, (Option<LocalTx>, Decision<T>)> + Send>;
+
+/// What [`Database::run_branch`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BranchRun<T> {
+    /// The barrier let the op run; the work's decision was carried out.
+    Ran(Decision<T>),
+    /// The op ran before (or is a null compensation): the work did not run,
+    /// and the barrier rows (with any progress) were committed.
+    Skipped(BarrierVerdict),
+}
+
+/// What guest SQL may cost one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbLimits {
+    /// Rows all of an invocation's queries may return together.
+    pub max_rows: u64,
+    /// Bytes of values all of an invocation's queries may return together.
+    pub max_bytes: u64,
+    /// On SQLite, how long one branch may hold its database's single writer.
+    pub sqlite_hold: Duration,
+    /// Connections to each Postgres business database.
+    pub postgres_connections: u32,
+}
+
+impl Default for DbLimits {
+    fn default() -> Self {
+        Self { max_rows: 10_000, max_bytes: 16 << 20, sqlite_hold: Duration::from_secs(1), postgres_connections: 16 }
+    }
+}
 
 /// Why a business database could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +110,9 @@ pub enum DatabaseError {
     /// The URL is malformed or names an unsupported scheme. Fix the configuration.
     #[error("invalid database URL: {0}")]
     Config(String),
-    /// The database cannot be reached, or the barrier table cannot be created.
-    #[error("business database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    /// The database cannot be reached, or set up for guests.
+    #[error("{0}")]
+    Unavailable(String),
     /// One of the databases bound by name failed to open (see [`Databases::connect`]).
     #[error("database {name} ({url}): {source}")]
     Named {
@@ -77,10 +132,10 @@ pub struct Databases {
 
 impl Databases {
     /// Connects to each database in turn; the first failure names its database.
-    pub async fn connect(urls: &BTreeMap<DatabaseName, String>) -> Result<Databases, DatabaseError> {
+    pub async fn connect(urls: &BTreeMap<DatabaseName, String>, limits: &DbLimits) -> Result<Databases, DatabaseError> {
         let mut by_name = BTreeMap::new();
         for (name, url) in urls {
-            let db = Database::connect(url).await.map_err(|e| DatabaseError::Named {
+            let db = Database::connect(url, limits).await.map_err(|e| DatabaseError::Named {
                 name: name.clone(),
                 url: crate::config::redact_url(url),
                 source: Box::new(e),
@@ -106,16 +161,16 @@ impl Databases {
     }
 }
 
-/// A connection pool to one business database. Cheap to clone.
+/// One business database. Cheap to clone.
 #[derive(Clone)]
 pub struct Database {
-    pool: Pool,
+    kind: Kind,
 }
 
 #[derive(Clone)]
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+enum Kind {
+    Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PgDb),
 }
 
 impl fmt::Debug for Database {
@@ -125,126 +180,271 @@ impl fmt::Debug for Database {
 }
 
 impl Database {
-    /// Opens `sqlite://…?mode=rwc`, `sqlite:path` or `postgres://…`.
+    /// Opens `sqlite://…`, `sqlite:path` or `postgres://…`.
     ///
     /// A SQLite file and its parent directory are created when missing (unless
-    /// the URL sets `mode=` itself); SQLite runs in WAL mode with
-    /// `synchronous=FULL` on a single pooled connection. The barrier table is
-    /// created if absent; two processes doing so at once on Postgres is harmless.
-    pub async fn connect(url: &str) -> Result<Database, DatabaseError> {
-        let pool = if url.starts_with("sqlite:") {
-            Pool::Sqlite(sqlite::connect(url).await?)
+    /// the URL sets `mode=rw`). On Postgres the URL's user must be able to
+    /// create the `wasmtx` schema and, the first time, the guest role (see
+    /// `postgres.rs`); the barrier table is created if absent.
+    pub async fn connect(url: &str, limits: &DbLimits) -> Result<Database, DatabaseError> {
+        let kind = if url.starts_with("sqlite:") {
+            Kind::Sqlite(sqlite::SqliteDb::connect(url, limits.clone()).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Pool::Postgres(postgres::connect(url).await?)
+            Kind::Postgres(postgres::PgDb::connect(url, limits.clone()).await?)
         } else {
             let scheme = url.split_once(':').map_or("(none)", |(s, _)| s);
             return Err(DatabaseError::Config(format!(
-                "unsupported scheme {scheme:?}: use sqlite:PATH, sqlite://PATH?mode=rwc or postgres://…"
+                "unsupported scheme {scheme:?}: use sqlite:PATH, sqlite://PATH or postgres://…"
             )));
         };
-        Ok(Database { pool })
+        Ok(Database { kind })
     }
 
     /// "sqlite" or "postgres".
     pub fn kind(&self) -> &'static str {
-        match self.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgres",
+        match self.kind {
+            Kind::Sqlite(_) => "sqlite",
+            Kind::Postgres(_) => "postgres",
         }
     }
 
-    /// Opens a local transaction. On SQLite this takes the write lock up front
-    /// (`BEGIN IMMEDIATE`), so concurrent branches queue instead of failing
-    /// with SQLITE_BUSY at their first write.
+    /// Runs one branch op in its own local transaction: enters the barrier for
+    /// `key`, then, if the op is to run, `work` with the transaction. A
+    /// [`Decision::Commit`] commits the business writes, the barrier rows and
+    /// `progress` together; a skipped op commits its barrier rows and
+    /// `progress`. Everything happens by `deadline`, or the transaction is
+    /// rolled back and the error says so.
+    ///
+    /// `progress` may only be given for a database that shares the store's
+    /// file or database ([`Database::colocated_with`]).
+    pub async fn run_branch<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        progress: Option<Progress>,
+        work: TxWork<T>,
+    ) -> Result<BranchRun<T>, DbError> {
+        match &self.kind {
+            Kind::Sqlite(db) => db.run_branch(key, deadline, progress, work).await,
+            Kind::Postgres(db) => db.run_branch(key, deadline, progress, work).await,
+        }
+    }
+
+    /// Runs `work` in a local transaction of its own, without barrier (a
+    /// direct call); commits only on [`Decision::Commit`].
+    pub async fn run_local<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        work: TxWork<T>,
+    ) -> Result<Decision<T>, DbError> {
+        match &self.kind {
+            Kind::Sqlite(db) => db.run_local(deadline, work).await,
+            Kind::Postgres(db) => db.run_local(deadline, work).await,
+        }
+    }
+
+    /// An interactive local transaction (statements sent one at a time until
+    /// [`LocalTx::commit`] or [`LocalTx::rollback`]), for tools and tests. On
+    /// SQLite it holds the file's writer until it ends (at most a minute).
     pub async fn begin(&self) -> Result<LocalTx, DbError> {
-        let inner = match &self.pool {
-            Pool::Sqlite(pool) => Inner::Sqlite(sqlite::SqliteTx::begin(pool).await?),
-            Pool::Postgres(pool) => Inner::Postgres(postgres::PgTx::begin(pool).await?),
-        };
-        Ok(LocalTx { inner })
+        match self.interactive(None).await? {
+            (Some(tx), _) => Ok(tx),
+            (None, _) => Err(DbError::host("the transaction did not start".to_owned())),
+        }
     }
 
-    /// Closes every connection; later `begin` calls fail.
+    /// [`Database::begin`] behind the barrier of `key`: the transaction when the
+    /// op is to run, or the verdict that skipped it (its rows committed).
+    pub async fn begin_branch(&self, key: BarrierKey) -> Result<(Option<LocalTx>, BarrierVerdict), DbError> {
+        self.interactive(Some(key)).await
+    }
+
+    async fn interactive(&self, key: Option<BarrierKey>) -> Result<(Option<LocalTx>, BarrierVerdict), DbError> {
+        const INTERACTIVE_DEADLINE: Duration = Duration::from_secs(60);
+        let deadline = Instant::now() + INTERACTIVE_DEADLINE;
+        let (commands, mut queue) = mpsc::channel::<Command>(1);
+        let (outcome_tx, outcome) = oneshot::channel();
+        let (started_tx, started) = oneshot::channel::<()>();
+        let work: TxWork<()> = Box::new(move |mut tx: LocalTx| {
+            Box::pin(async move {
+                let _ = started_tx.send(());
+                while let Some(command) = queue.recv().await {
+                    match command {
+                        Command::Execute(sql, params, reply) => {
+                            let _ = reply.send(tx.execute(&sql, &params).await);
+                        }
+                        Command::Query(sql, params, reply) => {
+                            let _ = reply.send(tx.query(&sql, &params).await);
+                        }
+                        Command::End(true) => return (Some(tx), Decision::Commit(())),
+                        Command::End(false) => break,
+                    }
+                }
+                (Some(tx), Decision::Rollback(()))
+            })
+        });
+        let db = self.clone();
+        let (skipped_tx, skipped) = oneshot::channel::<Result<BarrierVerdict, DbError>>();
+        tokio::spawn(async move {
+            let result = match key {
+                None => db.run_local(deadline, work).await,
+                Some(key) => match db.run_branch(key, deadline, None, work).await {
+                    Ok(BranchRun::Ran(decision)) => Ok(decision),
+                    Ok(BranchRun::Skipped(verdict)) => {
+                        let _ = skipped_tx.send(Ok(verdict));
+                        return;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let _ = outcome_tx.send(result);
+        });
+        let mut outcome = outcome;
+        tokio::select! {
+            biased;
+            Ok(()) = started => {
+                let tx = LocalTx::new(TxInner::Remote(RemoteTx { commands, outcome: Some(outcome) }), &DbLimits::default());
+                Ok((Some(tx), BarrierVerdict::Proceed))
+            }
+            Ok(verdict) = skipped => Ok((None, verdict?)),
+            Ok(result) = &mut outcome => match result {
+                Err(e) => Err(e),
+                Ok(_) => Err(DbError::host("the transaction ended before it started".to_owned())),
+            },
+            else => Err(DbError::host("the transaction could not start".to_owned())),
+        }
+    }
+
+    /// Whether the database lives where the store does, so that a branch
+    /// commit can carry the transaction's progress.
+    pub fn colocated_with(&self, store: &crate::store::Store) -> bool {
+        match &self.kind {
+            Kind::Sqlite(db) => store.sqlite_file().is_some_and(|f| f.same_file(db.file())),
+            Kind::Postgres(db) => store.postgres_place().is_some_and(|p| p == db.place()),
+        }
+    }
+
+    /// Closes every connection; later calls fail.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
-            Pool::Postgres(pool) => pool.close().await,
+        match &self.kind {
+            Kind::Sqlite(_) => {}
+            Kind::Postgres(db) => db.close().await,
         }
     }
 }
 
-/// One open local transaction on a business database. Dropping it without
-/// [`commit`](LocalTx::commit) rolls back.
-///
-/// Guest SQL cannot end it early: `BEGIN`, `COMMIT`, `ROLLBACK` (but not
-/// `ROLLBACK TO`) and the like are refused, and on SQLite a commit hidden in a
-/// multi-statement string is turned into a rollback that makes `commit` fail.
-pub struct LocalTx {
-    inner: Inner,
+#[cfg(test)]
+impl Database {
+    /// The barrier rows of a branch as `(op, reason)`, sorted by op, read as the host.
+    pub(crate) async fn barrier_rows(&self, gid: &str, branch: &str) -> Vec<(String, String)> {
+        match &self.kind {
+            Kind::Sqlite(db) => db.barrier_rows(gid, branch).await,
+            Kind::Postgres(db) => db.barrier_rows(gid, branch).await,
+        }
+    }
 }
 
-enum Inner {
+/// One open local transaction on a business database, as a guest sees it
+/// (through the sandbox's `db` import). Dropping it rolls back.
+pub struct LocalTx {
+    inner: TxInner,
+    /// What the invocation's queries may still return.
+    budget: crate::sqlite::GuestLimits,
+}
+
+enum TxInner {
     Sqlite(sqlite::SqliteTx),
     Postgres(postgres::PgTx),
+    /// Statements forwarded to a transaction held by a task (see [`Database::begin`]).
+    Remote(RemoteTx),
+}
+
+struct RemoteTx {
+    commands: mpsc::Sender<Command>,
+    outcome: Option<oneshot::Receiver<Result<Decision<()>, DbError>>>,
+}
+
+enum Command {
+    Execute(String, Vec<Value>, oneshot::Sender<Result<u64, DbError>>),
+    Query(String, Vec<Value>, oneshot::Sender<Result<Rows, DbError>>),
+    End(bool),
 }
 
 impl fmt::Debug for LocalTx {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.inner {
-            Inner::Sqlite(_) => "sqlite",
-            Inner::Postgres(_) => "postgres",
+            TxInner::Sqlite(_) => "sqlite",
+            TxInner::Postgres(_) => "postgres",
+            TxInner::Remote(_) => "remote",
         };
         f.debug_struct("LocalTx").field("kind", &kind).finish_non_exhaustive()
     }
 }
 
+fn ended() -> DbError {
+    DbError::host("the transaction has ended".to_owned())
+}
+
 impl LocalTx {
+    fn new(inner: TxInner, limits: &DbLimits) -> LocalTx {
+        LocalTx { inner, budget: crate::sqlite::GuestLimits { rows: limits.max_rows, bytes: limits.max_bytes } }
+    }
+
     /// Runs one statement with positional parameters; returns the rows affected.
     pub async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
-        statement::refuse_transaction_control(sql)?;
         match &mut self.inner {
-            Inner::Sqlite(tx) => tx.execute(sql, params).await,
-            Inner::Postgres(tx) => tx.execute(sql, params).await,
+            TxInner::Sqlite(tx) => tx.execute(sql, params),
+            TxInner::Postgres(tx) => tx.execute(sql, params).await,
+            TxInner::Remote(tx) => {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::Execute(sql.to_owned(), params.to_vec(), reply);
+                tx.commands.send(command).await.map_err(|_| ended())?;
+                answer.await.map_err(|_| ended())?
+            }
         }
     }
 
-    /// Runs a query with positional parameters; returns every row.
+    /// Runs a query with positional parameters; returns its rows, counted
+    /// against the invocation's result limits.
     pub async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        statement::refuse_transaction_control(sql)?;
-        match &mut self.inner {
-            Inner::Sqlite(tx) => tx.query(sql, params).await,
-            Inner::Postgres(tx) => tx.query(sql, params).await,
-        }
+        let rows = match &mut self.inner {
+            TxInner::Sqlite(tx) => tx.query(sql, params, &self.budget)?,
+            TxInner::Postgres(tx) => tx.query(sql, params, &self.budget).await?,
+            TxInner::Remote(tx) => {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::Query(sql.to_owned(), params.to_vec(), reply);
+                tx.commands.send(command).await.map_err(|_| ended())?;
+                answer.await.map_err(|_| ended())??
+            }
+        };
+        self.budget.rows = self.budget.rows.saturating_sub(rows.values.len() as u64);
+        let bytes: u64 = rows.values.iter().flatten().map(Value::size).sum();
+        self.budget.bytes = self.budget.bytes.saturating_sub(bytes);
+        Ok(rows)
     }
 
-    /// Commits. Fails, having rolled everything back, when the transaction
-    /// cannot commit as a whole: on Postgres after a failed statement the guest
-    /// did not recover from with a savepoint (25P02); on SQLite when the
-    /// transaction ended before this call.
+    /// Commits an interactive transaction ([`Database::begin`]) and waits until
+    /// the commit is durable. A transaction handed to work by
+    /// [`Database::run_branch`] is ended by the work's decision instead.
     pub async fn commit(self) -> Result<(), DbError> {
-        match self.inner {
-            Inner::Sqlite(tx) => tx.commit().await,
-            Inner::Postgres(tx) => tx.commit().await,
-        }
+        self.end(true).await
     }
 
-    /// Rolls back now (dropping the transaction does the same, a moment later).
+    /// Rolls an interactive transaction back.
     pub async fn rollback(self) -> Result<(), DbError> {
-        match self.inner {
-            Inner::Sqlite(tx) => tx.rollback().await,
-            Inner::Postgres(tx) => tx.rollback().await,
-        }
+        self.end(false).await
     }
 
-    /// Enters the sub-transaction barrier inside this transaction (DTM's
-    /// `Call`): writes the origin row for a compensating op, then the op's own
-    /// row, and says whether the business code should run. Whatever the
-    /// verdict, commit afterwards: a [`BarrierVerdict::NullCompensation`]
-    /// wrote the origin row that must block the late origin op.
-    pub async fn enter_barrier(&mut self, key: &BarrierKey<'_>) -> Result<BarrierVerdict, DbError> {
-        match &mut self.inner {
-            Inner::Sqlite(tx) => tx.enter_barrier(key).await,
-            Inner::Postgres(tx) => tx.enter_barrier(key).await,
+    async fn end(self, commit: bool) -> Result<(), DbError> {
+        let TxInner::Remote(mut tx) = self.inner else {
+            return Err(DbError::host("this transaction is ended by the host, not by its user".to_owned()));
+        };
+        let _ = tx.commands.send(Command::End(commit)).await;
+        let outcome = tx.outcome.take().ok_or_else(ended)?.await.map_err(|_| ended())??;
+        match (commit, outcome) {
+            (true, Decision::Commit(())) | (false, Decision::Rollback(())) => Ok(()),
+            (true, Decision::Rollback(())) => Err(DbError::host("the transaction was rolled back".to_owned())),
+            (false, Decision::Commit(())) => Err(DbError::host("the transaction was committed".to_owned())),
         }
     }
 }

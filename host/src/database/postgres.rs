@@ -1,55 +1,477 @@
-//! Postgres business databases: the pool, and the local transaction a branch runs in.
+//! Postgres business databases: guest SQL runs as a login role of its own.
 //!
-//! Guest SQL reaches Postgres one statement at a time over the extended
-//! protocol (a prepared statement cannot hold two), so the check in
-//! `statement` is enough to keep the guest from ending the transaction. What
-//! Postgres adds is the aborted transaction: after a failed statement every
-//! later one fails with 25P02 and COMMIT quietly rolls back, which this file
-//! turns into a commit error. It must not decide what a branch does.
+//! The URL names the database's owner (who may create the schema `wasmtx` and,
+//! the first time, a role). At start the host sets up, in the database:
+//!
+//! - the schema `wasmtx`, which no guest can read or write: the barrier table
+//!   `wasmtx.barrier`, the table `wasmtx.host` with a secret key, and (when the
+//!   store shares the database) the coordinator's tables;
+//! - a role `wasmtx_guest_<database>` that may log in, create and use tables in
+//!   `public`, and call two host functions, nothing else: no superuser, no
+//!   CREATEDB/CREATEROLE, no server files or programs (`COPY … PROGRAM`,
+//!   `pg_read_file`, `lo_import` are superuser-only), no extensions;
+//! - `wasmtx.enter(key, …)`, `SECURITY DEFINER`: writes the barrier rows and
+//!   returns the backend pid and transaction id; `wasmtx.seal(key, txid)`:
+//!   marks the transaction as ended by the host. Both refuse a wrong key, and
+//!   the key only ever travels as a bound parameter, so a guest (which runs as
+//!   the same role) can neither call them nor read the key;
+//! - a deferred constraint trigger on `wasmtx.barrier` that refuses to commit
+//!   a branch transaction the host did not seal: a `COMMIT` slipped past the
+//!   statement check fails instead of committing half a branch.
+//!
+//! Branch transactions run on connections of the guest role, so nothing a
+//! guest does (`RESET ROLE`, `SET SESSION AUTHORIZATION`, `set_config`) can
+//! raise its privileges: the session user is the guest. Every transaction
+//! begins by resetting what an earlier guest may have left on the pooled
+//! connection (`RESET ALL`, temporary tables, cursors, listeners, advisory
+//! locks) and setting `statement_timeout` and `lock_timeout` from the
+//! invocation's deadline; a deadline that passes anyway cancels the backend.
+//! A connection on which a host statement failed is closed, never reused.
 
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{Executor, Postgres, Statement, Transaction};
+use futures_util::TryStreamExt as _;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor, PgConnection, Postgres, Statement};
 
 use super::value::{self, DbError, Rows, Value};
-use super::{ACQUIRE_TIMEOUT, BarrierKey, BarrierVerdict, DatabaseError, barrier};
+use super::{
+    BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, TxInner, TxWork, statement,
+};
+use crate::sqlite::GuestLimits;
+use crate::store::Progress;
 
-pub(super) async fn connect(url: &str) -> Result<PgPool, DatabaseError> {
-    let options = PgConnectOptions::from_str(url).map_err(|e| DatabaseError::Config(format!("Postgres URL: {e}")))?;
-    let pool = PgPoolOptions::new()
-        .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(options)
-        .await
-        .map_err(DatabaseError::Unavailable)?;
-    if let Err(e) = pool.execute(barrier::CREATE_TABLE_POSTGRES).await {
-        // Two concurrent `CREATE TABLE IF NOT EXISTS` can both pass the check;
-        // the loser fails on a catalog unique index (23505) or sees the table
-        // (42P07) once the winner commits. Either way the table now exists.
-        let lost_race = e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "23505" || c == "42P07");
-        if !lost_race {
-            return Err(DatabaseError::Unavailable(e));
-        }
-        pool.execute(barrier::CREATE_TABLE_POSTGRES).await.map_err(DatabaseError::Unavailable)?;
-    }
-    Ok(pool)
+/// Bumped when the objects below change; they are (re)created when the
+/// database's `wasmtx.host` row has an older version.
+const SETUP_VERSION: i32 = 1;
+
+/// Objects in the schema `wasmtx` (created by the owner; names fully qualified).
+const SETUP: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS wasmtx.barrier (
+        id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        trans_type  VARCHAR(45)  NOT NULL DEFAULT '',
+        gid         VARCHAR(128) NOT NULL,
+        branch_id   VARCHAR(128) NOT NULL,
+        op          VARCHAR(45)  NOT NULL,
+        barrier_id  VARCHAR(45)  NOT NULL,
+        reason      VARCHAR(45)  NOT NULL DEFAULT '',
+        created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
+        CONSTRAINT barrier_uniq UNIQUE (gid, branch_id, op, barrier_id))",
+    // Barrier rows of earlier versions (in `public`, reachable by guests) move in.
+    "DO $$ BEGIN
+        IF to_regclass('public.wasmtx_barrier') IS NOT NULL THEN
+            INSERT INTO wasmtx.barrier (trans_type, gid, branch_id, op, barrier_id, reason, created_at)
+            SELECT trans_type, gid, branch_id, op, barrier_id, reason, created_at FROM public.wasmtx_barrier
+            ON CONFLICT DO NOTHING;
+            DROP TABLE public.wasmtx_barrier;
+        END IF;
+    END $$",
+    "REVOKE ALL ON ALL TABLES IN SCHEMA wasmtx FROM PUBLIC",
+    "CREATE OR REPLACE FUNCTION wasmtx.enter(p_key text, p_trans_type text, p_gid text, p_branch_id text,
+            p_op text, p_origin text, p_barrier_id text)
+        RETURNS TABLE (origin_inserted int, op_inserted int, backend int, txid bigint)
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE a1 int := 0; a2 int := 0;
+    BEGIN
+        IF sha256(convert_to(p_key, 'UTF8')) IS DISTINCT FROM (SELECT h.key_hash FROM wasmtx.host h WHERE h.id = 1) THEN
+            RAISE EXCEPTION 'wasmtx.enter is reserved for the host' USING ERRCODE = '42501';
+        END IF;
+        IF p_origin IS NOT NULL THEN
+            INSERT INTO wasmtx.barrier (trans_type, gid, branch_id, op, barrier_id, reason)
+            VALUES (p_trans_type, p_gid, p_branch_id, p_origin, p_barrier_id, p_op) ON CONFLICT DO NOTHING;
+            GET DIAGNOSTICS a1 = ROW_COUNT;
+        END IF;
+        INSERT INTO wasmtx.barrier (trans_type, gid, branch_id, op, barrier_id, reason)
+        VALUES (p_trans_type, p_gid, p_branch_id, p_op, p_barrier_id, p_op) ON CONFLICT DO NOTHING;
+        GET DIAGNOSTICS a2 = ROW_COUNT;
+        RETURN QUERY SELECT a1, a2, pg_backend_pid(), txid_current();
+    END $$",
+    "CREATE OR REPLACE FUNCTION wasmtx.seal(p_key text, p_txid bigint) RETURNS void
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    DECLARE h bytea;
+    BEGIN
+        SELECT key_hash INTO h FROM wasmtx.host WHERE id = 1;
+        IF sha256(convert_to(p_key, 'UTF8')) IS DISTINCT FROM h THEN
+            RAISE EXCEPTION 'wasmtx.seal is reserved for the host' USING ERRCODE = '42501';
+        END IF;
+        IF txid_current() <> p_txid THEN
+            RAISE EXCEPTION 'the branch transaction ended before the host committed it; nothing was committed'
+                USING ERRCODE = '2D000';
+        END IF;
+        PERFORM set_config('wasmtx.sealed', encode(h, 'hex'), true);
+    END $$",
+    "CREATE OR REPLACE FUNCTION wasmtx.check_sealed() RETURNS trigger
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF current_setting('wasmtx.sealed', true) IS DISTINCT FROM
+                (SELECT encode(key_hash, 'hex') FROM wasmtx.host WHERE id = 1) THEN
+            RAISE EXCEPTION 'a branch may not commit its own transaction; nothing was committed'
+                USING ERRCODE = '2D000';
+        END IF;
+        RETURN NULL;
+    END $$",
+    "DROP TRIGGER IF EXISTS barrier_sealed ON wasmtx.barrier",
+    "CREATE CONSTRAINT TRIGGER barrier_sealed AFTER INSERT ON wasmtx.barrier
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wasmtx.check_sealed()",
+    "REVOKE ALL ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text) FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION wasmtx.seal(text, bigint) FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION wasmtx.check_sealed() FROM PUBLIC",
+];
+
+/// What the host knows about a database after setting it up.
+struct Setup {
+    key: String,
+    role: String,
+    password: String,
 }
 
-/// One open Postgres transaction (sqlx rolls it back when dropped).
+#[derive(Clone)]
+pub(super) struct PgDb {
+    /// Connections of the guest role: branch transactions.
+    guest: PgPool,
+    /// Connections of the owner: cancelling a guest's statement.
+    owner: PgPool,
+    key: Arc<str>,
+    place: (String, u16, Option<String>),
+    limits: DbLimits,
+}
+
+impl PgDb {
+    pub(super) async fn connect(url: &str, limits: DbLimits) -> Result<PgDb, DatabaseError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| DatabaseError::Config(format!("Postgres URL: {e}")))?
+            .application_name("wasmtx");
+        // One connection first, so that a wrong host, password or database name
+        // is reported as such.
+        let mut conn = PgConnection::connect_with(&options).await.map_err(unavailable)?;
+        let setup = set_up(&mut conn).await?;
+        let _ = conn.close().await;
+        let guest_options =
+            options.clone().username(&setup.role).password(&setup.password).application_name("wasmtx-guest");
+        let probe = PgConnection::connect_with(&guest_options).await.map_err(|e| {
+            DatabaseError::Unavailable(format!(
+                "the guest role {} cannot log in ({e}); allow it in pg_hba.conf like the owner",
+                setup.role
+            ))
+        })?;
+        let _ = probe.close().await;
+        let guest = PgPoolOptions::new()
+            .max_connections(limits.postgres_connections.max(1))
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .connect_lazy_with(guest_options);
+        let owner =
+            PgPoolOptions::new().max_connections(2).test_before_acquire(false).connect_lazy_with(options.clone());
+        let place = (options.get_host().to_owned(), options.get_port(), options.get_database().map(str::to_owned));
+        Ok(PgDb { guest, owner, key: Arc::from(setup.key), place, limits })
+    }
+
+    pub(super) fn place(&self) -> (String, u16, Option<String>) {
+        self.place.clone()
+    }
+
+    pub(super) async fn close(&self) {
+        self.guest.close().await;
+        self.owner.close().await;
+    }
+
+    pub(super) async fn run_branch<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        progress: Option<Progress>,
+        work: TxWork<T>,
+    ) -> Result<BranchRun<T>, DbError> {
+        if progress.is_some() {
+            return Err(DbError::host("co-located progress is not written on Postgres business databases".to_owned()));
+        }
+        let mut tx = self.begin(deadline).await?;
+        let (a1, a2, pid, txid) = tx.enter(&self.key, &key).await?;
+        let origin = key.op.origin().map(|_| u64::try_from(a1).unwrap_or(0));
+        let verdict = BarrierVerdict::decide(origin, u64::try_from(a2).unwrap_or(0));
+        tx.pid = pid;
+        tx.txid = Some(txid);
+        if verdict != BarrierVerdict::Proceed {
+            tx.commit(&self.key).await?;
+            return Ok(BranchRun::Skipped(verdict));
+        }
+        Ok(BranchRun::Ran(self.run_work(tx, deadline, work).await?))
+    }
+
+    pub(super) async fn run_local<T: Send + 'static>(
+        &self,
+        deadline: Instant,
+        work: TxWork<T>,
+    ) -> Result<Decision<T>, DbError> {
+        let mut tx = self.begin(deadline).await?;
+        tx.pid = tx.backend_pid().await?;
+        self.run_work(tx, deadline, work).await
+    }
+
+    /// Hands `tx` to the work and ends it as the work decides, by `deadline`.
+    async fn run_work<T: Send + 'static>(
+        &self,
+        tx: PgTx,
+        deadline: Instant,
+        work: TxWork<T>,
+    ) -> Result<Decision<T>, DbError> {
+        let pid = tx.pid;
+        let local = LocalTx::new(TxInner::Postgres(tx), &self.limits);
+        let finished = tokio::time::timeout_at(deadline.into(), work(local)).await;
+        let Ok((local, decision)) = finished else {
+            // The work, and with it the connection, is gone; stop its statement.
+            self.cancel(pid);
+            return Err(DbError::host("deadline exceeded: the branch ran past its deadline".to_owned()));
+        };
+        let Some(LocalTx { inner: TxInner::Postgres(tx), .. }) = local else {
+            return Err(DbError::host("the transaction was lost; nothing was committed".to_owned()));
+        };
+        match decision {
+            Decision::Commit(value) => {
+                tx.commit(&self.key).await?;
+                Ok(Decision::Commit(value))
+            }
+            Decision::Rollback(value) => {
+                tx.rollback().await;
+                Ok(Decision::Rollback(value))
+            }
+        }
+    }
+
+    /// A guest connection in a fresh transaction whose timeouts end by `deadline`.
+    async fn begin(&self, deadline: Instant) -> Result<PgTx, DbError> {
+        let acquired = tokio::time::timeout_at(deadline.into(), self.guest.acquire()).await;
+        let conn = acquired
+            .map_err(|_| DbError::host("deadline exceeded while waiting for a database connection".to_owned()))??;
+        let mut tx = PgTx { conn: Some(conn), statement_failed: false, pid: 0, txid: None };
+        let ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
+        // What an earlier guest left on this pooled connection goes, then the
+        // deadline becomes the statement and lock timeouts.
+        let begin = format!(
+            "BEGIN; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); \
+             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}",
+            ms + 5_000
+        );
+        tx.host(|conn| Box::pin(async move { conn.execute(begin.as_str()).await.map(|_| ()) })).await?;
+        Ok(tx)
+    }
+
+    /// Cancels the statement a guest connection runs (it is closed anyway).
+    fn cancel(&self, pid: i32) {
+        if pid == 0 {
+            return;
+        }
+        let owner = self.owner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&owner).await {
+                tracing::warn!(pid, error = %e, "could not cancel a branch's statement after its deadline");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+impl PgDb {
+    pub(super) async fn barrier_rows(&self, gid: &str, branch: &str) -> Vec<(String, String)> {
+        sqlx::query_as(
+            "SELECT op::text, reason::text FROM wasmtx.barrier WHERE gid = $1 AND branch_id = $2 ORDER BY op",
+        )
+        .bind(gid)
+        .bind(branch)
+        .fetch_all(&self.owner)
+        .await
+        .expect("read barrier rows")
+    }
+}
+
+/// Creates or refreshes the schema, functions and guest role, in one
+/// transaction serialised across processes by an advisory lock.
+async fn set_up(conn: &mut PgConnection) -> Result<Setup, DatabaseError> {
+    let fail = |what: &str, e: sqlx::Error| {
+        DatabaseError::Unavailable(format!("setting up the database for guests: {what}: {e}"))
+    };
+    let mut tx = conn.begin().await.map_err(|e| fail("begin", e))?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7426930001)").execute(&mut *tx).await.map_err(|e| fail("lock", e))?;
+    let (database, is_super, can_create_roles): (String, bool, bool) = sqlx::query_as(
+        "SELECT current_database()::text, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(|e| fail("reading the owner's rights", e))?;
+    tx.execute("CREATE SCHEMA IF NOT EXISTS wasmtx").await.map_err(|e| fail("creating the schema wasmtx", e))?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS wasmtx.host (id int PRIMARY KEY CHECK (id = 1), version int NOT NULL, \
+         key text NOT NULL, key_hash bytea NOT NULL, guest_role text NOT NULL, guest_password text NOT NULL)",
+    )
+    .await
+    .map_err(|e| fail("creating wasmtx.host", e))?;
+    let key = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let password = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    sqlx::query(
+        "INSERT INTO wasmtx.host VALUES (1, 0, $1, sha256(convert_to($1, 'UTF8')), $2, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&key)
+    .bind(guest_role_name(&database))
+    .bind(&password)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| fail("recording the host key", e))?;
+    let (version, key, role, password): (i32, String, String, String) =
+        sqlx::query_as("SELECT version, key, guest_role, guest_password FROM wasmtx.host WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| fail("reading the host key", e))?;
+    if version < SETUP_VERSION {
+        for sql in SETUP {
+            tx.execute(*sql).await.map_err(|e| fail("creating the barrier and host functions", e))?;
+        }
+        sqlx::query("UPDATE wasmtx.host SET version = $1")
+            .bind(SETUP_VERSION)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| fail("recording the setup version", e))?;
+    }
+
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+        .bind(&role)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| fail("looking up the guest role", e))?;
+    // `role` is [a-z0-9_] (see guest_role_name) and the password hex: safe to inline.
+    let attributes =
+        format!("LOGIN PASSWORD '{password}' NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT NOREPLICATION NOBYPASSRLS");
+    match (exists, is_super || can_create_roles) {
+        (false, true) => {
+            tx.execute(format!("CREATE ROLE {role} {attributes}").as_str())
+                .await
+                .map_err(|e| fail("creating the guest role", e))?;
+        }
+        (true, true) => {
+            tx.execute(format!("ALTER ROLE {role} {attributes}").as_str())
+                .await
+                .map_err(|e| fail("refreshing the guest role", e))?;
+        }
+        (false, false) => {
+            return Err(DatabaseError::Unavailable(format!(
+                "the guest role {role} does not exist and the URL's user may not create it: connect once as a \
+                 user with CREATEROLE (or create the role: CREATE ROLE {role} LOGIN ...), see the README's \
+                 security model"
+            )));
+        }
+        (true, false) => {}
+    }
+    for grant in [
+        format!("GRANT CONNECT ON DATABASE \"{}\" TO {role}", database.replace('"', "\"\"")),
+        format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}"),
+        format!("GRANT USAGE ON SCHEMA wasmtx TO {role}"),
+        format!("GRANT EXECUTE ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text) TO {role}"),
+        format!("GRANT EXECUTE ON FUNCTION wasmtx.seal(text, bigint) TO {role}"),
+    ] {
+        tx.execute(grant.as_str()).await.map_err(|e| fail("granting the guest role its rights", e))?;
+    }
+    if !is_super {
+        // To cancel a guest's statement after its deadline.
+        tx.execute(format!("GRANT {role} TO CURRENT_USER").as_str())
+            .await
+            .map_err(|e| fail("joining the guest role", e))?;
+    }
+    tx.commit().await.map_err(|e| fail("commit", e))?;
+    Ok(Setup { key, role, password })
+}
+
+/// `wasmtx_guest_<database>`, or with a hash of the name when it is long or
+/// not plain `[a-z0-9_]` (role names are cluster-wide, at most 63 bytes).
+fn guest_role_name(database: &str) -> String {
+    let plain =
+        database.len() <= 48 && database.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if plain {
+        format!("wasmtx_guest_{database}")
+    } else {
+        let digest = crate::model::Digest::of(database.as_bytes());
+        let hex = digest.as_str().trim_start_matches("sha256:");
+        format!("wasmtx_guest_{}", &hex[..16])
+    }
+}
+
+fn unavailable(e: sqlx::Error) -> DatabaseError {
+    DatabaseError::Unavailable(match e.as_database_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    })
+}
+
+/// One open branch transaction on a guest connection (closed, not pooled,
+/// when dropped before it ended).
 pub(super) struct PgTx {
-    tx: Transaction<'static, Postgres>,
+    conn: Option<PoolConnection<Postgres>>,
     /// A statement failed, so Postgres may have aborted the transaction (unless
     /// the guest rolled back to a savepoint). Checked before committing.
     statement_failed: bool,
+    pid: i32,
+    /// Set once the barrier was entered; the seal checks it.
+    txid: Option<i64>,
 }
 
+impl Drop for PgTx {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // Mid-transaction: Postgres rolls back when the connection closes.
+            conn.close_on_drop();
+        }
+    }
+}
+
+type HostCall<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, sqlx::Error>> + Send + 'c>>;
+
 impl PgTx {
-    pub(super) async fn begin(pool: &PgPool) -> Result<PgTx, DbError> {
-        Ok(PgTx { tx: pool.begin().await?, statement_failed: false })
+    fn conn(&mut self) -> Result<&mut PgConnection, DbError> {
+        self.conn.as_deref_mut().ok_or_else(|| DbError::host("the transaction has ended".to_owned()))
     }
 
-    fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
+    /// A host statement: on failure the connection is not trusted again.
+    async fn host<T>(
+        &mut self,
+        call: impl for<'c> FnOnce(&'c mut PgConnection) -> HostCall<'c, T>,
+    ) -> Result<T, DbError> {
+        let conn = self.conn()?;
+        match call(conn).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if let Some(mut conn) = self.conn.take() {
+                    conn.close_on_drop();
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn enter(&mut self, key: &str, barrier: &BarrierKey) -> Result<(i32, i32, i32, i64), DbError> {
+        let key = key.to_owned();
+        let b = barrier.clone();
+        self.host(move |conn| {
+            Box::pin(async move {
+                sqlx::query_as("SELECT * FROM wasmtx.enter($1, $2, $3, $4, $5, $6, $7)")
+                    .bind(key)
+                    .bind(b.trans_type)
+                    .bind(b.gid.as_str())
+                    .bind(b.branch_id.as_str())
+                    .bind(b.op.as_str())
+                    .bind(b.op.origin().map(|o| o.as_str()))
+                    .bind(b.barrier_id)
+                    .fetch_one(conn)
+                    .await
+            })
+        })
+        .await
+    }
+
+    async fn backend_pid(&mut self) -> Result<i32, DbError> {
+        self.host(|conn| Box::pin(async move { sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(conn).await }))
+            .await
     }
 
     /// Remembers a failed statement before passing its result on.
@@ -59,51 +481,64 @@ impl PgTx {
     }
 
     pub(super) async fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {
+        statement::check_postgres(sql)?;
         let text = value::pg_statement_text(sql, params);
         let args = value::pg_arguments(params)?;
-        let result = sqlx::query_with(&text, args).execute(self.conn()).await;
+        let result = sqlx::query_with(&text, args).execute(self.conn()?).await;
         self.note(result.map(|r| r.rows_affected()).map_err(DbError::from))
     }
 
-    pub(super) async fn query(&mut self, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
-        let result = query(self.conn(), sql, params).await;
+    pub(super) async fn query(&mut self, sql: &str, params: &[Value], budget: &GuestLimits) -> Result<Rows, DbError> {
+        statement::check_postgres(sql)?;
+        let result = query(self.conn()?, sql, params, budget).await;
         self.note(result)
     }
 
-    pub(super) async fn enter_barrier(&mut self, key: &BarrierKey<'_>) -> Result<BarrierVerdict, DbError> {
-        let result = barrier::enter_postgres(self.conn(), key).await;
-        self.note(result)
-    }
-
-    /// Commits; after a failed statement, first checks that the transaction is
-    /// not aborted, since COMMIT would then roll back and still "succeed".
-    pub(super) async fn commit(mut self) -> Result<(), DbError> {
-        if self.statement_failed
-            && let Err(e) = self.conn().execute("SELECT 1").await
-        {
-            let aborted = DbError::from(e);
-            let rolled_back = self.tx.rollback().await;
-            if aborted.code.as_deref() == Some("25P02") {
-                return Err(DbError {
-                    code: aborted.code,
-                    message: "not committed: an earlier statement failed and aborted the \
-                              transaction (roll back to a savepoint to recover from an expected \
-                              error); nothing was committed"
-                        .to_owned(),
-                });
+    /// Seals (when the barrier was entered) and commits; after a failed
+    /// statement, first checks that the transaction is not aborted, since
+    /// COMMIT would then roll back and still "succeed".
+    async fn commit(mut self, key: &str) -> Result<(), DbError> {
+        if self.statement_failed {
+            let check = self.conn()?.execute("SELECT 1").await;
+            if let Err(e) = check {
+                let aborted = DbError::from(e);
+                self.rollback().await;
+                if aborted.code.as_deref() == Some("25P02") {
+                    return Err(DbError {
+                        code: aborted.code,
+                        message: "not committed: an earlier statement failed and aborted the transaction (roll \
+                                  back to a savepoint to recover from an expected error); nothing was committed"
+                            .to_owned(),
+                    });
+                }
+                return Err(aborted);
             }
-            rolled_back?;
-            return Err(aborted);
         }
-        Ok(self.tx.commit().await?)
+        if let Some(txid) = self.txid {
+            let key = key.to_owned();
+            self.host(move |conn| {
+                Box::pin(async move {
+                    sqlx::query("SELECT wasmtx.seal($1, $2)").bind(key).bind(txid).execute(conn).await.map(|_| ())
+                })
+            })
+            .await?;
+        }
+        self.host(|conn| Box::pin(async move { conn.execute("COMMIT").await.map(|_| ()) })).await?;
+        // Ended cleanly: the connection goes back to the pool.
+        drop(self.conn.take());
+        Ok(())
     }
 
-    pub(super) async fn rollback(self) -> Result<(), DbError> {
-        Ok(self.tx.rollback().await?)
+    async fn rollback(mut self) {
+        if self.host(|conn| Box::pin(async move { conn.execute("ROLLBACK").await.map(|_| ()) })).await.is_ok() {
+            drop(self.conn.take());
+        }
     }
 }
 
-async fn query(conn: &mut PgConnection, sql: &str, params: &[Value]) -> Result<Rows, DbError> {
+/// Prepares (for the column descriptions), then streams the rows, stopping
+/// at the invocation's result limits.
+async fn query(conn: &mut PgConnection, sql: &str, params: &[Value], budget: &GuestLimits) -> Result<Rows, DbError> {
     let text = value::pg_statement_text(sql, params);
     // Preparing first (a cache hit after the first time) gives the column
     // descriptions, so unsupported types are refused before the statement runs
@@ -111,6 +546,39 @@ async fn query(conn: &mut PgConnection, sql: &str, params: &[Value]) -> Result<R
     let statement = conn.prepare_with(&text, &value::pg_parameter_types(params)).await?;
     let columns = value::PgColumns::describe(statement.columns())?;
     let args = value::pg_arguments(params)?;
-    let rows = sqlx::query_with(&text, args).fetch_all(&mut *conn).await?;
-    columns.decode(&rows)
+    let mut stream = sqlx::query_with(&text, args).fetch(&mut *conn);
+    let (mut values, mut bytes) = (Vec::new(), 0u64);
+    while let Some(row) = stream.try_next().await? {
+        if values.len() as u64 >= budget.rows {
+            return Err(DbError::host(format!(
+                "query results exceed the limit of rows one invocation may read ({} left)",
+                budget.rows
+            )));
+        }
+        let (row, size) = columns.decode_row(&row)?;
+        bytes += size;
+        if bytes > budget.bytes {
+            return Err(DbError::host(format!(
+                "query results exceed the limit of bytes one invocation may read ({} left)",
+                budget.bytes
+            )));
+        }
+        values.push(row);
+    }
+    drop(stream);
+    Ok(Rows { columns: columns.into_names(), values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_role_names_are_plain_and_short() {
+        assert_eq!(guest_role_name("bank"), "wasmtx_guest_bank");
+        let long = guest_role_name(&"x".repeat(60));
+        assert!(long.starts_with("wasmtx_guest_") && long.len() == 13 + 16, "{long}");
+        let odd = guest_role_name("Shop-DB");
+        assert!(odd.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'), "{odd}");
+    }
 }

@@ -14,8 +14,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{
     PgArgumentBuffer, PgArguments, PgColumn, PgRow, PgTypeInfo, PgTypeKind, PgValueFormat, PgValueRef,
 };
-use sqlx::sqlite::{SqliteArguments, SqliteRow, SqliteValueRef};
-use sqlx::{Arguments, Column, Decode, Encode, Postgres, Row, Sqlite, Type, TypeInfo, ValueRef};
+use sqlx::{Arguments, Column, Decode, Encode, Postgres, Row, Type, TypeInfo, ValueRef};
 
 /// A value crossing the guest boundary (mirrors WIT `db.value`).
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +25,18 @@ pub enum Value {
     Float(f64),
     Text(String),
     Bytes(Vec<u8>),
+}
+
+impl Value {
+    /// Bytes the value takes, as counted against an invocation's result limit.
+    pub fn size(&self) -> u64 {
+        match self {
+            Value::Null | Value::Boolean(_) => 1,
+            Value::Int(_) | Value::Float(_) => 8,
+            Value::Text(s) => s.len() as u64,
+            Value::Bytes(b) => b.len() as u64,
+        }
+    }
 }
 
 /// A query result (mirrors WIT `db.rows`): column names and one `Vec` per row.
@@ -47,7 +58,7 @@ pub struct DbError {
 
 impl DbError {
     /// An error raised by the host itself, not by the database.
-    pub(super) fn host(message: String) -> Self {
+    pub(crate) fn host(message: String) -> Self {
         DbError { code: None, message }
     }
 }
@@ -76,54 +87,31 @@ fn bind_error(index: usize, e: BoxDynError) -> DbError {
 
 // ---------------------------------------------------------------- SQLite
 
-/// Binds `params` positionally. SQLite is dynamically typed, so `Null` is a
+/// A value as SQLite binds it. SQLite is dynamically typed, so `Null` is a
 /// plain NULL and `Boolean` is stored as the integer 0 or 1.
-pub(super) fn sqlite_arguments(params: &[Value]) -> Result<SqliteArguments<'_>, DbError> {
-    let mut args = SqliteArguments::default();
-    for (i, value) in params.iter().enumerate() {
-        match value {
-            Value::Null => args.add(Option::<i64>::None),
-            Value::Boolean(b) => args.add(*b),
-            Value::Int(n) => args.add(*n),
-            Value::Float(f) => args.add(*f),
-            Value::Text(s) => args.add(s.as_str()),
-            Value::Bytes(b) => args.add(b.as_slice()),
-        }
-        .map_err(|e| bind_error(i, e))?;
+pub(super) fn to_sqlite(value: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as S;
+    match value {
+        Value::Null => S::Null,
+        Value::Boolean(b) => S::Integer(i64::from(*b)),
+        Value::Int(n) => S::Integer(*n),
+        Value::Float(f) => S::Real(*f),
+        Value::Text(s) => S::Text(s.clone()),
+        Value::Bytes(b) => S::Blob(b.clone()),
     }
-    Ok(args)
 }
 
-/// Decodes rows by each value's storage class (NULL, INTEGER, REAL, TEXT, BLOB).
+/// A value by its SQLite storage class (NULL, INTEGER, REAL, TEXT, BLOB).
 /// SQLite has no boolean class: booleans come back as `Int(0 | 1)`.
-pub(super) fn sqlite_rows(rows: &[SqliteRow]) -> Result<Rows, DbError> {
-    let columns = rows.first().map(|r| r.columns().iter().map(|c| c.name().to_owned()).collect()).unwrap_or_default();
-    let values = rows.iter().map(sqlite_row).collect::<Result<_, _>>()?;
-    Ok(Rows { columns, values })
-}
-
-fn sqlite_row(row: &SqliteRow) -> Result<Vec<Value>, DbError> {
-    (0..row.len())
-        .map(|i| {
-            let raw = row.try_get_raw(i)?;
-            sqlite_value(raw).map_err(|e| decode_error(row.columns()[i].name(), e))
-        })
-        .collect()
-}
-
-fn sqlite_value(raw: SqliteValueRef<'_>) -> Result<Value, BoxDynError> {
-    if raw.is_null() {
-        return Ok(Value::Null);
+pub(super) fn from_sqlite(value: rusqlite::types::Value) -> Value {
+    use rusqlite::types::Value as S;
+    match value {
+        S::Null => Value::Null,
+        S::Integer(n) => Value::Int(n),
+        S::Real(f) => Value::Float(f),
+        S::Text(s) => Value::Text(s),
+        S::Blob(b) => Value::Bytes(b),
     }
-    // For a value (not a column), sqlx reports the runtime storage class.
-    let class = raw.type_info().name().to_owned();
-    Ok(match class.as_str() {
-        "INTEGER" => Value::Int(<i64 as Decode<Sqlite>>::decode(raw)?),
-        "REAL" => Value::Float(<f64 as Decode<Sqlite>>::decode(raw)?),
-        "TEXT" => Value::Text(<String as Decode<Sqlite>>::decode(raw)?),
-        "BLOB" => Value::Bytes(<Vec<u8> as Decode<Sqlite>>::decode(raw)?),
-        other => return Err(format!("unexpected SQLite storage class {other}").into()),
-    })
 }
 
 fn decode_error(column: &str, e: BoxDynError) -> DbError {
@@ -291,17 +279,21 @@ impl PgColumns {
         Ok(PgColumns { names: columns.iter().map(|c| c.name().to_owned()).collect(), decoders })
     }
 
-    pub(super) fn decode(self, rows: &[PgRow]) -> Result<Rows, DbError> {
-        let mut values = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut out = Vec::with_capacity(self.decoders.len());
-            for (i, decoder) in self.decoders.iter().enumerate() {
-                let raw = row.try_get_raw(i)?;
-                out.push(pg_value(raw, *decoder).map_err(|e| decode_error(&self.names[i], e))?);
-            }
-            values.push(out);
+    /// One row's values, and how many bytes they take (for the result limits).
+    pub(super) fn decode_row(&self, row: &PgRow) -> Result<(Vec<Value>, u64), DbError> {
+        let mut out = Vec::with_capacity(self.decoders.len());
+        let mut bytes = 0u64;
+        for (i, decoder) in self.decoders.iter().enumerate() {
+            let raw = row.try_get_raw(i)?;
+            let value = pg_value(raw, *decoder).map_err(|e| decode_error(&self.names[i], e))?;
+            bytes += value.size();
+            out.push(value);
         }
-        Ok(Rows { columns: self.names, values })
+        Ok((out, bytes))
+    }
+
+    pub(super) fn into_names(self) -> Vec<String> {
+        self.names
     }
 }
 

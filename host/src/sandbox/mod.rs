@@ -123,6 +123,51 @@ impl InstancePool {
     }
 }
 
+/// An instantiated module, ready for one call ([`Sandbox::prepare`]). Cheap
+/// to move between threads: a branch on SQLite is called on its database's
+/// writer thread.
+pub struct Prepared {
+    store: Store<HostState>,
+    instance: bindings::Branch,
+    /// For a reused instance: its pool and the calls it has served.
+    pool: Option<(Arc<InstancePool>, u32)>,
+    sandbox: Sandbox,
+    deadline: Instant,
+}
+
+impl Prepared {
+    /// Calls `handler.invoke` once. `tx` is the local transaction the guest's
+    /// `db` calls run in; it is handed back (still open) so the caller decides
+    /// between commit and rollback. A reused instance goes back to its pool
+    /// unless it trapped or has served its share.
+    pub async fn call(
+        mut self,
+        call: Invocation,
+        tx: Option<LocalTx>,
+    ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
+        self.store.data_mut().tx = tx;
+        self.store.data_mut().label = call.label();
+        self.sandbox.arm_deadline(&mut self.store, self.deadline);
+        let result = Sandbox::call_instance(&self.instance, &mut self.store, call).await;
+        let tx = self.store.data_mut().tx.take();
+        let result = match result {
+            Ok(outcome) => {
+                if let Some((pool, uses)) = self.pool.take() {
+                    let uses = uses + 1;
+                    let mut idle = pool.lock();
+                    if uses < pool.max_uses && idle.len() < pool.capacity {
+                        idle.push(Warm { store: self.store, instance: self.instance, uses });
+                    }
+                }
+                outcome
+            }
+            // A trapped instance is never entered again.
+            Err(e) => Err(self.sandbox.trap(e)),
+        };
+        (result, tx)
+    }
+}
+
 /// What one invocation is about.
 #[derive(Debug, Clone)]
 pub struct Invocation {
@@ -257,87 +302,55 @@ impl Sandbox {
         instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e))
     }
 
-    /// Runs one function as `runner` says (fresh or reused instance).
+    /// Runs one function as `runner` says (fresh or reused instance): [`Sandbox::prepare`] then [`Prepared::call`].
     pub async fn run(
         &self,
         runner: &Runner,
         call: Invocation,
         tx: Option<LocalTx>,
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        match runner {
-            Runner::Fresh(compiled) => self.invoke(compiled, call, tx).await,
-            Runner::Reused(pool) => self.invoke_reused(pool, call, tx).await,
+        let deadline = Instant::now() + self.inner.limits.deadline;
+        match self.prepare(runner, deadline).await {
+            Ok(prepared) => prepared.call(call, tx).await,
+            Err(e) => (Err(e), tx),
         }
     }
 
-    /// Runs one function in a pooled instance: an idle one if there is one,
-    /// else a new one. The instance goes back to the pool unless it trapped
-    /// or has served `max_uses` invocations.
-    pub async fn invoke_reused(
-        &self,
-        pool: &InstancePool,
-        call: Invocation,
-        tx: Option<LocalTx>,
-    ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        let label = call.label();
-        let warm = pool.lock().pop();
-        let mut warm = match warm {
-            Some(warm) => warm,
-            None => {
-                let mut store = self.store(None, String::new());
-                self.arm_deadline(&mut store, Instant::now() + self.inner.limits.deadline);
-                match pool.compiled.pre.instantiate_async(&mut store).await {
-                    Ok(instance) => Warm { store, instance, uses: 0 },
-                    Err(e) => return (Err(self.trap(e)), tx),
-                }
-            }
-        };
-        warm.store.data_mut().tx = tx;
-        warm.store.data_mut().label = label;
-        self.arm_deadline(&mut warm.store, Instant::now() + self.inner.limits.deadline);
-        let result = Self::call_instance(&warm.instance, &mut warm.store, call).await;
-        let tx = warm.store.data_mut().tx.take();
-        let result = match result {
-            Ok(outcome) => {
-                warm.uses += 1;
-                let mut idle = pool.lock();
-                if warm.uses < pool.max_uses && idle.len() < pool.capacity {
-                    idle.push(warm);
-                }
-                outcome
-            }
-            // A trapped instance is never entered again.
-            Err(e) => Err(self.trap(e)),
-        };
-        (result, tx)
-    }
-
-    /// Runs one function in a fresh instance. `tx` is the local transaction
-    /// the guest's `db` calls run in; it is handed back (still open) so the
-    /// caller decides between commit and rollback.
+    /// Runs one function in a fresh instance of `compiled` (see [`Sandbox::run`]).
     pub async fn invoke(
         &self,
         compiled: &Compiled,
         call: Invocation,
         tx: Option<LocalTx>,
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        let label = call.label();
-        let mut store = self.store(tx, label);
-        let deadline = Instant::now() + self.inner.limits.deadline;
-        self.arm_deadline(&mut store, deadline);
-        let result = self.run_fresh(compiled, &mut store, call).await;
-        let tx = store.data_mut().tx.take();
-        (result, tx)
+        self.run(&Runner::Fresh(compiled.clone()), call, tx).await
     }
 
-    async fn run_fresh(
-        &self,
-        compiled: &Compiled,
-        store: &mut Store<HostState>,
-        call: Invocation,
-    ) -> Result<Vec<u8>, InvokeError> {
-        let instance = compiled.pre.instantiate_async(&mut *store).await.map_err(|e| self.trap(e))?;
-        Self::call_instance(&instance, store, call).await.map_err(|e| self.trap(e))?
+    /// An instance ready to be called, made before the caller takes a
+    /// database connection (instantiation can cost milliseconds for
+    /// interpreter guests): a fresh one, or an idle one from the pool of a
+    /// module uploaded with reuse. Everything it does counts against `deadline`.
+    pub async fn prepare(&self, runner: &Runner, deadline: Instant) -> Result<Prepared, InvokeError> {
+        let (compiled, pool) = match runner {
+            Runner::Fresh(compiled) => (compiled, None),
+            Runner::Reused(pool) => {
+                let warm = pool.lock().pop();
+                if let Some(warm) = warm {
+                    return Ok(Prepared {
+                        store: warm.store,
+                        instance: warm.instance,
+                        pool: Some((pool.clone(), warm.uses)),
+                        sandbox: self.clone(),
+                        deadline,
+                    });
+                }
+                (&pool.compiled, Some((pool.clone(), 0)))
+            }
+        };
+        let mut store = self.store(None, String::new());
+        self.arm_deadline(&mut store, deadline);
+        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
+        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline })
     }
 
     /// Calls `handler.invoke`; the outer error is a trap, the inner one the guest's answer.

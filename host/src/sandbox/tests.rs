@@ -110,7 +110,7 @@ async fn a_panicking_guest_is_a_trap() {
 async fn db_calls_run_in_the_transaction_handed_in_and_it_comes_back_open() {
     let s = sandbox();
     let c = s.compile(&guest("misbehave-rust")).unwrap();
-    let db = Database::connect(&fresh_sqlite()).await.unwrap();
+    let db = Database::connect(&fresh_sqlite(), &crate::database::DbLimits::default()).await.unwrap();
     let tx = db.begin().await.unwrap();
     let (r, tx) = s.invoke(&c, call("sql", b"CREATE TABLE t (x INTEGER)"), Some(tx)).await;
     assert_eq!(r.unwrap(), b"0");
@@ -186,7 +186,7 @@ async fn a_reused_instance_gets_a_new_deadline_and_transaction_each_call() {
     let s = sandbox();
     let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
     let runner = Runner::Reused(pool);
-    let db = Database::connect(&fresh_sqlite()).await.unwrap();
+    let db = Database::connect(&fresh_sqlite(), &crate::database::DbLimits::default()).await.unwrap();
     let tx = db.begin().await.unwrap();
     let (r, tx) = s.run(&runner, call("sql", b"CREATE TABLE t (x INTEGER)"), Some(tx)).await;
     assert_eq!(r.unwrap(), b"0");

@@ -18,8 +18,11 @@
 //! # Layout
 //!
 //! - `mod.rs`: the public API, errors, row decoding shared by both backends.
-//! - `sqlite.rs`, `postgres.rs`: the SQL, kept structurally parallel.
-//! - `../../migrations/{sqlite,postgres}`: the schema, same tables and meaning on both.
+//! - `queries.rs`: the SQL, written once for both.
+//! - `sqlite.rs` (rusqlite, on the file's single writer), `postgres.rs` (sqlx):
+//!   binding, pools, locking, claiming due work.
+//! - `../../migrations/{sqlite,postgres}`: the schema, same tables and meaning on
+//!   both; Postgres keeps them in the schema `wasmtx`, SQLite prefixes them `wasmtx_`.
 
 use std::fmt;
 
@@ -31,6 +34,8 @@ use crate::model::{
 mod postgres;
 mod queries;
 mod sqlite;
+
+pub(crate) use sqlite::write_progress as write_progress_sqlite;
 
 #[cfg(test)]
 mod tests;
@@ -57,19 +62,37 @@ pub enum Created {
     Existing(TransactionState),
 }
 
+/// A store write that can also ride in a branch's own local transaction
+/// when the branch's database is the store's (co-location): the branch's
+/// business writes, its barrier row and this commit together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "built once per write and consumed at once; a Box would only burden callers"
+)]
+pub enum Progress {
+    /// Insert a new transaction and its ops (already leased to the writer).
+    Create(TransactionState),
+    /// The fenced save of [`Store::save`] (and [`Store::save_and_release`] with `release`).
+    Save { lease: Lease, transaction: Transaction, ops: Vec<BranchOp>, release: bool },
+}
+
 /// Why a store call failed, shaped by what the caller does next.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The write was made under an older epoch: another owner has claimed the transaction. Stop driving it.
     #[error("transaction {gid} is leased by another owner; this lease is fenced")]
     Fenced { gid: Gid },
+    /// A [`Progress::Create`] found the gid taken; nothing was written.
+    #[error("transaction {gid} exists already")]
+    GidTaken { gid: Gid },
     /// Invalid URL / unsupported scheme / migration failed: fix configuration.
     #[error("coordinator store configuration: {0}")]
     Config(String),
-    /// Database unreachable, timeout, pool closed, serialization failure…: try again later.
-    // The cause is in the message too: callers log errors with `%e` (Display only).
+    /// Database unreachable, timeout, pool closed, serialization failure, a
+    /// commit that could not be made durable…: try again later.
     #[error("coordinator store unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(String),
     /// Stored data could not be decoded (unknown status text, bad JSON): a bug or a newer schema.
     #[error("coordinator store holds data it cannot decode: {0}")]
     Corrupt(String),
@@ -126,6 +149,24 @@ impl Store {
         match self.backend {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The SQLite file the store lives in (`None` on Postgres). A business
+    /// database on the same file shares its writer, and its branch commits
+    /// can carry the transactions' progress.
+    pub fn sqlite_file(&self) -> Option<&crate::sqlite::SqliteFile> {
+        match &self.backend {
+            Backend::Sqlite(b) => Some(b.file()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// Host, port and database name of a Postgres store (`None` on SQLite).
+    pub fn postgres_place(&self) -> Option<(String, u16, Option<String>)> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(b) => Some(b.place()),
         }
     }
 
@@ -276,39 +317,13 @@ impl Store {
 }
 
 // ---------------------------------------------------------------------------
-// Shared by both backends: column lists, error mapping, row decoding.
-// The column names are the same on both schemas, so the `SELECT` lists and the
-// row structs (whose `FromRow` derive is generic over the database) are shared.
+// Shared by both backends: error mapping, row decoding. The SQL itself is in
+// `queries`; each backend reads rows into the structs below.
 // ---------------------------------------------------------------------------
-
-/// Columns of `transactions` read into [`TransactionRow`].
-macro_rules! transaction_columns {
-    () => {
-        "gid, mode, status, options, next_due, attempts, last_error, rollback_reason, \
-         created_at, updated_at, finished_at, lease_owner, lease_expires, epoch"
-    };
-}
-
-/// Columns of `branch_ops` read into [`OpRow`].
-macro_rules! op_columns {
-    () => {
-        "branch_id, op, module, digest, database, function, payload, status, attempts, last_error, \
-         updated_at"
-    };
-}
-
-/// Columns of `module_versions` read into [`ModuleRow`].
-macro_rules! module_columns {
-    () => {
-        "name, digest, world, functions, database, instance_reuse, size, created_at"
-    };
-}
-
-pub(crate) use {module_columns, op_columns, transaction_columns};
 
 /// Maps a sqlx error to what the caller does next. Database errors (constraint,
 /// serialization failure, deadlock, disk full, shutdown…) are all `Unavailable`:
-/// retrying is the only safe reaction the engine has, and the source says why.
+/// retrying is the only safe reaction the engine has, and the message says why.
 fn db_error(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Configuration(_) => StoreError::Config(e.to_string()),
@@ -317,7 +332,7 @@ fn db_error(e: sqlx::Error) -> StoreError {
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
         | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
-        e => StoreError::Unavailable(e),
+        e => StoreError::Unavailable(e.to_string()),
     }
 }
 
@@ -354,7 +369,8 @@ fn to_u64(column: &str, n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} out of range: {n}")))
 }
 
-/// A `transactions` row as stored, before decoding into the model.
+/// A `transactions` row as stored, before decoding into the model (columns
+/// in the order of [`queries::TRANSACTION_COLUMNS`]).
 #[derive(sqlx::FromRow)]
 struct TransactionRow {
     gid: String,
@@ -396,7 +412,7 @@ impl TransactionRow {
     }
 }
 
-/// A `branch_ops` row as stored.
+/// A `branch_ops` row as stored (columns in the order of [`queries::OP_COLUMNS`]).
 #[derive(sqlx::FromRow)]
 struct OpRow {
     branch_id: String,
@@ -432,7 +448,7 @@ impl OpRow {
     }
 }
 
-/// A `module_versions` row as stored.
+/// A `module_versions` row as stored (columns in the order of [`queries::MODULE_COLUMNS`]).
 #[derive(sqlx::FromRow)]
 struct ModuleRow {
     name: String,

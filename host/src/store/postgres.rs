@@ -1,5 +1,5 @@
 //! The coordinator store on Postgres: production, shared by every `wasmtx serve`
-//! instance of a deployment.
+//! instance of a deployment. The tables live in the schema `wasmtx`.
 //!
 //! Concurrency: each call is one statement or one local transaction at READ
 //! COMMITTED; compare-and-set `UPDATE … WHERE epoch = … AND lease_owner = …` does the
@@ -10,19 +10,21 @@
 //! Structurally parallel to `sqlite.rs`; must not be used outside `store`.
 
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
 
+use super::queries::Sql;
 use super::{
-    ClaimedRow, Lease, ModuleRow, OpRow, StoreError, TransactionRow, db_error, decode_state, functions_json,
-    leases_oldest_first, limit_i64, migrate_error, module_columns, op_columns, options_json, to_i64,
-    transaction_columns,
+    ClaimedRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, db_error, decode_state, functions_json,
+    leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
 };
 use crate::model::{BranchOp, Digest, Gid, Millis, ModuleName, ModuleRecord, Transaction, TransactionState};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("wasmtx."));
 
 const MAX_CONNECTIONS: u32 = 10;
 /// How long a call waits for a pooled connection before reporting `Unavailable`.
@@ -34,20 +36,33 @@ const BEGIN_READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ON
 #[derive(Clone)]
 pub(super) struct PostgresStore {
     pool: PgPool,
+    /// Host, port and database: where the store lives.
+    place: Arc<(String, u16, Option<String>)>,
 }
 
 impl PostgresStore {
     pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(db_error)?.application_name("wasmtx");
+        // One connection first, so that a wrong host, password or database name
+        // is reported as such (a pool would only time out).
+        let first = PgConnection::connect_with(&options).await.map_err(db_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(db_error)?;
+            // A dead connection fails its statement and is dropped; pinging
+            // before every use would cost a round trip each time.
+            .test_before_acquire(false)
+            .connect_lazy_with(options.clone());
+        drop(first);
         // Concurrent instances starting together are serialised by the migrator's advisory lock.
         MIGRATOR.run(&pool).await.map_err(migrate_error)?;
-        Ok(Self { pool })
+        let place = (options.get_host().to_owned(), options.get_port(), options.get_database().map(str::to_owned));
+        Ok(Self { pool, place: Arc::new(place) })
+    }
+
+    /// Where the store lives: host, port and database, for co-location checks.
+    pub(super) fn place(&self) -> (String, u16, Option<String>) {
+        (*self.place).clone()
     }
 
     pub(super) async fn close(&self) {
@@ -69,13 +84,35 @@ impl PostgresStore {
     pub(super) async fn load(&self, gid: &Gid) -> Result<Option<TransactionState>, StoreError> {
         // One snapshot: the row and its ops come from the same commit.
         let mut db = self.pool.begin_with(BEGIN_READ_SNAPSHOT).await.map_err(db_error)?;
-        let state = select_state(&mut db, gid).await?;
+        let tx = sqlx::query_as::<_, TransactionRow>(&SQL.select_transaction)
+            .bind(gid.as_str())
+            .fetch_optional(&mut *db)
+            .await
+            .map_err(db_error)?;
+        let state = match tx {
+            None => None,
+            Some(tx) => {
+                let ops = sqlx::query_as::<_, OpRow>(&SQL.select_ops)
+                    .bind(gid.as_str())
+                    .fetch_all(&mut *db)
+                    .await
+                    .map_err(db_error)?;
+                Some(decode_state(tx, ops)?)
+            }
+        };
         db.commit().await.map_err(db_error)?;
         Ok(state)
     }
 
     pub(super) async fn list(&self, limit: u32) -> Result<Vec<Transaction>, StoreError> {
-        list(&self.pool, limit).await
+        sqlx::query_as::<_, TransactionRow>(&SQL.list)
+            .bind(limit_i64(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(TransactionRow::decode)
+            .collect()
     }
 
     pub(super) async fn claim(
@@ -85,7 +122,15 @@ impl PostgresStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Lease>, StoreError> {
-        claim(&self.pool, gid, owner, now, lease_until).await
+        let epoch = sqlx::query_scalar::<_, i64>(&SQL.claim)
+            .bind(gid.as_str())
+            .bind(owner)
+            .bind(now.0)
+            .bind(lease_until.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(epoch.map(|epoch| Lease { gid: gid.clone(), owner: owner.to_owned(), epoch }))
     }
 
     pub(super) async fn claim_due(
@@ -100,14 +145,13 @@ impl PostgresStore {
         // claimed and committed meanwhile is re-checked against the lease condition.
         let rows = sqlx::query_as::<_, ClaimedRow>(
             "WITH due AS ( \
-                 SELECT id FROM transactions \
-                 WHERE status NOT IN ('succeeded', 'failed') \
-                   AND next_due <= $2 \
+                 SELECT id FROM wasmtx.transactions \
+                 WHERE next_due <= $2 AND status NOT IN ('succeeded', 'failed') \
                    AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < $2) \
                  ORDER BY next_due, id \
                  LIMIT $4 \
                  FOR UPDATE SKIP LOCKED) \
-             UPDATE transactions AS t SET lease_owner = $1, lease_expires = $3, epoch = t.epoch + 1 \
+             UPDATE wasmtx.transactions AS t SET lease_owner = $1, lease_expires = $3, epoch = t.epoch + 1 \
              FROM due WHERE t.id = due.id \
              RETURNING t.id, t.gid, t.epoch, t.next_due",
         )
@@ -128,8 +172,9 @@ impl PostgresStore {
         ops: &[BranchOp],
         release: bool,
     ) -> Result<(), StoreError> {
+        let progress = Progress::Save { lease: lease.clone(), transaction: tx.clone(), ops: ops.to_vec(), release };
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        match update_state(&mut db, lease, tx, ops, release).await {
+        match write_progress(&mut db, &progress).await {
             Ok(()) => db.commit().await.map_err(db_error),
             Err(e) => {
                 db.rollback().await.map_err(db_error)?;
@@ -139,25 +184,63 @@ impl PostgresStore {
     }
 
     pub(super) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        release(&self.pool, lease).await
+        sqlx::query(&SQL.release)
+            .bind(lease.gid.as_str())
+            .bind(lease.epoch)
+            .bind(lease.owner.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     pub(super) async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
-        release_all(&self.pool, owner).await
+        let done = sqlx::query(&SQL.release_all).bind(owner).execute(&self.pool).await.map_err(db_error)?;
+        Ok(done.rows_affected())
     }
 
     pub(super) async fn unfinished(&self, limit: u32) -> Result<Vec<Gid>, StoreError> {
-        unfinished(&self.pool, limit).await
+        let gids = sqlx::query_scalar::<_, String>(&SQL.unfinished)
+            .bind(limit_i64(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(gids.into_iter().map(Gid::from_trusted).collect())
     }
 
     pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        insert_module(&mut db, record, bytes).await?;
+        sqlx::query(&SQL.insert_blob)
+            .bind(record.digest.as_str())
+            .bind(bytes)
+            .bind(to_i64(bytes.len() as u64))
+            .bind(record.created_at.0)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(&SQL.insert_version)
+            .bind(record.name.as_str())
+            .bind(record.digest.as_str())
+            .bind(record.world.as_str())
+            .bind(functions_json(&record.functions)?)
+            .bind(record.database.as_str())
+            .bind(record.instance_reuse.map(i64::from))
+            .bind(to_i64(record.size))
+            .bind(record.created_at.0)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?;
         db.commit().await.map_err(db_error)
     }
 
     pub(super) async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {
-        module(&self.pool, name).await
+        sqlx::query_as::<_, ModuleRow>(&SQL.module)
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .map(ModuleRow::decode)
+            .transpose()
     }
 
     pub(super) async fn module_version(
@@ -165,15 +248,32 @@ impl PostgresStore {
         name: &ModuleName,
         digest: &Digest,
     ) -> Result<Option<ModuleRecord>, StoreError> {
-        module_version(&self.pool, name, digest).await
+        sqlx::query_as::<_, ModuleRow>(&SQL.module_version)
+            .bind(name.as_str())
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .map(ModuleRow::decode)
+            .transpose()
     }
 
     pub(super) async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
-        modules(&self.pool).await
+        sqlx::query_as::<_, ModuleRow>(&SQL.modules)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(ModuleRow::decode)
+            .collect()
     }
 
     pub(super) async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
-        module_bytes(&self.pool, digest).await
+        sqlx::query_scalar::<_, Vec<u8>>(&SQL.module_bytes)
+            .bind(digest.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)
     }
 
     #[cfg(test)]
@@ -188,4 +288,93 @@ impl PostgresStore {
     }
 }
 
-super::queries::shared_queries!(sqlx::Postgres);
+/// Writes `progress` inside the caller's transaction on `db`. Fenced: a stale
+/// lease writes nothing and is [`StoreError::Fenced`].
+async fn write_progress(db: &mut PgConnection, progress: &Progress) -> Result<(), StoreError> {
+    match progress {
+        Progress::Create(state) => {
+            if insert_state(db, state).await? {
+                Ok(())
+            } else {
+                Err(StoreError::GidTaken { gid: state.transaction.gid.clone() })
+            }
+        }
+        Progress::Save { lease, transaction: tx, ops, release } => {
+            let updated = sqlx::query(&SQL.update_state)
+                .bind(lease.gid.as_str())
+                .bind(lease.epoch)
+                .bind(lease.owner.as_str())
+                .bind(tx.status.as_str())
+                .bind(tx.next_due.map(|m| m.0))
+                .bind(i64::from(tx.attempts))
+                .bind(tx.last_error.as_deref())
+                .bind(tx.rollback_reason.as_deref())
+                .bind(tx.updated_at.0)
+                .bind(tx.finished_at.map(|m| m.0))
+                .bind(tx.lease_expires.map(|m| m.0))
+                .bind(*release)
+                .execute(&mut *db)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::Fenced { gid: lease.gid.clone() });
+            }
+            for op in ops {
+                insert_op(db, &lease.gid, op, true).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Inserts a new transaction and its ops; `false` (nothing written) if the gid exists.
+async fn insert_state(db: &mut PgConnection, state: &TransactionState) -> Result<bool, StoreError> {
+    let t = &state.transaction;
+    let inserted = sqlx::query(&SQL.insert_transaction)
+        .bind(t.gid.as_str())
+        .bind(t.mode.as_str())
+        .bind(t.status.as_str())
+        .bind(options_json(&t.options)?)
+        .bind(t.next_due.map(|m| m.0))
+        .bind(i64::from(t.attempts))
+        .bind(t.last_error.as_deref())
+        .bind(t.rollback_reason.as_deref())
+        .bind(t.created_at.0)
+        .bind(t.updated_at.0)
+        .bind(t.finished_at.map(|m| m.0))
+        .bind(t.lease_owner.as_deref())
+        .bind(t.lease_expires.map(|m| m.0))
+        .bind(t.epoch)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for op in &state.ops {
+        insert_op(db, &t.gid, op, false).await?;
+    }
+    Ok(true)
+}
+
+async fn insert_op(db: &mut PgConnection, gid: &Gid, op: &BranchOp, upsert: bool) -> Result<(), StoreError> {
+    sqlx::query(if upsert { &SQL.upsert_op } else { &SQL.insert_op })
+        .bind(gid.as_str())
+        .bind(op.branch_id.as_str())
+        .bind(op.op.as_str())
+        .bind(op.target.module.as_str())
+        .bind(op.target.digest.as_str())
+        .bind(op.target.database.as_str())
+        .bind(op.target.function.as_str())
+        .bind(op.payload.as_slice())
+        .bind(op.status.as_str())
+        .bind(i64::from(op.attempts))
+        .bind(op.last_error.as_deref())
+        .bind(op.updated_at.0)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}

@@ -1,105 +1,99 @@
 //! The coordinator store on SQLite: the embedded default, one file, zero setup.
 //!
-//! Durability and concurrency: WAL journal, `synchronous = FULL` (a commit that
-//! returned survives power loss), foreign keys on, a 10 s busy timeout. All writes
-//! go through a writer pool of exactly one connection and open their transactions
-//! with `BEGIN IMMEDIATE`, so writers queue in the pool instead of failing with
-//! `SQLITE_BUSY`; reads use a separate read-only pool and see the last commit.
+//! Every write is a job on the file's single writer thread ([`SqliteFile`]):
+//! its own transaction, acknowledged only once the batch's fsync made it
+//! durable. Reads use the file's read-only connections and see the last
+//! commit. When a business database is bound to the same file, branch
+//! transactions run on the same writer, and [`write_progress`] lets a branch
+//! commit carry the transaction's progress (co-location).
+//!
+//! Tables carry the prefix `wasmtx_`, which the guest authorizer never lets
+//! branch SQL reach. The schema version is `PRAGMA user_version`.
 //!
 //! Structurally parallel to `postgres.rs`; must not be used outside `store`.
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+use std::sync::LazyLock;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use rusqlite::types::ToSql;
+use rusqlite::{CachedStatement, Connection, Row};
 
+use super::queries::Sql;
 use super::{
-    ClaimedRow, Lease, ModuleRow, OpRow, StoreError, TransactionRow, db_error, decode_state, functions_json,
-    leases_oldest_first, limit_i64, migrate_error, module_columns, op_columns, options_json, to_i64,
-    transaction_columns,
+    ClaimedRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, decode_state, functions_json,
+    leases_oldest_first, limit_i64, options_json, to_i64,
 };
 use crate::model::{BranchOp, Digest, Gid, Millis, ModuleName, ModuleRecord, Transaction, TransactionState};
+use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("wasmtx_"));
 
-/// How long a connection waits on a lock held by another process before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a call waits for the single writer connection.
-const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-const READERS: u32 = 4;
-
-/// Starts every write transaction: takes the write lock up front, so a
-/// transaction never has to upgrade a read lock (which fails without waiting).
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// The schema this code reads and writes.
+const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
+const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
-    /// Exactly one connection: all writes, in order.
-    writer: SqlitePool,
-    /// Read-only connections (the writer itself for an in-memory database).
-    reader: SqlitePool,
+    file: SqliteFile,
 }
 
 impl SqliteStore {
     pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
-        let base = SqliteConnectOptions::from_str(url).map_err(db_error)?.busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        if !in_memory {
-            create_parent_dir(base.get_filename())?;
-        }
-        let writer_options = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
-        let mut writer_pool = SqlitePoolOptions::new().max_connections(1).acquire_timeout(WRITER_ACQUIRE_TIMEOUT);
-        if in_memory {
-            // The database lives as long as its connection: never let it go.
-            writer_pool = writer_pool.min_connections(1).idle_timeout(None).max_lifetime(None);
-        }
-        let writer = writer_pool.connect_with(writer_options).await.map_err(db_error)?;
-        MIGRATOR.run(&writer).await.map_err(migrate_error)?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(READERS)
-                .connect_with(base.read_only(true))
-                .await
-                .map_err(db_error)?
-        };
-        Ok(Self { writer, reader })
+        let file = SqliteFile::open(url).map_err(file_error)?;
+        file.write(|w| migrate(w)).await.map_err(file_error)??;
+        Ok(Self { file })
     }
 
-    pub(super) async fn close(&self) {
-        self.reader.close().await;
-        self.writer.close().await;
+    pub(super) fn file(&self) -> &SqliteFile {
+        &self.file
     }
+
+    /// Connections close when the last handle on the file is dropped.
+    pub(super) async fn close(&self) {}
 
     /// Inserts the transaction and its ops; `false` (nothing written) if the gid exists.
     pub(super) async fn insert_transaction(&self, state: &TransactionState) -> Result<bool, StoreError> {
-        let mut db = self.writer.begin_with(BEGIN_WRITE).await.map_err(db_error)?;
-        if insert_state(&mut db, state).await? {
-            db.commit().await.map_err(db_error)?;
-            Ok(true)
-        } else {
-            db.rollback().await.map_err(db_error)?;
-            Ok(false)
+        let state = state.clone();
+        let inserted = self
+            .file
+            .write(move |w| match insert_state(&w.conn(), &state) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(None),
+                Err(e) => Err(Some(e)),
+            })
+            .await
+            .map_err(file_error)?;
+        match inserted {
+            Ok(()) => Ok(true),
+            Err(None) => Ok(false),
+            Err(Some(e)) => Err(e),
         }
     }
 
     pub(super) async fn load(&self, gid: &Gid) -> Result<Option<TransactionState>, StoreError> {
-        // One read transaction: the row and its ops come from the same commit.
-        let mut db = self.reader.begin().await.map_err(db_error)?;
-        let state = select_state(&mut db, gid).await?;
-        db.commit().await.map_err(db_error)?;
-        Ok(state)
+        let gid = gid.clone();
+        self.file
+            .read(move |conn| {
+                // One read transaction: the row and its ops come from the same commit.
+                conn.execute_batch("BEGIN").map_err(sql_error)?;
+                let state = select_state(conn, &gid);
+                let _ = conn.execute_batch("COMMIT");
+                state
+            })
+            .await
+            .map_err(file_error)?
     }
 
     pub(super) async fn list(&self, limit: u32) -> Result<Vec<Transaction>, StoreError> {
-        list(&self.reader, limit).await
+        self.file
+            .read(move |conn| {
+                query(conn, &SQL.list, &[&limit_i64(limit)], TransactionRow::from_sqlite)?
+                    .into_iter()
+                    .map(TransactionRow::decode)
+                    .collect()
+            })
+            .await
+            .map_err(file_error)?
     }
 
     pub(super) async fn claim(
@@ -109,7 +103,15 @@ impl SqliteStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Option<Lease>, StoreError> {
-        claim(&self.writer, gid, owner, now, lease_until).await
+        let (gid, owner) = (gid.clone(), owner.to_owned());
+        self.write(move |conn| {
+            let epoch =
+                query_optional(conn, &SQL.claim, &[&gid.as_str(), &owner.as_str(), &now.0, &lease_until.0], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+            Ok(epoch.map(|epoch| Lease { gid, owner, epoch }))
+        })
+        .await
     }
 
     pub(super) async fn claim_due(
@@ -119,26 +121,35 @@ impl SqliteStore {
         lease_until: Millis,
         limit: u32,
     ) -> Result<Vec<Lease>, StoreError> {
-        // One statement on the single writer: no other claim can interleave.
-        let rows = sqlx::query_as::<_, ClaimedRow>(
-            "UPDATE transactions SET lease_owner = $1, lease_expires = $3, epoch = epoch + 1 \
-             WHERE id IN ( \
-                 SELECT id FROM transactions \
-                 WHERE status NOT IN ('succeeded', 'failed') \
-                   AND next_due <= $2 \
-                   AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < $2) \
-                 ORDER BY next_due, id \
-                 LIMIT $4) \
-             RETURNING id, gid, epoch, next_due",
-        )
-        .bind(owner)
-        .bind(now.0)
-        .bind(lease_until.0)
-        .bind(limit_i64(limit))
-        .fetch_all(&self.writer)
+        // A read first: polling finds nothing most of the time, and must not
+        // take the writer (and an fsync) for that.
+        let any = self
+            .file
+            .read(move |conn| query_optional(conn, &SQL.any_due, &[&now.0], |r| r.get::<_, bool>(0)))
+            .await
+            .map_err(file_error)??;
+        if any != Some(true) {
+            return Ok(Vec::new());
+        }
+        let owner = owner.to_owned();
+        self.write(move |conn| {
+            // One statement on the single writer: no other claim can interleave.
+            let rows = query(
+                conn,
+                "UPDATE wasmtx_transactions SET lease_owner = $1, lease_expires = $3, epoch = epoch + 1 \
+                 WHERE id IN ( \
+                     SELECT id FROM wasmtx_transactions \
+                     WHERE next_due <= $2 AND status NOT IN ('succeeded', 'failed') \
+                       AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < $2) \
+                     ORDER BY next_due, id \
+                     LIMIT $4) \
+                 RETURNING id, gid, epoch, next_due",
+                &[&owner.as_str(), &now.0, &lease_until.0, &limit_i64(limit)],
+                |r| Ok(ClaimedRow { id: r.get(0)?, gid: r.get(1)?, epoch: r.get(2)?, next_due: r.get(3)? }),
+            )?;
+            Ok(leases_oldest_first(rows, &owner))
+        })
         .await
-        .map_err(db_error)?;
-        Ok(leases_oldest_first(rows, owner))
     }
 
     pub(super) async fn save(
@@ -148,36 +159,64 @@ impl SqliteStore {
         ops: &[BranchOp],
         release: bool,
     ) -> Result<(), StoreError> {
-        let mut db = self.writer.begin_with(BEGIN_WRITE).await.map_err(db_error)?;
-        match update_state(&mut db, lease, tx, ops, release).await {
-            Ok(()) => db.commit().await.map_err(db_error),
-            Err(e) => {
-                db.rollback().await.map_err(db_error)?;
-                Err(e)
-            }
-        }
+        let progress = Progress::Save { lease: lease.clone(), transaction: tx.clone(), ops: ops.to_vec(), release };
+        self.write(move |conn| write_progress_on(conn, &progress)).await
     }
 
     pub(super) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
-        release(&self.writer, lease).await
+        let lease = lease.clone();
+        self.write(move |conn| {
+            execute(conn, &SQL.release, &[&lease.gid.as_str(), &lease.epoch, &lease.owner.as_str()])?;
+            Ok(())
+        })
+        .await
     }
 
     pub(super) async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
-        release_all(&self.writer, owner).await
+        let owner = owner.to_owned();
+        self.write(move |conn| Ok(execute(conn, &SQL.release_all, &[&owner.as_str()])? as u64)).await
     }
 
     pub(super) async fn unfinished(&self, limit: u32) -> Result<Vec<Gid>, StoreError> {
-        unfinished(&self.reader, limit).await
+        self.file
+            .read(move |conn| {
+                let gids = query(conn, &SQL.unfinished, &[&limit_i64(limit)], |r| r.get::<_, String>(0))?;
+                Ok(gids.into_iter().map(Gid::from_trusted).collect())
+            })
+            .await
+            .map_err(file_error)?
     }
 
     pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
-        let mut db = self.writer.begin_with(BEGIN_WRITE).await.map_err(db_error)?;
-        insert_module(&mut db, record, bytes).await?;
-        db.commit().await.map_err(db_error)
+        let (record, bytes) = (record.clone(), bytes.to_vec());
+        self.write(move |conn| {
+            execute(
+                conn,
+                &SQL.insert_blob,
+                &[&record.digest.as_str(), &bytes.as_slice(), &to_i64(bytes.len() as u64), &record.created_at.0],
+            )?;
+            execute(
+                conn,
+                &SQL.insert_version,
+                &[
+                    &record.name.as_str(),
+                    &record.digest.as_str(),
+                    &record.world.as_str(),
+                    &functions_json(&record.functions)?,
+                    &record.database.as_str(),
+                    &record.instance_reuse.map(i64::from),
+                    &to_i64(record.size),
+                    &record.created_at.0,
+                ],
+            )?;
+            Ok(())
+        })
+        .await
     }
 
     pub(super) async fn module(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {
-        module(&self.reader, name).await
+        let name = name.clone();
+        self.read_module(move |conn| query_optional(conn, &SQL.module, &[&name.as_str()], ModuleRow::from_sqlite)).await
     }
 
     pub(super) async fn module_version(
@@ -185,36 +224,306 @@ impl SqliteStore {
         name: &ModuleName,
         digest: &Digest,
     ) -> Result<Option<ModuleRecord>, StoreError> {
-        module_version(&self.reader, name, digest).await
+        let (name, digest) = (name.clone(), digest.clone());
+        self.read_module(move |conn| {
+            query_optional(conn, &SQL.module_version, &[&name.as_str(), &digest.as_str()], ModuleRow::from_sqlite)
+        })
+        .await
     }
 
     pub(super) async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
-        modules(&self.reader).await
+        self.file
+            .read(|conn| {
+                query(conn, &SQL.modules, &[], ModuleRow::from_sqlite)?.into_iter().map(ModuleRow::decode).collect()
+            })
+            .await
+            .map_err(file_error)?
     }
 
     pub(super) async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
-        module_bytes(&self.reader, digest).await
+        let digest = digest.clone();
+        self.file
+            .read(move |conn| query_optional(conn, &SQL.module_bytes, &[&digest.as_str()], |r| r.get::<_, Vec<u8>>(0)))
+            .await
+            .map_err(file_error)?
+    }
+
+    async fn read_module(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<Option<ModuleRow>, StoreError> + Send + 'static,
+    ) -> Result<Option<ModuleRecord>, StoreError> {
+        self.file.read(work).await.map_err(file_error)??.map(ModuleRow::decode).transpose()
+    }
+
+    /// A write job in host mode on the file's writer.
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.file.write(move |w| work(&w.conn())).await.map_err(file_error)?
     }
 
     #[cfg(test)]
     pub(super) async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(sql).execute(&self.writer).await.map_err(db_error)?;
-        Ok(done.rows_affected())
+        let sql = sql.to_owned();
+        self.write(move |conn| conn.execute(&sql, []).map(|n| n as u64).map_err(sql_error)).await
     }
 
     #[cfg(test)]
     pub(super) async fn scalar_raw(&self, sql: &str) -> Result<i64, StoreError> {
-        sqlx::query_scalar(sql).fetch_one(&self.writer).await.map_err(db_error)
+        let sql = sql.to_owned();
+        self.write(move |conn| conn.query_row(&sql, [], |r| r.get(0)).map_err(sql_error)).await
     }
 }
 
-super::queries::shared_queries!(sqlx::Sqlite);
+/// Brings the file to [`SCHEMA_VERSION`], in the job's transaction.
+fn migrate(w: &Writer) -> Result<(), StoreError> {
+    let conn = w.conn();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(sql_error)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Config(format!(
+            "the store has schema version {version}; this wasmtx knows only up to {SCHEMA_VERSION} (a newer wasmtx \
+             wrote it)"
+        )));
+    }
+    if version == 0 {
+        let table_exists = |name: &str| -> Result<bool, StoreError> {
+            conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(sql_error)
+        };
+        let step = if table_exists("_sqlx_migrations")? && table_exists("transactions")? {
+            UPGRADE_FROM_SQLX
+        } else {
+            SCHEMA_V1
+        };
+        conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version 1: {e}")))?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error)?;
+    }
+    Ok(())
+}
 
-/// SQLite creates the file but not its directory.
-fn create_parent_dir(file: &Path) -> Result<(), StoreError> {
-    match file.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Config(format!("creating directory {}: {e}", dir.display()))),
-        _ => Ok(()),
+/// Writes `progress` with the host's statements on `conn`, inside the
+/// caller's transaction: the store's own saves, and a co-located branch's
+/// commit. Fenced: a stale lease writes nothing and is [`StoreError::Fenced`].
+pub(crate) fn write_progress(conn: &Connection, progress: &Progress) -> Result<(), StoreError> {
+    write_progress_on(conn, progress)
+}
+
+fn write_progress_on(conn: &Connection, progress: &Progress) -> Result<(), StoreError> {
+    match progress {
+        Progress::Create(state) => {
+            if insert_state(conn, state)? {
+                Ok(())
+            } else {
+                Err(StoreError::GidTaken { gid: state.transaction.gid.clone() })
+            }
+        }
+        Progress::Save { lease, transaction: tx, ops, release } => {
+            let updated = execute(
+                conn,
+                &SQL.update_state,
+                &[
+                    &lease.gid.as_str(),
+                    &lease.epoch,
+                    &lease.owner.as_str(),
+                    &tx.status.as_str(),
+                    &tx.next_due.map(|m| m.0),
+                    &i64::from(tx.attempts),
+                    &tx.last_error.as_deref(),
+                    &tx.rollback_reason.as_deref(),
+                    &tx.updated_at.0,
+                    &tx.finished_at.map(|m| m.0),
+                    &tx.lease_expires.map(|m| m.0),
+                    release,
+                ],
+            )?;
+            if updated == 0 {
+                return Err(StoreError::Fenced { gid: lease.gid.clone() });
+            }
+            for op in ops {
+                insert_op(conn, &lease.gid, op, true)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Inserts a new transaction and its ops; `false` (nothing written) if the gid exists.
+fn insert_state(conn: &Connection, state: &TransactionState) -> Result<bool, StoreError> {
+    let t = &state.transaction;
+    let inserted = execute(
+        conn,
+        &SQL.insert_transaction,
+        &[
+            &t.gid.as_str(),
+            &t.mode.as_str(),
+            &t.status.as_str(),
+            &options_json(&t.options)?,
+            &t.next_due.map(|m| m.0),
+            &i64::from(t.attempts),
+            &t.last_error.as_deref(),
+            &t.rollback_reason.as_deref(),
+            &t.created_at.0,
+            &t.updated_at.0,
+            &t.finished_at.map(|m| m.0),
+            &t.lease_owner.as_deref(),
+            &t.lease_expires.map(|m| m.0),
+            &t.epoch,
+        ],
+    )?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    for op in &state.ops {
+        insert_op(conn, &t.gid, op, false)?;
+    }
+    Ok(true)
+}
+
+fn insert_op(conn: &Connection, gid: &Gid, op: &BranchOp, upsert: bool) -> Result<(), StoreError> {
+    execute(
+        conn,
+        if upsert { &SQL.upsert_op } else { &SQL.insert_op },
+        &[
+            &gid.as_str(),
+            &op.branch_id.as_str(),
+            &op.op.as_str(),
+            &op.target.module.as_str(),
+            &op.target.digest.as_str(),
+            &op.target.database.as_str(),
+            &op.target.function.as_str(),
+            &op.payload.as_slice(),
+            &op.status.as_str(),
+            &i64::from(op.attempts),
+            &op.last_error.as_deref(),
+            &op.updated_at.0,
+        ],
+    )?;
+    Ok(())
+}
+
+fn select_state(conn: &Connection, gid: &Gid) -> Result<Option<TransactionState>, StoreError> {
+    let Some(tx) = query_optional(conn, &SQL.select_transaction, &[&gid.as_str()], TransactionRow::from_sqlite)? else {
+        return Ok(None);
+    };
+    let ops = query(conn, &SQL.select_ops, &[&gid.as_str()], OpRow::from_sqlite)?;
+    decode_state(tx, ops).map(Some)
+}
+
+// ---------------------------------------------------------------- plumbing
+
+/// A cached statement with `params` bound to its `$N` placeholders.
+fn statement<'c>(conn: &'c Connection, sql: &str, params: &[&dyn ToSql]) -> Result<CachedStatement<'c>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sql_error)?;
+    bind_numbered(&mut stmt, params.len(), |stmt, index, number| stmt.raw_bind_parameter(index, params[number - 1]))
+        .map_err(StoreError::Corrupt)?;
+    Ok(stmt)
+}
+
+fn execute(conn: &Connection, sql: &str, params: &[&dyn ToSql]) -> Result<usize, StoreError> {
+    statement(conn, sql, params)?.raw_execute().map_err(sql_error)
+}
+
+fn query<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+    mut read: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut stmt = statement(conn, sql, params)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        out.push(read(row).map_err(sql_error)?);
+    }
+    Ok(out)
+}
+
+fn query_optional<T>(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn ToSql],
+    read: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>, StoreError> {
+    let mut stmt = statement(conn, sql, params)?;
+    let mut rows = stmt.raw_query();
+    rows.next().map_err(sql_error)?.map(read).transpose().map_err(sql_error)
+}
+
+/// Decoding problems are corruption; everything else is worth retrying.
+fn sql_error(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::InvalidColumnIndex(_)
+        | rusqlite::Error::InvalidColumnName(_) => StoreError::Corrupt(e.to_string()),
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+fn file_error(e: SqliteError) -> StoreError {
+    match e {
+        SqliteError::Url(m) => StoreError::Config(m),
+        e @ SqliteError::Open { .. } => StoreError::Config(e.to_string()),
+        e => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+impl TransactionRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            gid: r.get(0)?,
+            mode: r.get(1)?,
+            status: r.get(2)?,
+            options: r.get(3)?,
+            next_due: r.get(4)?,
+            attempts: r.get(5)?,
+            last_error: r.get(6)?,
+            rollback_reason: r.get(7)?,
+            created_at: r.get(8)?,
+            updated_at: r.get(9)?,
+            finished_at: r.get(10)?,
+            lease_owner: r.get(11)?,
+            lease_expires: r.get(12)?,
+            epoch: r.get(13)?,
+        })
+    }
+}
+
+impl OpRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            branch_id: r.get(0)?,
+            op: r.get(1)?,
+            module: r.get(2)?,
+            digest: r.get(3)?,
+            database: r.get(4)?,
+            function: r.get(5)?,
+            payload: r.get(6)?,
+            status: r.get(7)?,
+            attempts: r.get(8)?,
+            last_error: r.get(9)?,
+            updated_at: r.get(10)?,
+        })
+    }
+}
+
+impl ModuleRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            name: r.get(0)?,
+            digest: r.get(1)?,
+            world: r.get(2)?,
+            functions: r.get(3)?,
+            database: r.get(4)?,
+            instance_reuse: r.get(5)?,
+            size: r.get(6)?,
+            created_at: r.get(7)?,
+        })
     }
 }
