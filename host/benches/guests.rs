@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use wasmtx::database::Database;
 use wasmtx::model::Op;
-use wasmtx::sandbox::{InstancePool, Invocation, InvokeError, Limits, Runner, Sandbox};
+use wasmtx::sandbox::{Invocation, InvokeError, Limits, Runner, Sandbox};
 
 const LANGUAGES: &[(&str, bool)] = &[("rust", false), ("c", false), ("python", true), ("js", true)];
 
@@ -116,7 +116,7 @@ fn main() {
             let fresh = Runner::Fresh(compiled.clone());
             let (n1, s) = measure(&sandbox, &db, &fresh, n).await;
             results.push(summarise(lang, "fresh", n1, s));
-            let reused = Runner::Reused(std::sync::Arc::new(InstancePool::new(compiled, u32::MAX, 1)));
+            let reused = Runner::Reused(std::sync::Arc::new(sandbox.instance_pool(compiled, u32::MAX, 1)));
             let (n2, s) = measure(&sandbox, &db, &reused, n).await;
             results.push(summarise(lang, "reused", n2, s));
             let (n3, s) = measure_without_db(&sandbox, &fresh, n).await;

@@ -15,9 +15,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::api::ApiLimits;
+use crate::api::auth::{Right, TokenSpec};
 use crate::database::DbLimits;
 use crate::engine::RetryPolicy;
 use crate::model::DatabaseName;
+use crate::registry::RegistryLimits;
 use crate::sandbox::Limits;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:36789";
@@ -34,14 +37,19 @@ pub struct Config {
     pub store: String,
     /// Business databases by name; always contains `default`. SQLite paths are absolute.
     pub databases: BTreeMap<DatabaseName, String>,
-    /// Bearer token required on `/v1`; mandatory unless listening on loopback.
-    pub token: Option<String>,
+    /// Bearer tokens accepted on `/v1`, with their rights; at least one is
+    /// mandatory unless listening on loopback.
+    pub tokens: Vec<TokenSpec>,
+    /// What one invocation may cost.
     pub limits: Limits,
     /// What guest SQL may cost an invocation.
     pub db_limits: DbLimits,
+    /// What uploads and the module caches may cost.
+    pub registry: RegistryLimits,
+    /// What one HTTP request may carry.
+    pub api: ApiLimits,
     /// Where compiled module code is cached across restarts (absolute); `None` disables it.
     pub compile_cache: Option<PathBuf>,
-    pub max_module_bytes: usize,
     pub retry: RetryPolicy,
     pub lease: Duration,
     pub wait_timeout: Duration,
@@ -56,11 +64,42 @@ pub struct FileConfig {
     pub store: Option<String>,
     #[serde(default)]
     pub databases: BTreeMap<String, String>,
+    /// A token with every right.
     pub token: Option<String>,
+    /// Tokens with chosen rights: `[[tokens]] name = "ci", token = "…", rights = ["submit", "read"]`.
+    #[serde(default)]
+    pub tokens: Vec<TokenFile>,
     /// Per-invocation wall-clock budget, milliseconds.
     pub deadline_ms: Option<u64>,
-    /// Per-instance memory cap, MiB.
+    /// Per-instance memory cap (all its memories), MiB.
     pub memory_mb: Option<usize>,
+    /// Output one function may return, KiB.
+    pub max_output_kb: Option<usize>,
+    /// A guest's failure or retry message, KiB.
+    pub max_error_kb: Option<usize>,
+    /// Log one invocation may write, KiB, and lines.
+    pub max_log_kb: Option<usize>,
+    pub max_log_lines: Option<u32>,
+    /// Invocations running at once.
+    pub max_invocations: Option<usize>,
+    /// Idle reusable instances kept, all modules together.
+    pub max_idle_instances: Option<usize>,
+    /// Rows and MiB of results one invocation's queries may return.
+    pub max_rows: Option<u64>,
+    pub max_result_mb: Option<u64>,
+    /// How long a branch may hold its SQLite database's single writer, milliseconds.
+    pub sqlite_hold_ms: Option<u64>,
+    /// Connections to each Postgres business database.
+    pub postgres_connections: Option<u32>,
+    /// Compilations at once, and how long one may take.
+    pub max_compiles: Option<usize>,
+    pub compile_timeout_secs: Option<u64>,
+    /// Compiled code and instance pools unused this long are dropped.
+    pub idle_evict_secs: Option<u64>,
+    /// JSON request bodies, KiB; one branch's payload, KiB; branches per transaction.
+    pub max_request_kb: Option<usize>,
+    pub max_payload_kb: Option<usize>,
+    pub max_branches: Option<usize>,
     /// Directory for compiled module code, or "off" (default: `<data_dir>/compile-cache`).
     pub compile_cache: Option<String>,
     pub max_module_mb: Option<usize>,
@@ -68,6 +107,15 @@ pub struct FileConfig {
     pub retry_cap_ms: Option<u64>,
     pub lease_secs: Option<u64>,
     pub wait_timeout_secs: Option<u64>,
+}
+
+/// One `[[tokens]]` entry of the config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenFile {
+    pub name: String,
+    pub token: String,
+    pub rights: Vec<String>,
 }
 
 /// Values given on the command line or in the environment (flags win; clap
@@ -79,7 +127,10 @@ pub struct Overrides {
     pub store: Option<String>,
     /// `NAME=URL` pairs.
     pub databases: Vec<String>,
+    /// `WASMTX_TOKEN`: a token with every right.
     pub token: Option<String>,
+    /// `--auth-token NAME:RIGHTS:TOKEN`, rights comma-separated.
+    pub auth_tokens: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,18 +202,61 @@ impl Config {
             insert_database(&mut databases, name, resolve_sqlite_url(url, cwd))?;
         }
 
-        let token = o.token.or(file.token).filter(|t| !t.is_empty());
-        if token.is_none() && !listen.ip().is_loopback() {
+        let mut tokens = Vec::new();
+        if let Some(token) = o.token.or(file.token).filter(|t| !t.is_empty()) {
+            tokens.push(TokenSpec { name: "token".to_owned(), token, rights: Right::ALL.to_vec() });
+        }
+        for t in file.tokens {
+            tokens.push(token_spec(&t.name, &t.token, t.rights.iter().map(String::as_str))?);
+        }
+        for flag in &o.auth_tokens {
+            let mut parts = flag.splitn(3, ':');
+            let (Some(name), Some(rights), Some(token)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(ConfigError::Invalid(
+                    "--auth-token expects NAME:RIGHTS:TOKEN (rights: read,submit,admin)".into(),
+                ));
+            };
+            tokens.push(token_spec(name, token, rights.split(','))?);
+        }
+        if tokens.is_empty() && !listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
-                "refusing to serve on {listen} without a token: set WASMTX_TOKEN (or `token` in the config file), \
-                 or listen on a loopback address for local development"
+                "refusing to serve on {listen} without a token: set WASMTX_TOKEN, --auth-token or `tokens` in the \
+                 config file, or listen on a loopback address for local development"
             )));
         }
 
-        let defaults = Limits::default();
+        let d = Limits::default();
         let limits = Limits {
-            deadline: file.deadline_ms.map(Duration::from_millis).unwrap_or(defaults.deadline),
-            memory_bytes: file.memory_mb.map(|mb| mb << 20).unwrap_or(defaults.memory_bytes),
+            deadline: file.deadline_ms.map(Duration::from_millis).unwrap_or(d.deadline),
+            memory_bytes: file.memory_mb.map(|mb| mb << 20).unwrap_or(d.memory_bytes),
+            max_output_bytes: file.max_output_kb.map(|kb| kb << 10).unwrap_or(d.max_output_bytes),
+            max_error_bytes: file.max_error_kb.map(|kb| kb << 10).unwrap_or(d.max_error_bytes),
+            max_log_bytes: file.max_log_kb.map(|kb| kb << 10).unwrap_or(d.max_log_bytes),
+            max_log_lines: file.max_log_lines.unwrap_or(d.max_log_lines),
+            max_invocations: file.max_invocations.unwrap_or(d.max_invocations).max(1),
+            max_idle_instances: file.max_idle_instances.unwrap_or(d.max_idle_instances),
+        };
+        let d = DbLimits::default();
+        let db_limits = DbLimits {
+            max_rows: file.max_rows.unwrap_or(d.max_rows),
+            max_bytes: file.max_result_mb.map(|mb| mb << 20).unwrap_or(d.max_bytes),
+            sqlite_hold: file.sqlite_hold_ms.map(Duration::from_millis).unwrap_or(d.sqlite_hold),
+            postgres_connections: file.postgres_connections.unwrap_or(d.postgres_connections).max(1),
+        };
+        let d = RegistryLimits::default();
+        let registry = RegistryLimits {
+            max_size: file.max_module_mb.map(|mb| mb << 20).unwrap_or(d.max_size),
+            max_compiles: file.max_compiles.unwrap_or(d.max_compiles).max(1),
+            compile_timeout: file.compile_timeout_secs.map(Duration::from_secs).unwrap_or(d.compile_timeout),
+            idle_evict: file.idle_evict_secs.map(Duration::from_secs).unwrap_or(d.idle_evict),
+            record_ttl: d.record_ttl,
+        };
+        let d = ApiLimits::default();
+        let api = ApiLimits {
+            max_request_bytes: file.max_request_kb.map(|kb| kb << 10).unwrap_or(d.max_request_bytes),
+            max_payload_bytes: file.max_payload_kb.map(|kb| kb << 10).unwrap_or(d.max_payload_bytes),
+            max_branches: file.max_branches.unwrap_or(d.max_branches).max(1),
+            ..d
         };
         let retry_defaults = RetryPolicy::default();
         let retry = RetryPolicy {
@@ -187,15 +281,33 @@ impl Config {
             data_dir,
             store,
             databases,
-            token,
+            tokens,
             limits,
-            db_limits: DbLimits::default(),
-            max_module_bytes: file.max_module_mb.unwrap_or(128) << 20,
+            db_limits,
+            registry,
+            api,
             retry,
             lease,
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),
         })
     }
+}
+
+fn token_spec<'a>(name: &str, token: &str, rights: impl Iterator<Item = &'a str>) -> Result<TokenSpec, ConfigError> {
+    if name.is_empty() || token.is_empty() {
+        return Err(ConfigError::Invalid(format!("token {name:?}: name and token must not be empty")));
+    }
+    let rights = rights
+        .map(|r| {
+            Right::parse(r.trim()).ok_or_else(|| {
+                ConfigError::Invalid(format!("token {name:?}: unknown right {r:?} (rights: read, submit, admin)"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if rights.is_empty() {
+        return Err(ConfigError::Invalid(format!("token {name:?} has no rights")));
+    }
+    Ok(TokenSpec { name: name.to_owned(), token: token.to_owned(), rights })
 }
 
 /// A TOML error on one line: "line L, column C: message".
@@ -297,7 +409,7 @@ mod tests {
             c.databases[&DatabaseName::default_name()],
             "sqlite:///work/here/wasmtx-data/default.sqlite?mode=rwc"
         );
-        assert_eq!(c.token, None);
+        assert!(c.tokens.is_empty());
         assert_eq!(c.compile_cache, Some(PathBuf::from("/work/here/wasmtx-data/compile-cache")));
     }
 
@@ -391,6 +503,28 @@ mod tests {
         let o =
             Overrides { listen: Some("0.0.0.0:36789".into()), token: Some("s3cret".into()), ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).is_ok());
+        let o = Overrides {
+            listen: Some("0.0.0.0:36789".into()),
+            auth_tokens: vec!["ci:submit,read:t0ken".into()],
+            ..Overrides::default()
+        };
+        let c = resolve(FileConfig::default(), o).unwrap();
+        assert_eq!(c.tokens[0].rights, [Right::Submit, Right::Read]);
+    }
+
+    #[test]
+    fn tokens_with_rights_come_from_the_file_and_flags_and_bad_ones_are_refused() {
+        let file: FileConfig =
+            toml::from_str("[[tokens]]\nname = \"ops\"\ntoken = \"abc\"\nrights = [\"admin\", \"read\"]\n").unwrap();
+        let c = resolve(file, Overrides::default()).unwrap();
+        assert_eq!(
+            c.tokens,
+            [TokenSpec { name: "ops".into(), token: "abc".into(), rights: vec![Right::Admin, Right::Read] }]
+        );
+        for flag in ["ci:write:x", "ci::x", "ci:read", ":read:x"] {
+            let o = Overrides { auth_tokens: vec![flag.into()], ..Overrides::default() };
+            assert!(resolve(FileConfig::default(), o).is_err(), "{flag}");
+        }
     }
 
     #[test]

@@ -38,6 +38,9 @@ enum Command {
         /// TOML config file; flags and WASMTX_* variables override it. Relative paths in it are relative to its folder.
         #[arg(long, env = "WASMTX_CONFIG")]
         config: Option<PathBuf>,
+        /// A bearer token with rights: NAME:RIGHTS:TOKEN, rights comma-separated from read, submit, admin (repeatable).
+        #[arg(long = "auth-token", value_name = "NAME:RIGHTS:TOKEN")]
+        auth_tokens: Vec<String>,
     },
 }
 
@@ -65,9 +68,10 @@ fn main() -> ExitCode {
 }
 
 fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let Command::Serve { listen, data_dir, store, databases, config } = cli.command;
+    let Command::Serve { listen, data_dir, store, databases, config, auth_tokens } = cli.command;
     let token = std::env::var("WASMTX_TOKEN").ok();
-    let config = Config::load(config.as_deref(), Overrides { listen, data_dir, store, databases, token })?;
+    let overrides = Overrides { listen, data_dir, store, databases, token, auth_tokens };
+    let config = Config::load(config.as_deref(), overrides)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {

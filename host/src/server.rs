@@ -47,6 +47,7 @@ pub struct Started {
     store: Store,
     databases: Arc<Databases>,
     due_loop: tokio::task::JoinHandle<()>,
+    eviction: tokio::task::JoinHandle<()>,
 }
 
 /// Opens everything the server needs, in the order a failure is easiest to
@@ -66,7 +67,8 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
             .map_err(|e| StartError::CompileCache { path: dir.display().to_string(), message: format!("{e:#}") })?,
         None => Sandbox::new(config.limits.clone()).map_err(|e| StartError::Sandbox(format!("{e:#}")))?,
     };
-    let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), config.max_module_bytes);
+    let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), config.registry.clone());
+    let eviction = registry.spawn_eviction();
     let branches = WasmBranches::new(registry.clone(), sandbox, databases.clone());
     let engine_config =
         EngineConfig { node: node.clone(), lease: config.lease, retry: config.retry, ..EngineConfig::default() };
@@ -88,10 +90,11 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         engine,
         registry,
         branches,
-        token: config.token.as_deref().map(Arc::from),
+        auth: crate::api::Auth::new(&config.tokens),
+        limits: config.api.clone(),
         wait_timeout: config.wait_timeout,
     };
-    Ok(Started { state, store, databases, due_loop })
+    Ok(Started { state, store, databases, due_loop, eviction })
 }
 
 impl Started {
@@ -101,12 +104,13 @@ impl Started {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let Started { state, store, databases, due_loop } = self;
+        let Started { state, store, databases, due_loop, eviction } = self;
         let engine = state.engine.clone();
         let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
         tracing::info!("shutting down");
         engine.shutdown(Duration::from_secs(15)).await;
         due_loop.abort();
+        eviction.abort();
         store.close().await;
         databases.close().await;
         served.map_err(StartError::Serve)

@@ -80,7 +80,8 @@ impl From<UploadError> for ApiError {
             UploadError::Compile(CompileError::CoreModule) => "core_module",
             UploadError::Compile(CompileError::Invalid(_)) => "invalid_component",
             UploadError::Compile(CompileError::WorldMismatch(_)) => "world_mismatch",
-            UploadError::Inspect(_) | UploadError::NoFunctions => "world_mismatch",
+            UploadError::Inspect(_) | UploadError::NoFunctions | UploadError::BadFunctionName(_) => "world_mismatch",
+            UploadError::CompileTimeout(_) => "compile_timeout",
             UploadError::InvalidReuse { .. } => "invalid_reuse",
         };
         match e {

@@ -2,27 +2,28 @@
 //! call the registry, the engine or the branch runner, and render the result;
 //! they hold no protocol logic and no SQL.
 //!
-//! Native routes live under `/v1`; `GET /healthz` answers without auth.
+//! Native routes live under `/v1`, behind [`auth`]; `GET /healthz` answers
+//! without auth. Request bodies are bounded: module uploads by the module
+//! size limit, every JSON body by [`ApiLimits::max_request_bytes`].
 
+pub mod auth;
 mod error;
 mod modules;
 mod time;
 mod transactions;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::middleware;
 use axum::routing::{get, post};
 
 use crate::branch::WasmBranches;
 use crate::engine::Engine;
 use crate::registry::Registry;
 
+pub use auth::Auth;
 pub use error::ApiError;
 
 /// What the handlers share.
@@ -31,22 +32,52 @@ pub struct AppState {
     pub engine: Engine,
     pub registry: Registry,
     pub branches: WasmBranches,
-    /// Required as `Authorization: Bearer <token>` when set.
-    pub token: Option<Arc<str>>,
+    /// Tokens and their rights (none: loopback development).
+    pub auth: Auth,
+    pub limits: ApiLimits,
     /// How long `"wait": true` waits before answering 202.
     pub wait_timeout: Duration,
 }
 
+/// What one request may carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiLimits {
+    /// JSON request bodies (uploads have the module size limit instead).
+    pub max_request_bytes: usize,
+    /// One branch's payload (or a direct call's), as JSON.
+    pub max_payload_bytes: usize,
+    /// Branches per transaction.
+    pub max_branches: usize,
+    /// `branch_headers` entries, and the bytes of each name and value.
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 1 << 20,
+            max_payload_bytes: 64 << 10,
+            max_branches: 256,
+            max_headers: 32,
+            max_header_bytes: 4096,
+        }
+    }
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/modules", get(modules::list))
+    use axum::extract::DefaultBodyLimit;
+    let upload = Router::new()
         .route("/modules/{name}", get(modules::get).put(modules::upload))
+        .layer(DefaultBodyLimit::max(state.registry.max_size()));
+    let json = Router::new()
+        .route("/modules", get(modules::list))
         .route("/modules/{name}/call/{function}", post(modules::call))
         .route("/transactions", get(transactions::list).post(transactions::submit))
         .route("/transactions/{gid}", get(transactions::get))
-        .layer(axum::extract::DefaultBodyLimit::max(state.registry.max_size()))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer(DefaultBodyLimit::max(state.limits.max_request_bytes));
+    let v1 = upload.merge(json).route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .nest("/v1", v1)
@@ -59,20 +90,6 @@ fn body_error(e: axum::extract::rejection::BytesRejection) -> ApiError {
     let status = e.status();
     let code = if status == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "invalid_body" };
     ApiError::new(status, code, e.body_text())
-}
-
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = state.token.as_deref() else { return next.run(request).await };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if presented == Some(token) {
-        next.run(request).await
-    } else {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token").into_response()
-    }
 }
 
 #[cfg(test)]

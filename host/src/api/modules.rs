@@ -92,6 +92,13 @@ pub async fn call(
             format!("module {name} has no function {function:?}; it exports: {}", module.functions.join(", ")),
         ));
     }
+    if body.len() > state.limits.max_payload_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the payload is {} bytes; at most {} (max_payload_kb)", body.len(), state.limits.max_payload_bytes),
+        ));
+    }
     let payload = if body.is_empty() {
         b"null".to_vec()
     } else {

@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
 
 use super::*;
+use crate::api::ApiLimits;
 use crate::database::Databases;
 use crate::engine::{EngineConfig, SystemClock};
 use crate::model::DatabaseName;
@@ -17,15 +18,38 @@ use crate::sandbox::{Limits, Sandbox};
 use crate::store::Store;
 use crate::test_db::fresh_sqlite;
 
+fn tokens(token: Option<&str>) -> Vec<crate::api::auth::TokenSpec> {
+    token
+        .map(|t| crate::api::auth::TokenSpec {
+            name: "test".into(),
+            token: t.into(),
+            rights: crate::api::auth::Right::ALL.to_vec(),
+        })
+        .into_iter()
+        .collect()
+}
+
 async fn app(token: Option<&str>) -> Router {
     let store = Store::connect(&fresh_sqlite()).await.expect("store");
     let urls = BTreeMap::from([(DatabaseName::default_name(), fresh_sqlite())]);
     let databases = Arc::new(Databases::connect(&urls, &Default::default()).await.expect("databases"));
     let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
-    let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), 1 << 20);
+    let registry = Registry::new(
+        store.clone(),
+        sandbox.clone(),
+        databases.names(),
+        crate::registry::RegistryLimits { max_size: 1 << 20, ..Default::default() },
+    );
     let branches = WasmBranches::new(registry.clone(), sandbox, databases);
     let engine = Engine::new(store, Arc::new(branches.clone()), Arc::new(SystemClock), EngineConfig::default());
-    router(AppState { engine, registry, branches, token: token.map(Arc::from), wait_timeout: Duration::from_secs(5) })
+    router(AppState {
+        engine,
+        registry,
+        branches,
+        auth: crate::api::Auth::new(&tokens(token)),
+        limits: ApiLimits { max_request_bytes: 4096, ..ApiLimits::default() },
+        wait_timeout: Duration::from_secs(5),
+    })
 }
 
 async fn send(app: &Router, request: Request<Body>) -> (StatusCode, serde_json::Value) {
@@ -58,9 +82,30 @@ async fn with_a_token_configured_v1_needs_it_and_healthz_does_not() {
 }
 
 #[tokio::test]
-async fn without_a_token_the_api_is_open() {
+async fn without_a_token_the_api_is_open_to_loopback_hosts_and_closed_to_web_pages() {
     let app = app(None).await;
     assert_eq!(send(&app, get("/v1/transactions")).await.0, StatusCode::OK);
+    let local = Request::get("/v1/transactions").header("host", "localhost:36789").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, local).await.0, StatusCode::OK);
+    let rebound = Request::get("/v1/transactions").header("host", "evil.example:36789").body(Body::empty()).unwrap();
+    assert_eq!(send(&app, rebound).await.0, StatusCode::FORBIDDEN);
+    let page = Request::put("/v1/modules/bank")
+        .header("host", "127.0.0.1:36789")
+        .header("origin", "https://evil.example")
+        .body(Body::from("\0asm"))
+        .unwrap();
+    let (status, body) = send(&app, page).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn json_bodies_have_their_own_small_limit() {
+    let app = app(None).await;
+    let big = format!("{{\"mode\":\"saga\",\"branches\":[],\"gid\":\"{}\"}}", "x".repeat(5000));
+    let (status, body) = send(&app, Request::post("/v1/transactions").body(Body::from(big)).unwrap()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], "too_large");
 }
 
 #[tokio::test]

@@ -16,9 +16,6 @@ use crate::model::{
 };
 use axum::extract::rejection::BytesRejection;
 
-/// At most this many branches per transaction.
-const MAX_BRANCHES: usize = 1000;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
@@ -91,15 +88,17 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     let mode = Mode::parse(&request.mode).ok_or_else(|| {
         ApiError::bad_request("unsupported_mode", format!("mode {:?} is not supported; supported: saga", request.mode))
     })?;
+    let limits = &state.limits;
     if request.branches.is_empty() {
         return Err(ApiError::bad_request("no_branches", "a saga needs at least one branch"));
     }
-    if request.branches.len() > MAX_BRANCHES {
-        return Err(ApiError::bad_request("too_many_branches", format!("at most {MAX_BRANCHES} branches")));
+    if request.branches.len() > limits.max_branches {
+        return Err(ApiError::bad_request(
+            "too_many_branches",
+            format!("{} branches; at most {} (max_branches)", request.branches.len(), limits.max_branches),
+        ));
     }
-    if let Some(0) = request.options.retry_interval {
-        return Err(ApiError::bad_request("invalid_options", "retry_interval must be at least 1 second"));
-    }
+    check_options(&request.options, limits)?;
     let now = state.engine.now();
     let mut modules: HashMap<String, ModuleRecord> = HashMap::new();
     let mut ops = Vec::with_capacity(request.branches.len() * 2);
@@ -108,6 +107,17 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         let payload = serde_json::to_vec(&branch.payload).map_err(|e| {
             ApiError::bad_request("invalid_payload", format!("branch {branch_id}: payload cannot be encoded: {e}"))
         })?;
+        if payload.len() > limits.max_payload_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "branch {branch_id}: the payload is {} bytes; at most {} (max_payload_kb)",
+                    payload.len(),
+                    limits.max_payload_bytes
+                ),
+            ));
+        }
         for (op, f) in [(Op::Action, &branch.action), (Op::Compensate, &branch.compensate)] {
             let target = resolve(state, &mut modules, f, &branch_id, op).await?;
             ops.push(BranchOp {
@@ -141,6 +151,37 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         },
         ops,
     })
+}
+
+/// Options within sane bounds: a retry interval of at least a second, at most
+/// a day; a timeout of at most a year; headers few and short.
+fn check_options(options: &Options, limits: &super::ApiLimits) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(ApiError::bad_request("invalid_options", m));
+    if let Some(secs) = options.retry_interval
+        && !(1..=86_400).contains(&secs)
+    {
+        return invalid(format!("retry_interval must be between 1 and 86400 seconds, got {secs}"));
+    }
+    if let Some(secs) = options.timeout_to_fail
+        && secs > 366 * 86_400
+    {
+        return invalid(format!("timeout_to_fail must be at most a year (31622400 seconds), got {secs}"));
+    }
+    if options.branch_headers.len() > limits.max_headers {
+        return invalid(format!("at most {} branch_headers, got {}", limits.max_headers, options.branch_headers.len()));
+    }
+    if let Some((name, _)) = options
+        .branch_headers
+        .iter()
+        .find(|(k, v)| k.len() > limits.max_header_bytes || v.len() > limits.max_header_bytes)
+    {
+        let name: String = name.chars().take(40).collect();
+        return invalid(format!(
+            "branch header {name:?}: names and values are at most {} bytes",
+            limits.max_header_bytes
+        ));
+    }
+    Ok(())
 }
 
 async fn resolve(

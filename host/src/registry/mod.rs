@@ -1,19 +1,26 @@
-//! Module upload, validation and versions, and the cache of compiled modules.
+//! Module upload, validation and versions, and the caches in front of them:
+//! compiled code by digest, runners by (module, version), current module
+//! records by name.
 //!
 //! An upload becomes visible only after it compiled, implements the `branch`
 //! world and answered `handler.functions`; its bytes are stored by digest, so
 //! a version is immutable and in-flight transactions pinned to a digest keep
-//! running it after a new upload under the same name. Compiled code is cached
-//! in memory by digest and rebuilt from the stored bytes on demand (so any
-//! instance can run any module).
+//! running it after a new upload under the same name. Compiled code is rebuilt
+//! from the stored bytes on demand (so any instance can run any module).
+//!
+//! Bounds: at most [`RegistryLimits::max_compiles`] compilations run at once,
+//! each for at most [`RegistryLimits::compile_timeout`]; compiled code,
+//! runners and their idle instances unused for [`RegistryLimits::idle_evict`]
+//! are dropped by [`Registry::evict_idle`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::model::{DatabaseName, Digest, Millis, ModuleName, ModuleRecord};
-use crate::sandbox::{CompileError, Compiled, InstancePool, InvokeError, Runner, Sandbox};
+use crate::sandbox::{CompileError, Compiled, InvokeError, Runner, Sandbox};
 use crate::store::{Store, StoreError};
 
 /// Why an upload was refused. Everything but `Store` is the uploader's to fix.
@@ -27,10 +34,14 @@ pub enum UploadError {
     UnknownDatabase(String),
     #[error(transparent)]
     Compile(#[from] CompileError),
+    #[error("compilation took longer than {0:?} (compile_timeout_secs); the module was not stored")]
+    CompileTimeout(Duration),
     #[error("the component failed when asked for its functions: {0}")]
     Inspect(InvokeError),
     #[error("the component exports no functions (handler.functions returned an empty list)")]
     NoFunctions,
+    #[error("function name {0:?} is invalid: use 1 to 128 printable characters")]
+    BadFunctionName(String),
     #[error("reuse must be between 1 and {max} invocations per instance, got {got}")]
     InvalidReuse { got: u32, max: u32 },
     #[error(transparent)]
@@ -44,8 +55,37 @@ pub enum LoadError {
     Missing(Digest),
     #[error("stored module {0} no longer compiles: {1}")]
     Compile(Digest, CompileError),
+    #[error("compiling stored module {0} took longer than {1:?}")]
+    CompileTimeout(Digest, Duration),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What uploads and the caches may cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// Largest upload, in bytes.
+    pub max_size: usize,
+    /// Compilations running at once (each keeps a core busy).
+    pub max_compiles: usize,
+    pub compile_timeout: Duration,
+    /// Compiled code and instance pools unused this long are dropped.
+    pub idle_evict: Duration,
+    /// How long a module's current version is served from memory before the
+    /// store is asked again (an upload here refreshes it at once).
+    pub record_ttl: Duration,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        Self {
+            max_size: 128 << 20,
+            max_compiles: 1,
+            compile_timeout: Duration::from_secs(120),
+            idle_evict: Duration::from_secs(600),
+            record_ttl: Duration::from_secs(5),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -57,35 +97,64 @@ struct Inner {
     store: Store,
     sandbox: Sandbox,
     databases: Vec<DatabaseName>,
-    max_size: usize,
+    limits: RegistryLimits,
+    compiles: Arc<Semaphore>,
     /// One cell per digest so concurrent first uses compile once.
-    compiled: Mutex<HashMap<Digest, Arc<OnceCell<Compiled>>>>,
+    compiled: Mutex<HashMap<Digest, Used<Arc<OnceCell<Compiled>>>>>,
     /// How each (module, version) runs; pools are never shared across names.
-    runners: Mutex<HashMap<(ModuleName, Digest), Runner>>,
+    runners: Mutex<HashMap<(ModuleName, Digest), Used<Runner>>>,
+    /// Current version of each name, as last read.
+    records: Mutex<HashMap<ModuleName, (Instant, Option<ModuleRecord>)>>,
+}
+
+/// A cache entry and when it was last used.
+struct Used<T> {
+    value: T,
+    at: Instant,
+}
+
+impl<T: Clone> Used<T> {
+    fn new(value: T) -> Self {
+        Self { value, at: Instant::now() }
+    }
+
+    fn touch(&mut self) -> T {
+        self.at = Instant::now();
+        self.value.clone()
+    }
 }
 
 /// The most invocations one reused instance may serve.
 pub const MAX_REUSE: u32 = 100_000;
-/// Idle instances kept per reused module version.
+/// Idle instances kept per reused module version (the sandbox bounds them all together too).
 const POOL_CAPACITY: usize = 16;
+/// Functions a module may export, and the length of each name.
+const MAX_FUNCTIONS: usize = 1_000;
+const MAX_FUNCTION_NAME: usize = 128;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Registry {
-    /// `databases` are the names modules may bind to; `max_size` caps uploads.
-    pub fn new(store: Store, sandbox: Sandbox, databases: Vec<DatabaseName>, max_size: usize) -> Self {
+    /// `databases` are the names modules may bind to.
+    pub fn new(store: Store, sandbox: Sandbox, databases: Vec<DatabaseName>, limits: RegistryLimits) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 sandbox,
                 databases,
-                max_size,
+                compiles: Arc::new(Semaphore::new(limits.max_compiles.max(1))),
+                limits,
                 compiled: Mutex::new(HashMap::new()),
                 runners: Mutex::new(HashMap::new()),
+                records: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     pub fn max_size(&self) -> usize {
-        self.inner.max_size
+        self.inner.limits.max_size
     }
 
     /// Validates, compiles and stores a new version of `name`. `instance_reuse`
@@ -106,8 +175,9 @@ impl Registry {
         if bytes.is_empty() {
             return Err(UploadError::Empty);
         }
-        if bytes.len() > self.inner.max_size {
-            return Err(UploadError::TooLarge { size: bytes.len(), max: self.inner.max_size });
+        let max = self.inner.limits.max_size;
+        if bytes.len() > max {
+            return Err(UploadError::TooLarge { size: bytes.len(), max });
         }
         if !self.inner.databases.contains(&database) {
             return Err(UploadError::UnknownDatabase(database.to_string()));
@@ -116,13 +186,27 @@ impl Registry {
         let cached = self.cell(&digest).get().cloned();
         let (compiled, bytes) = match cached {
             Some(compiled) => (compiled, bytes),
-            None => self.compile(bytes).await?,
+            None => self.compile(bytes).await.map_err(|e| match e {
+                Compilation::Failed(e) => UploadError::Compile(e),
+                Compilation::TimedOut(t) => UploadError::CompileTimeout(t),
+            })?,
         };
         let mut functions = self.inner.sandbox.functions(&compiled).await.map_err(UploadError::Inspect)?;
         functions.sort();
         functions.dedup();
         if functions.is_empty() {
             return Err(UploadError::NoFunctions);
+        }
+        if functions.len() > MAX_FUNCTIONS {
+            return Err(UploadError::Inspect(InvokeError::Trap(format!(
+                "the component exports {} functions; at most {MAX_FUNCTIONS}",
+                functions.len()
+            ))));
+        }
+        if let Some(bad) =
+            functions.iter().find(|f| f.is_empty() || f.len() > MAX_FUNCTION_NAME || f.chars().any(|c| c.is_control()))
+        {
+            return Err(UploadError::BadFunctionName(bad.clone()));
         }
         let record = ModuleRecord {
             name,
@@ -135,8 +219,8 @@ impl Registry {
             created_at: now,
         };
         self.inner.store.put_module(&record, &bytes).await?;
-        let cell = self.cell(&digest);
-        let _ = cell.set(compiled);
+        let _ = self.cell(&digest).set(compiled);
+        lock(&self.inner.records).insert(record.name.clone(), (Instant::now(), Some(record.clone())));
         Ok(record)
     }
 
@@ -147,7 +231,10 @@ impl Registry {
             .get_or_try_init(|| async {
                 let bytes =
                     self.inner.store.module_bytes(digest).await?.ok_or_else(|| LoadError::Missing(digest.clone()))?;
-                let (compiled, _) = self.compile(bytes).await.map_err(|e| LoadError::Compile(digest.clone(), e))?;
+                let (compiled, _) = self.compile(bytes).await.map_err(|e| match e {
+                    Compilation::Failed(e) => LoadError::Compile(digest.clone(), e),
+                    Compilation::TimedOut(t) => LoadError::CompileTimeout(digest.clone(), t),
+                })?;
                 Ok::<_, LoadError>(compiled)
             })
             .await?;
@@ -158,38 +245,103 @@ impl Registry {
     /// version, or the current one for a direct call).
     pub async fn runner(&self, name: &ModuleName, digest: &Digest) -> Result<Runner, LoadError> {
         let key = (name.clone(), digest.clone());
-        if let Some(runner) = self.inner.runners.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
-            return Ok(runner.clone());
+        if let Some(runner) = lock(&self.inner.runners).get_mut(&key) {
+            return Ok(runner.touch());
         }
         let record =
             self.inner.store.module_version(name, digest).await?.ok_or_else(|| LoadError::Missing(digest.clone()))?;
         let compiled = self.compiled(digest).await?;
         let runner = match record.instance_reuse {
-            Some(n) if n > 1 => Runner::Reused(Arc::new(InstancePool::new(compiled, n, POOL_CAPACITY))),
+            Some(n) if n > 1 => Runner::Reused(Arc::new(self.inner.sandbox.instance_pool(compiled, n, POOL_CAPACITY))),
             _ => Runner::Fresh(compiled),
         };
-        let mut runners = self.inner.runners.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(runners.entry(key).or_insert(runner).clone())
+        Ok(lock(&self.inner.runners).entry(key).or_insert_with(|| Used::new(runner)).touch())
     }
 
+    /// The current version of `name`, from memory when read recently.
     pub async fn current(&self, name: &ModuleName) -> Result<Option<ModuleRecord>, StoreError> {
-        self.inner.store.module(name).await
+        if let Some((at, record)) = lock(&self.inner.records).get(name)
+            && at.elapsed() < self.inner.limits.record_ttl
+        {
+            return Ok(record.clone());
+        }
+        let record = self.inner.store.module(name).await?;
+        lock(&self.inner.records).insert(name.clone(), (Instant::now(), record.clone()));
+        Ok(record)
     }
 
     pub async fn list(&self) -> Result<Vec<ModuleRecord>, StoreError> {
         self.inner.store.modules().await
     }
 
-    fn cell(&self, digest: &Digest) -> Arc<OnceCell<Compiled>> {
-        let mut map = self.inner.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(digest.clone()).or_default().clone()
+    /// Drops compiled code, runners (with their idle instances) and module
+    /// records unused for `idle_evict`. Returns how many entries went.
+    pub fn evict_idle(&self) -> usize {
+        let idle = self.inner.limits.idle_evict;
+        let fresh = |at: &Instant| at.elapsed() < idle;
+        let mut evicted = 0;
+        {
+            let mut runners = lock(&self.inner.runners);
+            let before = runners.len();
+            runners.retain(|_, used| fresh(&used.at));
+            evicted += before - runners.len();
+        }
+        {
+            let mut compiled = lock(&self.inner.compiled);
+            let before = compiled.len();
+            // A cell still being filled (a compile in flight) is kept.
+            compiled.retain(|_, used| fresh(&used.at) || used.value.get().is_none());
+            evicted += before - compiled.len();
+        }
+        lock(&self.inner.records).retain(|_, (at, _)| at.elapsed() < self.inner.limits.record_ttl);
+        evicted
     }
 
-    /// Compiles on a blocking thread (interpreter guests take seconds).
-    async fn compile(&self, bytes: Vec<u8>) -> Result<(Compiled, Vec<u8>), CompileError> {
-        let sandbox = self.inner.sandbox.clone();
-        tokio::task::spawn_blocking(move || sandbox.compile(&bytes).map(|c| (c, bytes)))
-            .await
-            .map_err(|e| CompileError::Invalid(format!("compiler task failed: {e}")))?
+    /// Runs [`Registry::evict_idle`] every minute until the task is aborted.
+    pub fn spawn_eviction(&self) -> tokio::task::JoinHandle<()> {
+        let registry = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let evicted = registry.evict_idle();
+                if evicted > 0 {
+                    tracing::debug!(evicted, "dropped idle compiled modules and instance pools");
+                }
+            }
+        })
     }
+
+    fn cell(&self, digest: &Digest) -> Arc<OnceCell<Compiled>> {
+        let mut map = lock(&self.inner.compiled);
+        map.entry(digest.clone()).or_insert_with(|| Used::new(Arc::default())).touch()
+    }
+
+    /// Compiles on a blocking thread (interpreter guests take seconds), one of
+    /// at most `max_compiles` at a time, giving up after `compile_timeout`
+    /// (the thread finishes on its own, still holding its compile slot).
+    async fn compile(&self, bytes: Vec<u8>) -> Result<(Compiled, Vec<u8>), Compilation> {
+        let timeout = self.inner.limits.compile_timeout;
+        let started = Instant::now();
+        let permit = tokio::time::timeout(timeout, self.inner.compiles.clone().acquire_owned())
+            .await
+            .map_err(|_| Compilation::TimedOut(timeout))?
+            .map_err(|_| Compilation::TimedOut(timeout))?;
+        let sandbox = self.inner.sandbox.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            sandbox.compile(&bytes).map(|c| (c, bytes))
+        });
+        let remaining = timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, task).await {
+            Ok(Ok(result)) => result.map_err(Compilation::Failed),
+            Ok(Err(e)) => Err(Compilation::Failed(CompileError::Invalid(format!("compiler task failed: {e}")))),
+            Err(_) => Err(Compilation::TimedOut(timeout)),
+        }
+    }
+}
+
+enum Compilation {
+    Failed(CompileError),
+    TimedOut(Duration),
 }

@@ -2,45 +2,47 @@
 //! of the WIT imports.
 //!
 //! This is the only module that names wasmtime types; callers see
-//! [`Sandbox`], [`Compiled`], [`Invocation`] and the error enums. A guest that
-//! traps, loops past its deadline or exhausts its memory fails that one
-//! invocation with [`InvokeError::Trap`]; the host and other invocations go on.
-//! Guest-visible errors (WIT `result`s) and traps are kept apart: a business
-//! refusal is [`InvokeError::Failure`], a transient guest error
+//! [`Sandbox`], [`Compiled`], [`Prepared`], [`Invocation`] and the error
+//! enums. A guest that traps, loops past its deadline, exhausts its memory or
+//! writes more than it may fails that one invocation with
+//! [`InvokeError::Trap`] naming the limit; the host and other invocations go
+//! on. Guest-visible errors (WIT `result`s) and traps are kept apart: a
+//! business refusal is [`InvokeError::Failure`], a transient guest error
 //! [`InvokeError::Retry`].
+//!
+//! What a guest may reach: its `db` (the transaction the caller hands in),
+//! `log`, and WASI without files, environment, sockets or sleep (the
+//! monotonic clock refuses to wait, see `clocks`).
+//!
+//! # Layout
+//!
+//! - `bindings`: the generated WIT bindings (nothing else names them).
+//! - `limits`: [`Limits`], the memory limiter and the engine's allocator.
+//! - `clocks`, `db`, `log`: one host file per interface.
 
 mod bindings;
+mod clocks;
 mod db;
+mod limits;
 mod log;
 
 impl bindings::wasmtx::runtime::types::Host for HostState {}
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::clocks::WasiClocksCtxView;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::database::LocalTx;
 use crate::model::Op;
 use bindings::wasmtx::runtime::types as wit;
-
-/// Resource limits applied to every invocation.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Wall-clock budget for one invocation (instantiation + call).
-    pub deadline: Duration,
-    /// Cap on each linear memory of an instance.
-    pub memory_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self { deadline: Duration::from_secs(10), memory_bytes: 256 << 20 }
-    }
-}
+pub use limits::Limits;
+use limits::{InstanceLimiter, engine_config};
 
 /// Why an upload cannot become a module.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,7 @@ pub enum InvokeError {
     /// The guest asked to be called again later (WIT `branch-error.retry`).
     #[error("{0}")]
     Retry(String),
-    /// The guest trapped, ran past its deadline or out of memory.
+    /// The guest trapped, or hit a limit (deadline, memory, output, log).
     #[error("{0}")]
     Trap(String),
 }
@@ -88,12 +90,16 @@ pub enum Runner {
 
 /// Idle instances of one module version. A pool belongs to exactly one
 /// (module name, digest), so an instance never serves two modules or two
-/// versions; an instance that trapped is discarded, never returned.
+/// versions; an instance that trapped is discarded, never returned. All
+/// pools together keep at most [`Limits::max_idle_instances`] idle.
 pub struct InstancePool {
     compiled: Compiled,
     max_uses: u32,
     capacity: usize,
     idle: std::sync::Mutex<Vec<Warm>>,
+    /// Idle instances of every pool of the sandbox.
+    idle_total: Arc<AtomicUsize>,
+    max_idle_total: usize,
 }
 
 /// An instance between invocations, and how often it has served.
@@ -104,11 +110,6 @@ struct Warm {
 }
 
 impl InstancePool {
-    /// Each instance serves at most `max_uses` invocations; at most `capacity` wait idle.
-    pub fn new(compiled: Compiled, max_uses: u32, capacity: usize) -> Self {
-        Self { compiled, max_uses: max_uses.max(1), capacity, idle: std::sync::Mutex::new(Vec::new()) }
-    }
-
     pub fn max_uses(&self) -> u32 {
         self.max_uses
     }
@@ -121,11 +122,43 @@ impl InstancePool {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn take(&self) -> Option<Warm> {
+        let warm = self.lock().pop();
+        if warm.is_some() {
+            self.idle_total.fetch_sub(1, Ordering::AcqRel);
+        }
+        warm
+    }
+
+    /// Keeps `warm` for a later call if it may serve again and there is room.
+    fn put(&self, warm: Warm) {
+        if warm.uses >= self.max_uses {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() >= self.capacity {
+            return;
+        }
+        let reserved = self
+            .idle_total
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max_idle_total).then_some(n + 1));
+        if reserved.is_ok() {
+            idle.push(warm);
+        }
+    }
 }
 
-/// An instantiated module, ready for one call ([`Sandbox::prepare`]). Cheap
-/// to move between threads: a branch on SQLite is called on its database's
-/// writer thread.
+impl Drop for InstancePool {
+    fn drop(&mut self) {
+        let idle = self.lock().len();
+        self.idle_total.fetch_sub(idle, Ordering::AcqRel);
+    }
+}
+
+/// An instantiated module, ready for one call ([`Sandbox::prepare`]), holding
+/// one of the sandbox's invocation slots. Can move between threads: a branch
+/// on SQLite is called on its database's writer thread.
 pub struct Prepared {
     store: Store<HostState>,
     instance: bindings::Branch,
@@ -133,6 +166,7 @@ pub struct Prepared {
     pool: Option<(Arc<InstancePool>, u32)>,
     sandbox: Sandbox,
     deadline: Instant,
+    _slot: OwnedSemaphorePermit,
 }
 
 impl Prepared {
@@ -145,21 +179,19 @@ impl Prepared {
         call: Invocation,
         tx: Option<LocalTx>,
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        self.store.data_mut().tx = tx;
-        self.store.data_mut().label = call.label();
+        let state = self.store.data_mut();
+        state.tx = tx;
+        state.label = call.label();
+        state.log = LogBudget::new(&self.sandbox.inner.limits);
         self.sandbox.arm_deadline(&mut self.store, self.deadline);
         let result = Sandbox::call_instance(&self.instance, &mut self.store, call).await;
         let tx = self.store.data_mut().tx.take();
         let result = match result {
             Ok(outcome) => {
                 if let Some((pool, uses)) = self.pool.take() {
-                    let uses = uses + 1;
-                    let mut idle = pool.lock();
-                    if uses < pool.max_uses && idle.len() < pool.capacity {
-                        idle.push(Warm { store: self.store, instance: self.instance, uses });
-                    }
+                    pool.put(Warm { store: self.store, instance: self.instance, uses: uses + 1 });
                 }
-                outcome
+                self.sandbox.check_sizes(outcome)
             }
             // A trapped instance is never entered again.
             Err(e) => Err(self.sandbox.trap(e)),
@@ -193,11 +225,32 @@ impl Invocation {
 struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limiter: InstanceLimiter,
     /// The branch's local transaction; `None` when there is no database (upload inspection).
     tx: Option<LocalTx>,
     /// "module gid/branch op" for log attribution.
     label: String,
+    log: LogBudget,
+}
+
+/// What is left of an invocation's log allowance.
+struct LogBudget {
+    bytes: usize,
+    lines: u32,
+    /// The allowance itself, for the message when it runs out.
+    max_bytes: usize,
+    max_lines: u32,
+}
+
+impl LogBudget {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            bytes: limits.max_log_bytes,
+            lines: limits.max_log_lines,
+            max_bytes: limits.max_log_bytes,
+            max_lines: limits.max_log_lines,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -216,6 +269,9 @@ struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
     limits: Limits,
+    /// One permit per invocation allowed at once.
+    slots: Arc<Semaphore>,
+    idle_instances: Arc<AtomicUsize>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -256,6 +312,13 @@ impl Sandbox {
         };
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // The monotonic clock again, without sleep (see `clocks`).
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<HostState, clocks::NoSleepClocks>(
+            &mut linker,
+            |s| clocks::NoSleep(WasiClocksCtxView { ctx: s.wasi.clocks(), table: &mut s.table }),
+        )?;
+        linker.allow_shadowing(false);
         bindings::Branch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -270,11 +333,40 @@ impl Sandbox {
                 }
             }
         })?;
-        Ok(Self { inner: Arc::new(Inner { engine, linker, limits, ticker_stop }) })
+        let slots = Arc::new(Semaphore::new(limits.max_invocations.max(1)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                slots,
+                idle_instances: Arc::new(AtomicUsize::new(0)),
+                ticker_stop,
+            }),
+        })
     }
 
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// A pool of reusable instances of `compiled`: each serves at most
+    /// `max_uses` invocations, at most `capacity` wait idle (and never more
+    /// than the sandbox's [`Limits::max_idle_instances`] across all pools).
+    pub fn instance_pool(&self, compiled: Compiled, max_uses: u32, capacity: usize) -> InstancePool {
+        InstancePool {
+            compiled,
+            max_uses: max_uses.max(1),
+            capacity,
+            idle: std::sync::Mutex::new(Vec::new()),
+            idle_total: self.inner.idle_instances.clone(),
+            max_idle_total: self.inner.limits.max_idle_instances,
+        }
+    }
+
+    /// Idle reusable instances, all pools together.
+    pub fn idle_instances(&self) -> usize {
+        self.inner.idle_instances.load(Ordering::Acquire)
     }
 
     /// Validates and compiles a component. CPU-heavy (seconds for interpreter
@@ -295,11 +387,20 @@ impl Sandbox {
 
     /// Asks the module which functions it exports (`handler.functions`).
     pub async fn functions(&self, compiled: &Compiled) -> Result<Vec<String>, InvokeError> {
-        let mut store = self.store(None, "upload inspection".into());
         let deadline = Instant::now() + self.inner.limits.deadline;
+        let _slot = self.slot(deadline).await?;
+        let mut store = self.store(None, "upload inspection".into());
         self.arm_deadline(&mut store, deadline);
         let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e))
+        let functions = instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e))?;
+        let size: usize = functions.iter().map(String::len).sum();
+        if functions.len() > 10_000 || size > self.inner.limits.max_output_bytes {
+            return Err(InvokeError::Trap(format!(
+                "output limit exceeded: handler.functions returned {} names ({size} bytes)",
+                functions.len()
+            )));
+        }
+        Ok(functions)
     }
 
     /// Runs one function as `runner` says (fresh or reused instance): [`Sandbox::prepare`] then [`Prepared::call`].
@@ -329,19 +430,21 @@ impl Sandbox {
     /// An instance ready to be called, made before the caller takes a
     /// database connection (instantiation can cost milliseconds for
     /// interpreter guests): a fresh one, or an idle one from the pool of a
-    /// module uploaded with reuse. Everything it does counts against `deadline`.
+    /// module uploaded with reuse. Waits for one of the invocation slots
+    /// ([`Limits::max_invocations`]); everything counts against `deadline`.
     pub async fn prepare(&self, runner: &Runner, deadline: Instant) -> Result<Prepared, InvokeError> {
+        let slot = self.slot(deadline).await?;
         let (compiled, pool) = match runner {
             Runner::Fresh(compiled) => (compiled, None),
             Runner::Reused(pool) => {
-                let warm = pool.lock().pop();
-                if let Some(warm) = warm {
+                if let Some(warm) = pool.take() {
                     return Ok(Prepared {
                         store: warm.store,
                         instance: warm.instance,
                         pool: Some((pool.clone(), warm.uses)),
                         sandbox: self.clone(),
                         deadline,
+                        _slot: slot,
                     });
                 }
                 (&pool.compiled, Some((pool.clone(), 0)))
@@ -350,7 +453,19 @@ impl Sandbox {
         let mut store = self.store(None, String::new());
         self.arm_deadline(&mut store, deadline);
         let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline })
+        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline, _slot: slot })
+    }
+
+    /// One of the invocation slots, waited for until `deadline`.
+    async fn slot(&self, deadline: Instant) -> Result<OwnedSemaphorePermit, InvokeError> {
+        let waited = tokio::time::timeout_at(deadline.into(), self.inner.slots.clone().acquire_owned()).await;
+        match waited {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(InvokeError::Trap(format!(
+                "invocation limit reached: {} invocations were running until the deadline (max_invocations)",
+                self.inner.limits.max_invocations
+            ))),
+        }
     }
 
     /// Calls `handler.invoke`; the outer error is a trap, the inner one the guest's answer.
@@ -374,12 +489,38 @@ impl Sandbox {
         }))
     }
 
+    /// Output and messages past their limits fail the invocation.
+    fn check_sizes(&self, outcome: Result<Vec<u8>, InvokeError>) -> Result<Vec<u8>, InvokeError> {
+        let limits = &self.inner.limits;
+        match outcome {
+            Ok(output) if output.len() > limits.max_output_bytes => Err(InvokeError::Trap(format!(
+                "output limit exceeded: the function returned {} bytes, above {} (max_output_kb)",
+                output.len(),
+                limits.max_output_bytes
+            ))),
+            Err(InvokeError::Failure(m) | InvokeError::Retry(m)) if m.len() > limits.max_error_bytes => {
+                Err(InvokeError::Trap(format!(
+                    "error message limit exceeded: the guest's message is {} bytes, above {} (max_error_kb)",
+                    m.len(),
+                    limits.max_error_bytes
+                )))
+            }
+            outcome => outcome,
+        }
+    }
+
     fn store(&self, tx: Option<LocalTx>, label: String) -> Store<HostState> {
-        let limits =
-            StoreLimitsBuilder::new().memory_size(self.inner.limits.memory_bytes).trap_on_grow_failure(true).build();
-        let state = HostState { wasi: WasiCtxBuilder::new().build(), table: ResourceTable::new(), limits, tx, label };
+        let limits = &self.inner.limits;
+        let state = HostState {
+            wasi: WasiCtxBuilder::new().build(),
+            table: ResourceTable::new(),
+            limiter: InstanceLimiter::new(limits.memory_bytes),
+            tx,
+            label,
+            log: LogBudget::new(limits),
+        };
         let mut store = Store::new(&self.inner.engine, state);
-        store.limiter(|s| &mut s.limits);
+        store.limiter(|s| &mut s.limiter);
         store
     }
 
@@ -396,41 +537,29 @@ impl Sandbox {
         });
     }
 
-    /// Describes a trap in words a module author can act on.
+    /// Describes a trap in words a module author can act on; a limit the
+    /// host enforced names itself.
     fn trap(&self, error: wasmtime::Error) -> InvokeError {
         let limits = &self.inner.limits;
         let message = match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => {
                 format!("deadline exceeded: the guest ran longer than {:?}", limits.deadline)
             }
+            Some(wasmtime::Trap::StackOverflow) => "stack overflow: the guest's call stack ran out".to_owned(),
             _ => {
                 let text = format!("{error:#}");
-                if text.contains("forcing trap when growing memory") {
-                    format!("memory limit exceeded: the guest tried to grow past {} MiB", limits.memory_bytes >> 20)
-                } else {
-                    format!("guest trapped: {text}")
+                let named = ["memory limit exceeded", "table limit exceeded", "log limit exceeded", "sleep is not"];
+                match named.iter().find_map(|n| text.find(n)) {
+                    Some(at) => text[at..].to_owned(),
+                    None if text.contains("maximum concurrent") || text.contains("pooling allocator") => {
+                        format!("instance limit reached: {text}")
+                    }
+                    None => format!("guest trapped: {text}"),
                 }
             }
         };
         InvokeError::Trap(message)
     }
-}
-
-fn engine_config(limits: &Limits, pooling: bool) -> wasmtime::Config {
-    let mut config = wasmtime::Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    if pooling {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(256)
-            .total_core_instances(4096)
-            .total_memories(512)
-            .total_tables(4096)
-            .total_stacks(256)
-            .max_memory_size(limits.memory_bytes);
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    }
-    config
 }
 
 fn wit_op(op: Op) -> wit::Op {

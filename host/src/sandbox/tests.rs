@@ -17,7 +17,8 @@ fn guest(name: &str) -> Vec<u8> {
 }
 
 fn sandbox() -> Sandbox {
-    Sandbox::new(Limits { deadline: Duration::from_millis(300), memory_bytes: 32 << 20 }).expect("sandbox")
+    Sandbox::new(Limits { deadline: Duration::from_millis(300), memory_bytes: 32 << 20, ..Limits::default() })
+        .expect("sandbox")
 }
 
 fn call(function: &str, payload: &[u8]) -> Invocation {
@@ -156,7 +157,7 @@ async fn a_fresh_runner_never_shares_an_instance() {
 #[tokio::test]
 async fn a_reused_instance_serves_at_most_its_bound_then_is_replaced() {
     let s = sandbox();
-    let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 3, 4));
+    let pool = Arc::new(s.instance_pool(s.compile(&guest("misbehave-rust")).unwrap(), 3, 4));
     let runner = Runner::Reused(pool.clone());
     let mut seen = Vec::new();
     for _ in 0..5 {
@@ -169,7 +170,7 @@ async fn a_reused_instance_serves_at_most_its_bound_then_is_replaced() {
 #[tokio::test]
 async fn a_reused_instance_that_traps_is_discarded() {
     let s = sandbox();
-    let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
+    let pool = Arc::new(s.instance_pool(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
     let runner = Runner::Reused(pool.clone());
     assert_eq!(count(&s, &runner).await, "1");
     assert_eq!(count(&s, &runner).await, "2");
@@ -184,7 +185,7 @@ async fn a_reused_instance_that_traps_is_discarded() {
 #[tokio::test]
 async fn a_reused_instance_gets_a_new_deadline_and_transaction_each_call() {
     let s = sandbox();
-    let pool = Arc::new(InstancePool::new(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
+    let pool = Arc::new(s.instance_pool(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
     let runner = Runner::Reused(pool);
     let db = Database::connect(&fresh_sqlite(), &crate::database::DbLimits::default()).await.unwrap();
     let tx = db.begin().await.unwrap();
