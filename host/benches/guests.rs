@@ -113,10 +113,10 @@ fn main() {
             let compiled = sandbox.compile(&bytes).expect("compile");
             eprintln!("transfer-{lang}: {} bytes, compiled in {:?}", bytes.len(), compile_started.elapsed());
             let n = if interpreted { env_n("BENCH_N_INTERPRETED", 500) } else { env_n("BENCH_N_COMPILED", 5000) };
-            let fresh = Runner::Fresh(compiled.clone());
+            let fresh = Runner::fresh(compiled.clone());
             let (n1, s) = measure(&sandbox, &db, &fresh, n).await;
             results.push(summarise(lang, "fresh", n1, s));
-            let reused = Runner::Reused(std::sync::Arc::new(sandbox.instance_pool(compiled, u32::MAX, 1)));
+            let reused = Runner::reused(std::sync::Arc::new(sandbox.instance_pool(compiled, u32::MAX, 1)));
             let (n2, s) = measure(&sandbox, &db, &reused, n).await;
             results.push(summarise(lang, "reused", n2, s));
             let (n3, s) = measure_without_db(&sandbox, &fresh, n).await;

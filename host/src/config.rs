@@ -21,6 +21,7 @@ use crate::database::DbLimits;
 use crate::engine::RetryPolicy;
 use crate::model::DatabaseName;
 use crate::registry::RegistryLimits;
+use crate::sandbox::HostRule;
 use crate::sandbox::Limits;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:36789";
@@ -48,6 +49,8 @@ pub struct Config {
     pub registry: RegistryLimits,
     /// What one HTTP request may carry.
     pub api: ApiLimits,
+    /// Hosts modules may reach over HTTP (each module narrows it at upload).
+    pub http_allow: Vec<HostRule>,
     /// Where compiled module code is cached across restarts (absolute); `None` disables it.
     pub compile_cache: Option<PathBuf>,
     pub retry: RetryPolicy,
@@ -100,6 +103,10 @@ pub struct FileConfig {
     pub max_request_kb: Option<usize>,
     pub max_payload_kb: Option<usize>,
     pub max_branches: Option<usize>,
+    /// Hosts modules may reach over HTTP: `host`, `host:port`, `*.domain`
+    /// (a module must also name them at upload; empty: no outbound HTTP).
+    #[serde(default)]
+    pub http_allow: Vec<String>,
     /// Directory for compiled module code, or "off" (default: `<data_dir>/compile-cache`).
     pub compile_cache: Option<String>,
     pub max_module_mb: Option<usize>,
@@ -251,6 +258,11 @@ impl Config {
             idle_evict: file.idle_evict_secs.map(Duration::from_secs).unwrap_or(d.idle_evict),
             record_ttl: d.record_ttl,
         };
+        let http_allow = file
+            .http_allow
+            .iter()
+            .map(|h| HostRule::parse(h).map_err(|e| ConfigError::Invalid(format!("http_allow: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
         let d = ApiLimits::default();
         let api = ApiLimits {
             max_request_bytes: file.max_request_kb.map(|kb| kb << 10).unwrap_or(d.max_request_bytes),
@@ -286,6 +298,7 @@ impl Config {
             db_limits,
             registry,
             api,
+            http_allow,
             retry,
             lease,
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),

@@ -320,6 +320,9 @@ pub struct ModuleRecord {
     /// Opt-in instance reuse: at most this many invocations per instance
     /// (`None`: a fresh instance for every invocation).
     pub instance_reuse: Option<u32>,
+    /// Hosts its outbound HTTP requests may reach (`host`, `host:port`,
+    /// `*.domain`), as asked at upload; the operator's list must allow them too.
+    pub http_hosts: Vec<String>,
     pub size: u64,
     pub created_at: Millis,
 }

@@ -67,7 +67,13 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
             .map_err(|e| StartError::CompileCache { path: dir.display().to_string(), message: format!("{e:#}") })?,
         None => Sandbox::new(config.limits.clone()).map_err(|e| StartError::Sandbox(format!("{e:#}")))?,
     };
-    let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), config.registry.clone());
+    let registry = Registry::new(
+        store.clone(),
+        sandbox.clone(),
+        databases.names(),
+        config.registry.clone(),
+        config.http_allow.clone(),
+    );
     let eviction = registry.spawn_eviction();
     let branches = WasmBranches::new(registry.clone(), sandbox, databases.clone());
     let engine_config =

@@ -78,9 +78,23 @@ pub struct Server {
     scratch: PathBuf,
 }
 
+/// What a test server gets beyond the defaults of [`Server::start`].
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Lines added to the config file.
+    pub config: String,
+    /// More business databases, by name, of the server's backend (fresh ones).
+    pub databases: Vec<&'static str>,
+}
+
 impl Server {
     /// A server with a fresh data dir; for Postgres, fresh store and business databases.
     pub async fn start(backend: Backend) -> Server {
+        Server::start_with(backend, Extra::default()).await
+    }
+
+    /// [`Server::start`] with more config and databases.
+    pub async fn start_with(backend: Backend, extra: Extra) -> Server {
         let data_dir = std::env::temp_dir().join(format!("wasmtx-e2e-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&data_dir).expect("create data dir");
         // Short retry intervals keep recovery tests quick; one compile cache
@@ -89,7 +103,11 @@ impl Server {
         let cache = target_dir().join("test-compile-cache");
         std::fs::write(
             &config,
-            format!("retry_base_ms = 100\nretry_cap_ms = 1000\ncompile_cache = {:?}\n", cache.display().to_string()),
+            format!(
+                "retry_base_ms = 100\nretry_cap_ms = 1000\ncompile_cache = {:?}\n{}\n",
+                cache.display().to_string(),
+                extra.config
+            ),
         )
         .expect("write test config");
         let mut args = vec!["serve".to_owned(), "--listen".into(), "127.0.0.1:0".into()];
@@ -100,6 +118,13 @@ impl Server {
             args.push(fresh_postgres().await);
             args.push("--database".into());
             args.push(format!("default={}", fresh_postgres().await));
+        }
+        for name in extra.databases {
+            let url = match backend {
+                Backend::Postgres => fresh_postgres().await,
+                Backend::Sqlite => format!("sqlite://{}", data_dir.join(format!("{name}.sqlite")).display()),
+            };
+            args.extend(["--database".to_owned(), format!("{name}={url}")]);
         }
         let env = vec![("WASMTX_LOG".into(), "wasmtx=debug,info".into())];
         let launch = Launch { cwd: data_dir.clone(), args, env, log: None };
@@ -131,6 +156,28 @@ impl Server {
         self.base = addr.to_owned();
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The `--data-dir` the server was started with.
+    pub fn data_dir(&self) -> PathBuf {
+        self.flag("--data-dir").map(PathBuf::from).expect("started with --data-dir")
+    }
+
+    /// The URL of business database `name`: from `--database name=URL`, or
+    /// the default SQLite file in the data dir.
+    pub fn database_url(&self, name: &str) -> String {
+        let prefix = format!("{name}=");
+        let given =
+            self.launch.args.windows(2).filter(|w| w[0] == "--database").find_map(|w| w[1].strip_prefix(&prefix));
+        match given {
+            Some(url) => url.to_owned(),
+            None => format!("sqlite://{}", self.data_dir().join("default.sqlite").display()),
+        }
+    }
+
+    /// The value after `flag` on the server's command line.
+    fn flag(&self, flag: &str) -> Option<String> {
+        self.launch.args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())
     }
 
     /// Waits until the server answers (the store is open once it listens,

@@ -2,6 +2,7 @@
 //! Postgres, driven over HTTP. Every scenario runs on both backends (the
 //! coordinator store and the business database on the same kind).
 
+mod catalog;
 mod harness;
 mod languages;
 mod readme;

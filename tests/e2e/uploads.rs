@@ -170,3 +170,55 @@ async fn instance_reuse_is_opt_in_per_upload_and_bounded() {
     assert_eq!(server.balance("bank", "a").await, 4);
     assert_eq!(server.balance("bank", "b").await, 6);
 }
+
+#[tokio::test]
+async fn uploads_and_requests_past_their_limits_are_refused_with_a_4xx_and_nothing_is_stored() {
+    let extra =
+        crate::harness::Extra { config: "max_module_mb = 1\nmax_branches = 8\n".to_owned(), ..Default::default() };
+    let server = Server::start_with(Backend::Sqlite, extra).await;
+    server.ready().await;
+
+    let mut random = b"\0asm\x0d\0\x01\0".to_vec();
+    random.extend((0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+    let (status, body) = server.upload("random", random).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("invalid_component")), "{body}");
+    let (status, body) = server.upload("huge", vec![0u8; (1 << 20) + 1]).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("too_large")), "{body}");
+    let r = server
+        .http
+        .put(format!("{}/v1/modules/bank?http=http://x/y", server.base))
+        .body(example("transfer-rust"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_http_host", "{body}");
+
+    let (status, body) = server.upload("bank", example("transfer-rust")).await;
+    assert_eq!(status, 201, "{body}");
+    let mut many = transfer("bank", Some("many"), "a", "b", 1, true);
+    let one = many["branches"][0].clone();
+    many["branches"] = Value::Array(vec![one; 9]);
+    let (status, body) = server.post("/v1/transactions", &many).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("too_many_branches")), "{body}");
+    let mut fat = transfer("bank", Some("fat"), "a", "b", 1, true);
+    fat["branches"][0]["payload"] = json!({ "pad": "x".repeat(70_000) });
+    let (status, body) = server.post("/v1/transactions", &fat).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    let mut headers = transfer("bank", Some("headers"), "a", "b", 1, true);
+    headers["options"] = json!({ "branch_headers": [["x", "y".repeat(5000)]] });
+    let (status, body) = server.post("/v1/transactions", &headers).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_options")), "{body}");
+    // Its own connection: the server answers before reading the body, then closes.
+    let r =
+        reqwest::Client::new().post(format!("{}/v1/transactions", server.base)).body(vec![b' '; 2 << 20]).send().await;
+    assert!(r.is_err() || r.is_ok_and(|r| r.status().as_u16() == 413), "a JSON body of 2 MiB is refused");
+    let (status, body) = server.post("/v1/modules/bank/call/balance", &json!({ "pad": "x".repeat(70_000) })).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+
+    let (_, list) = server.get("/v1/transactions").await;
+    assert_eq!(list["transactions"], json!([]), "nothing was stored");
+    let (_, modules) = server.get("/v1/modules").await;
+    assert_eq!(modules["modules"].as_array().map(Vec::len), Some(1), "only the good upload: {modules}");
+}

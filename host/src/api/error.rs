@@ -83,6 +83,7 @@ impl From<UploadError> for ApiError {
             UploadError::Inspect(_) | UploadError::NoFunctions | UploadError::BadFunctionName(_) => "world_mismatch",
             UploadError::CompileTimeout(_) => "compile_timeout",
             UploadError::InvalidReuse { .. } => "invalid_reuse",
+            UploadError::InvalidHttpHost(_) => "invalid_http_host",
         };
         match e {
             UploadError::Store(s) => s.into(),

@@ -22,6 +22,8 @@ pub struct ModuleView {
     pub database: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instance_reuse: Option<u32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub http_hosts: Vec<String>,
     pub size: u64,
     pub created_at: String,
 }
@@ -35,6 +37,7 @@ impl From<ModuleRecord> for ModuleView {
             functions: m.functions,
             database: m.database.to_string(),
             instance_reuse: m.instance_reuse,
+            http_hosts: m.http_hosts,
             size: m.size,
             created_at: time::rfc3339(m.created_at),
         }
@@ -47,6 +50,8 @@ pub struct UploadParams {
     database: Option<String>,
     /// Reuse each instance for up to this many invocations (opt-in).
     reuse: Option<u32>,
+    /// Hosts the module's outbound HTTP may reach, comma-separated.
+    http: Option<String>,
 }
 
 pub async fn upload(
@@ -63,7 +68,12 @@ pub async fn upload(
         None => DatabaseName::default_name(),
     };
     let now = state.engine.now();
-    let record = state.registry.upload(name, database, params.reuse, body.to_vec(), now).await?;
+    let http_hosts: Vec<String> = params
+        .http
+        .as_deref()
+        .map(|list| list.split(',').map(str::trim).filter(|h| !h.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let record = state.registry.upload(name, database, params.reuse, http_hosts, body.to_vec(), now).await?;
     tracing::info!(module = %record.name, digest = %record.digest, functions = ?record.functions, "module uploaded");
     Ok((StatusCode::CREATED, Json(record.into())))
 }
@@ -136,7 +146,8 @@ fn call_error(e: CallError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "branch_failure", m)
         }
         CallError::Guest(InvokeError::Retry(m)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "branch_retry", m),
-        CallError::Guest(InvokeError::Trap(m)) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "guest_trap", m),
+        // The guest's doing, not the server's: a client error, naming the cause.
+        CallError::Guest(InvokeError::Trap(m)) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "guest_trap", m),
         e @ CallError::UnknownDatabase(_) => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "unknown_database", e.to_string())
         }

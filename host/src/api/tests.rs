@@ -39,6 +39,7 @@ async fn app(token: Option<&str>) -> Router {
         sandbox.clone(),
         databases.names(),
         crate::registry::RegistryLimits { max_size: 1 << 20, ..Default::default() },
+        Vec::new(),
     );
     let branches = WasmBranches::new(registry.clone(), sandbox, databases);
     let engine = Engine::new(store, Arc::new(branches.clone()), Arc::new(SystemClock), EngineConfig::default());

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::model::{DatabaseName, Digest, Millis, ModuleName, ModuleRecord};
-use crate::sandbox::{CompileError, Compiled, InvokeError, Runner, Sandbox};
+use crate::sandbox::{CompileError, Compiled, HostRule, HttpGrant, InvokeError, Runner, Sandbox};
 use crate::store::{Store, StoreError};
 
 /// Why an upload was refused. Everything but `Store` is the uploader's to fix.
@@ -44,6 +44,8 @@ pub enum UploadError {
     BadFunctionName(String),
     #[error("reuse must be between 1 and {max} invocations per instance, got {got}")]
     InvalidReuse { got: u32, max: u32 },
+    #[error("{0}")]
+    InvalidHttpHost(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -98,6 +100,8 @@ struct Inner {
     sandbox: Sandbox,
     databases: Vec<DatabaseName>,
     limits: RegistryLimits,
+    /// Hosts the operator lets modules reach over HTTP (`http_allow`).
+    http_allow: Arc<[HostRule]>,
     compiles: Arc<Semaphore>,
     /// One cell per digest so concurrent first uses compile once.
     compiled: Mutex<HashMap<Digest, Used<Arc<OnceCell<Compiled>>>>>,
@@ -137,13 +141,21 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
-    /// `databases` are the names modules may bind to.
-    pub fn new(store: Store, sandbox: Sandbox, databases: Vec<DatabaseName>, limits: RegistryLimits) -> Self {
+    /// `databases` are the names modules may bind to; `http_allow` the hosts
+    /// the operator lets modules reach over HTTP (each upload narrows it).
+    pub fn new(
+        store: Store,
+        sandbox: Sandbox,
+        databases: Vec<DatabaseName>,
+        limits: RegistryLimits,
+        http_allow: Vec<HostRule>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 sandbox,
                 databases,
+                http_allow: http_allow.into(),
                 compiles: Arc::new(Semaphore::new(limits.max_compiles.max(1))),
                 limits,
                 compiled: Mutex::new(HashMap::new()),
@@ -158,15 +170,21 @@ impl Registry {
     }
 
     /// Validates, compiles and stores a new version of `name`. `instance_reuse`
-    /// opts in to reusing instances for up to that many invocations each.
+    /// opts in to reusing instances for up to that many invocations each;
+    /// `http_hosts` are the hosts its outbound HTTP may reach (within the
+    /// operator's `http_allow`).
     pub async fn upload(
         &self,
         name: ModuleName,
         database: DatabaseName,
         instance_reuse: Option<u32>,
+        http_hosts: Vec<String>,
         bytes: Vec<u8>,
         now: Millis,
     ) -> Result<ModuleRecord, UploadError> {
+        for host in &http_hosts {
+            HostRule::parse(host).map_err(UploadError::InvalidHttpHost)?;
+        }
         if let Some(got) = instance_reuse
             && !(1..=MAX_REUSE).contains(&got)
         {
@@ -217,6 +235,7 @@ impl Registry {
             instance_reuse,
             size: bytes.len() as u64,
             created_at: now,
+            http_hosts,
         };
         self.inner.store.put_module(&record, &bytes).await?;
         let _ = self.cell(&digest).set(compiled);
@@ -252,9 +271,12 @@ impl Registry {
             self.inner.store.module_version(name, digest).await?.ok_or_else(|| LoadError::Missing(digest.clone()))?;
         let compiled = self.compiled(digest).await?;
         let runner = match record.instance_reuse {
-            Some(n) if n > 1 => Runner::Reused(Arc::new(self.inner.sandbox.instance_pool(compiled, n, POOL_CAPACITY))),
-            _ => Runner::Fresh(compiled),
+            Some(n) if n > 1 => Runner::reused(Arc::new(self.inner.sandbox.instance_pool(compiled, n, POOL_CAPACITY))),
+            _ => Runner::fresh(compiled),
         };
+        // Rules were checked at upload; one that no longer parses grants nothing.
+        let module_hosts: Arc<[HostRule]> = record.http_hosts.iter().filter_map(|h| HostRule::parse(h).ok()).collect();
+        let runner = runner.with_http(HttpGrant::new(self.inner.http_allow.clone(), module_hosts));
         Ok(lock(&self.inner.runners).entry(key).or_insert_with(|| Used::new(runner)).touch())
     }
 

@@ -11,18 +11,20 @@
 //! [`InvokeError::Retry`].
 //!
 //! What a guest may reach: its `db` (the transaction the caller hands in),
-//! `log`, and WASI without files, environment, sockets or sleep (the
-//! monotonic clock refuses to wait, see `clocks`).
+//! `log`, WASI without files, environment, sockets or sleep (the monotonic
+//! clock refuses to wait, see `clocks`), and outbound HTTP to the hosts both
+//! the operator and its upload allow (see `http`).
 //!
 //! # Layout
 //!
 //! - `bindings`: the generated WIT bindings (nothing else names them).
 //! - `limits`: [`Limits`], the memory limiter and the engine's allocator.
-//! - `clocks`, `db`, `log`: one host file per interface.
+//! - `clocks`, `db`, `http`, `log`: one host file per interface.
 
 mod bindings;
 mod clocks;
 mod db;
+mod http;
 mod limits;
 mod log;
 
@@ -41,6 +43,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::database::LocalTx;
 use crate::model::Op;
 use bindings::wasmtx::runtime::types as wit;
+pub use http::{HostRule, HttpGrant};
 pub use limits::Limits;
 use limits::{InstanceLimiter, engine_config};
 
@@ -81,11 +84,35 @@ pub struct Compiled {
 
 /// How a module version is run: a fresh instance per invocation (the
 /// default, nothing survives between calls), or instances reused for a bounded
-/// number of invocations (opt-in; saves interpreter start-up). Cheap to clone.
+/// number of invocations (opt-in; saves interpreter start-up); and what it is
+/// granted beyond `db` and `log`. Cheap to clone.
 #[derive(Clone)]
-pub enum Runner {
+pub struct Runner {
+    instances: Instances,
+    http: HttpGrant,
+}
+
+#[derive(Clone)]
+enum Instances {
     Fresh(Compiled),
     Reused(Arc<InstancePool>),
+}
+
+impl Runner {
+    /// A fresh instance for every invocation, no outbound HTTP.
+    pub fn fresh(compiled: Compiled) -> Runner {
+        Runner { instances: Instances::Fresh(compiled), http: HttpGrant::default() }
+    }
+
+    /// Instances from `pool`, no outbound HTTP.
+    pub fn reused(pool: Arc<InstancePool>) -> Runner {
+        Runner { instances: Instances::Reused(pool), http: HttpGrant::default() }
+    }
+
+    /// The same, with outbound HTTP to the hosts `grant` allows.
+    pub fn with_http(self, http: HttpGrant) -> Runner {
+        Runner { http, ..self }
+    }
 }
 
 /// Idle instances of one module version. A pool belongs to exactly one
@@ -166,6 +193,7 @@ pub struct Prepared {
     pool: Option<(Arc<InstancePool>, u32)>,
     sandbox: Sandbox,
     deadline: Instant,
+    http: HttpGrant,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -181,6 +209,7 @@ impl Prepared {
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
         let state = self.store.data_mut();
         state.tx = tx;
+        state.http = self.http.clone();
         state.label = call.label();
         state.log = LogBudget::new(&self.sandbox.inner.limits);
         self.sandbox.arm_deadline(&mut self.store, self.deadline);
@@ -231,6 +260,9 @@ struct HostState {
     /// "module gid/branch op" for log attribution.
     label: String,
     log: LogBudget,
+    http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    /// Where outbound requests may go.
+    http: HttpGrant,
 }
 
 /// What is left of an invocation's log allowance.
@@ -256,6 +288,12 @@ impl LogBudget {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView { ctx: &mut self.http_ctx, table: &mut self.table, hooks: &mut self.http }
     }
 }
 
@@ -319,6 +357,7 @@ impl Sandbox {
             |s| clocks::NoSleep(WasiClocksCtxView { ctx: s.wasi.clocks(), table: &mut s.table }),
         )?;
         linker.allow_shadowing(false);
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::Branch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
@@ -424,7 +463,7 @@ impl Sandbox {
         call: Invocation,
         tx: Option<LocalTx>,
     ) -> (Result<Vec<u8>, InvokeError>, Option<LocalTx>) {
-        self.run(&Runner::Fresh(compiled.clone()), call, tx).await
+        self.run(&Runner::fresh(compiled.clone()), call, tx).await
     }
 
     /// An instance ready to be called, made before the caller takes a
@@ -434,9 +473,10 @@ impl Sandbox {
     /// ([`Limits::max_invocations`]); everything counts against `deadline`.
     pub async fn prepare(&self, runner: &Runner, deadline: Instant) -> Result<Prepared, InvokeError> {
         let slot = self.slot(deadline).await?;
-        let (compiled, pool) = match runner {
-            Runner::Fresh(compiled) => (compiled, None),
-            Runner::Reused(pool) => {
+        let http = runner.http.clone();
+        let (compiled, pool) = match &runner.instances {
+            Instances::Fresh(compiled) => (compiled, None),
+            Instances::Reused(pool) => {
                 if let Some(warm) = pool.take() {
                     return Ok(Prepared {
                         store: warm.store,
@@ -444,6 +484,7 @@ impl Sandbox {
                         pool: Some((pool.clone(), warm.uses)),
                         sandbox: self.clone(),
                         deadline,
+                        http,
                         _slot: slot,
                     });
                 }
@@ -453,7 +494,7 @@ impl Sandbox {
         let mut store = self.store(None, String::new());
         self.arm_deadline(&mut store, deadline);
         let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline, _slot: slot })
+        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline, http, _slot: slot })
     }
 
     /// One of the invocation slots, waited for until `deadline`.
@@ -518,6 +559,8 @@ impl Sandbox {
             tx,
             label,
             log: LogBudget::new(limits),
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http: HttpGrant::default(),
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -538,7 +581,7 @@ impl Sandbox {
     }
 
     /// Describes a trap in words a module author can act on; a limit the
-    /// host enforced names itself.
+    /// host enforced names itself. No wasm backtrace: one line.
     fn trap(&self, error: wasmtime::Error) -> InvokeError {
         let limits = &self.inner.limits;
         let message = match error.downcast_ref::<wasmtime::Trap>() {
@@ -546,8 +589,9 @@ impl Sandbox {
                 format!("deadline exceeded: the guest ran longer than {:?}", limits.deadline)
             }
             Some(wasmtime::Trap::StackOverflow) => "stack overflow: the guest's call stack ran out".to_owned(),
-            _ => {
-                let text = format!("{error:#}");
+            Some(trap) => format!("guest trapped: {trap}"),
+            None => {
+                let text = format!("{:#}", error.root_cause());
                 let named = ["memory limit exceeded", "table limit exceeded", "log limit exceeded", "sleep is not"];
                 match named.iter().find_map(|n| text.find(n)) {
                     Some(at) => text[at..].to_owned(),

@@ -148,7 +148,7 @@ async fn count(s: &Sandbox, runner: &Runner) -> String {
 #[tokio::test]
 async fn a_fresh_runner_never_shares_an_instance() {
     let s = sandbox();
-    let runner = Runner::Fresh(s.compile(&guest("misbehave-rust")).unwrap());
+    let runner = Runner::fresh(s.compile(&guest("misbehave-rust")).unwrap());
     for _ in 0..3 {
         assert_eq!(count(&s, &runner).await, "1");
     }
@@ -158,7 +158,7 @@ async fn a_fresh_runner_never_shares_an_instance() {
 async fn a_reused_instance_serves_at_most_its_bound_then_is_replaced() {
     let s = sandbox();
     let pool = Arc::new(s.instance_pool(s.compile(&guest("misbehave-rust")).unwrap(), 3, 4));
-    let runner = Runner::Reused(pool.clone());
+    let runner = Runner::reused(pool.clone());
     let mut seen = Vec::new();
     for _ in 0..5 {
         seen.push(count(&s, &runner).await);
@@ -171,7 +171,7 @@ async fn a_reused_instance_serves_at_most_its_bound_then_is_replaced() {
 async fn a_reused_instance_that_traps_is_discarded() {
     let s = sandbox();
     let pool = Arc::new(s.instance_pool(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
-    let runner = Runner::Reused(pool.clone());
+    let runner = Runner::reused(pool.clone());
     assert_eq!(count(&s, &runner).await, "1");
     assert_eq!(count(&s, &runner).await, "2");
     assert!(matches!(s.run(&runner, call("trap", b""), None).await.0, Err(InvokeError::Trap(_))));
@@ -186,7 +186,7 @@ async fn a_reused_instance_that_traps_is_discarded() {
 async fn a_reused_instance_gets_a_new_deadline_and_transaction_each_call() {
     let s = sandbox();
     let pool = Arc::new(s.instance_pool(s.compile(&guest("misbehave-rust")).unwrap(), 100, 4));
-    let runner = Runner::Reused(pool);
+    let runner = Runner::reused(pool);
     let db = Database::connect(&fresh_sqlite(), &crate::database::DbLimits::default()).await.unwrap();
     let tx = db.begin().await.unwrap();
     let (r, tx) = s.run(&runner, call("sql", b"CREATE TABLE t (x INTEGER)"), Some(tx)).await;

@@ -179,7 +179,23 @@ pub const ALLOWED_FUNCTIONS: &[&str] = &[
 
 /// The authorizer's answer for a guest statement: `Err` says why not.
 pub fn authorize(ctx: &AuthContext<'_>) -> Result<(), String> {
+    let temporary = matches!(
+        ctx.action,
+        AuthAction::CreateTempIndex { .. }
+            | AuthAction::CreateTempTable { .. }
+            | AuthAction::CreateTempTrigger { .. }
+            | AuthAction::CreateTempView { .. }
+            | AuthAction::DropTempIndex { .. }
+            | AuthAction::DropTempTable { .. }
+            | AuthAction::DropTempTrigger { .. }
+            | AuthAction::DropTempView { .. }
+    );
     let schema = ctx.database_name.unwrap_or("main");
+    if temporary || schema == "temp" {
+        return Err("temporary tables, views, indexes and triggers are not allowed (the temp schema could shadow \
+                    the host's tables)"
+            .into());
+    }
     if schema != "main" {
         return Err(format!("only the main database is reachable, not {schema:?}"));
     }
@@ -322,8 +338,11 @@ impl GuestSqlError {
     /// Replaces SQLite's terse "not authorized" / "interrupted" by the reason.
     pub(super) fn explain(self, denied: Option<String>, budget: Duration) -> Self {
         match (self.code.map(|c| c & 0xff), denied) {
-            (Some(SQLITE_AUTH), Some(why)) => {
-                GuestSqlError { code: self.code, message: format!("not authorized: {why}") }
+            // Whatever SQLite's wording ("not authorized", "not authorized to
+            // use function: …"), the authorizer refused this statement.
+            // (A host error of our own, such as "one statement per call", stands.)
+            (Some(_), Some(why)) => {
+                GuestSqlError { code: Some(SQLITE_AUTH), message: format!("not authorized: {why}") }
             }
             (Some(SQLITE_INTERRUPT), _) => GuestSqlError {
                 code: self.code,
@@ -339,6 +358,10 @@ impl From<rusqlite::Error> for GuestSqlError {
         match e {
             rusqlite::Error::SqliteFailure(err, message) => {
                 GuestSqlError { code: Some(err.extended_code), message: message.unwrap_or_else(|| err.to_string()) }
+            }
+            // A statement that failed to prepare, with where.
+            rusqlite::Error::SqlInputError { error, msg, .. } => {
+                GuestSqlError { code: Some(error.extended_code), message: msg }
             }
             rusqlite::Error::MultipleStatement => {
                 GuestSqlError::host("one statement per call: the SQL holds more than one".to_owned())

@@ -459,12 +459,15 @@ struct ModuleRow {
     instance_reuse: Option<i64>,
     size: i64,
     created_at: i64,
+    http_hosts: String,
 }
 
 impl ModuleRow {
     fn decode(self) -> Result<ModuleRecord, StoreError> {
         let functions = serde_json::from_str::<Vec<String>>(&self.functions)
             .map_err(|e| StoreError::Corrupt(format!("functions of module {}: {e}", self.name)))?;
+        let http_hosts = serde_json::from_str::<Vec<String>>(&self.http_hosts)
+            .map_err(|e| StoreError::Corrupt(format!("http_hosts of module {}: {e}", self.name)))?;
         Ok(ModuleRecord {
             size: to_u64("module size", self.size)?,
             name: ModuleName::from_trusted(self.name),
@@ -477,6 +480,7 @@ impl ModuleRow {
                 .map(|n| u32::try_from(n).map_err(|_| StoreError::Corrupt(format!("instance_reuse {n} out of range"))))
                 .transpose()?,
             created_at: Millis(self.created_at),
+            http_hosts,
         })
     }
 }

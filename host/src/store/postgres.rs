@@ -227,6 +227,7 @@ impl PostgresStore {
             .bind(record.instance_reuse.map(i64::from))
             .bind(to_i64(record.size))
             .bind(record.created_at.0)
+            .bind(functions_json(&record.http_hosts)?)
             .execute(&mut *db)
             .await
             .map_err(db_error)?;

@@ -37,7 +37,8 @@ pub(super) const OP_COLUMNS: &str =
     "branch_id, op, module, digest, database, function, payload, status, attempts, last_error, updated_at";
 
 /// Columns of `module_versions`, in the order row decoding expects.
-pub(super) const MODULE_COLUMNS: &str = "name, digest, world, functions, database, instance_reuse, size, created_at";
+pub(super) const MODULE_COLUMNS: &str =
+    "name, digest, world, functions, database, instance_reuse, size, created_at, http_hosts";
 
 /// The condition for a transaction whose lease may be taken at `$now`
 /// (free, without expiry, or expired).
@@ -63,8 +64,8 @@ impl Sql {
                  ON CONFLICT (digest) DO NOTHING"
             ),
             insert_version: format!(
-                "INSERT INTO {versions} (name, digest, world, functions, database, instance_reuse, size, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                "INSERT INTO {versions} (name, digest, world, functions, database, instance_reuse, size, created_at, \
+                 http_hosts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
             ),
             module: format!("SELECT {MODULE_COLUMNS} FROM {versions} WHERE name = $1 ORDER BY id DESC LIMIT 1"),
             module_version: format!(

@@ -27,10 +27,11 @@ use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("wasmtx_"));
 
-/// The schema this code reads and writes.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema this code reads and writes, and the steps to each version.
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
 const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
+const SCHEMA_V2: &str = include_str!("../../migrations/sqlite/0002_http_hosts.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -207,6 +208,7 @@ impl SqliteStore {
                     &record.instance_reuse.map(i64::from),
                     &to_i64(record.size),
                     &record.created_at.0,
+                    &functions_json(&record.http_hosts)?,
                 ],
             )?;
             Ok(())
@@ -286,22 +288,20 @@ fn migrate(w: &Writer) -> Result<(), StoreError> {
              wrote it)"
         )));
     }
-    if version == 0 {
-        let table_exists = |name: &str| -> Result<bool, StoreError> {
-            conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)",
-                [name],
-                |r| r.get(0),
-            )
-            .map_err(sql_error)
+    let table_exists = |name: &str| -> Result<bool, StoreError> {
+        conn.query_row("SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1)", [name], |r| {
+            r.get(0)
+        })
+        .map_err(sql_error)
+    };
+    for next in (version + 1)..=SCHEMA_VERSION {
+        let step = match next {
+            1 if table_exists("_sqlx_migrations")? && table_exists("transactions")? => UPGRADE_FROM_SQLX,
+            1 => SCHEMA_V1,
+            _ => SCHEMA_V2,
         };
-        let step = if table_exists("_sqlx_migrations")? && table_exists("transactions")? {
-            UPGRADE_FROM_SQLX
-        } else {
-            SCHEMA_V1
-        };
-        conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version 1: {e}")))?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(sql_error)?;
+        conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version {next}: {e}")))?;
+        conn.pragma_update(None, "user_version", next).map_err(sql_error)?;
     }
     Ok(())
 }
@@ -524,6 +524,7 @@ impl ModuleRow {
             instance_reuse: r.get(5)?,
             size: r.get(6)?,
             created_at: r.get(7)?,
+            http_hosts: r.get(8)?,
         })
     }
 }

@@ -170,6 +170,7 @@ fn module(name: &str, bytes: &[u8], created_at: Millis) -> ModuleRecord {
         instance_reuse: None,
         size: bytes.len() as u64,
         created_at,
+        http_hosts: vec!["api.example.com".to_owned()],
     }
 }
 
