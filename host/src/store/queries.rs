@@ -49,7 +49,8 @@ macro_rules! lease_free {
 }
 
 impl Sql {
-    /// `prefix` is `"wasmtx."` (Postgres) or `"wasmtx_"` (SQLite).
+    /// `prefix` is `"wasmtx."` (Postgres) or `"main.wasmtx_"` (SQLite; the
+    /// schema named so that nothing temporary could ever stand in for a table).
     pub fn new(prefix: &str) -> Sql {
         let t = |table: &str| format!("{prefix}{table}");
         let (transactions, ops, blobs, versions) =

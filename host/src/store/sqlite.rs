@@ -25,7 +25,7 @@ use super::{
 use crate::model::{BranchOp, Digest, Gid, Millis, ModuleName, ModuleRecord, Transaction, TransactionState};
 use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 
-static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("wasmtx_"));
+static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("main.wasmtx_"));
 
 /// The schema this code reads and writes, and the steps to each version.
 const SCHEMA_VERSION: i64 = 2;
@@ -137,9 +137,9 @@ impl SqliteStore {
             // One statement on the single writer: no other claim can interleave.
             let rows = query(
                 conn,
-                "UPDATE wasmtx_transactions SET lease_owner = $1, lease_expires = $3, epoch = epoch + 1 \
+                "UPDATE main.wasmtx_transactions SET lease_owner = $1, lease_expires = $3, epoch = epoch + 1 \
                  WHERE id IN ( \
-                     SELECT id FROM wasmtx_transactions \
+                     SELECT id FROM main.wasmtx_transactions \
                      WHERE next_due <= $2 AND status NOT IN ('succeeded', 'failed') \
                        AND (lease_owner IS NULL OR lease_expires IS NULL OR lease_expires < $2) \
                      ORDER BY next_due, id \
