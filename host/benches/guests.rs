@@ -10,7 +10,8 @@
 //! `cargo xtask bench-guests` (builds the components, then this in release).
 //!
 //! Environment: `BENCH_N_COMPILED` (iterations for Rust/C, default 5000),
-//! `BENCH_N_INTERPRETED` (Python/JS, default 500).
+//! `BENCH_N_INTERPRETED` (Python/JS, default 500), `BENCH_LANGUAGES` and
+//! `BENCH_MODES` (comma-separated; default all).
 
 use std::time::{Duration, Instant};
 
@@ -105,7 +106,8 @@ fn main() {
         let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
         let db = Database::connect("sqlite::memory:", &Default::default()).await.expect("sqlite");
         let mut results = Vec::new();
-        for &(lang, interpreted) in LANGUAGES {
+        let chosen = |var: &str, name: &str| std::env::var(var).map_or(true, |list| list.split(',').any(|x| x == name));
+        for &(lang, interpreted) in LANGUAGES.iter().filter(|(lang, _)| chosen("BENCH_LANGUAGES", lang)) {
             let path = target.join("examples").join(format!("transfer-{lang}.wasm"));
             let bytes = std::fs::read(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask examples` first", path.display()));
@@ -114,15 +116,23 @@ fn main() {
             eprintln!("transfer-{lang}: {} bytes, compiled in {:?}", bytes.len(), compile_started.elapsed());
             let n = if interpreted { env_n("BENCH_N_INTERPRETED", 500) } else { env_n("BENCH_N_COMPILED", 5000) };
             let fresh = Runner::fresh(compiled.clone());
-            let (n1, s) = measure(&sandbox, &db, &fresh, n).await;
-            results.push(summarise(lang, "fresh", n1, s));
             let reused = Runner::reused(std::sync::Arc::new(sandbox.instance_pool(compiled, u32::MAX, 1)));
-            let (n2, s) = measure(&sandbox, &db, &reused, n).await;
-            results.push(summarise(lang, "reused", n2, s));
-            let (n3, s) = measure_without_db(&sandbox, &fresh, n).await;
-            results.push(summarise(lang, "fresh-nodb", n3, s));
-            let (n4, s) = measure_without_db(&sandbox, &reused, n).await;
-            results.push(summarise(lang, "reused-nodb", n4, s));
+            if chosen("BENCH_MODES", "fresh") {
+                let (n1, s) = measure(&sandbox, &db, &fresh, n).await;
+                results.push(summarise(lang, "fresh", n1, s));
+            }
+            if chosen("BENCH_MODES", "reused") {
+                let (n2, s) = measure(&sandbox, &db, &reused, n).await;
+                results.push(summarise(lang, "reused", n2, s));
+            }
+            if chosen("BENCH_MODES", "fresh-nodb") {
+                let (n3, s) = measure_without_db(&sandbox, &fresh, n).await;
+                results.push(summarise(lang, "fresh-nodb", n3, s));
+            }
+            if chosen("BENCH_MODES", "reused-nodb") {
+                let (n4, s) = measure_without_db(&sandbox, &reused, n).await;
+                results.push(summarise(lang, "reused-nodb", n4, s));
+            }
         }
 
         println!("{:<8} {:<11} {:>6} {:>10} {:>10} {:>10}", "language", "mode", "n", "p50 µs", "p99 µs", "mean µs");

@@ -27,6 +27,11 @@ use crate::sandbox::Limits;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:36789";
 /// Relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "wasmtx-data";
+/// The SQLite file in the data dir that holds the store and the `default` database.
+pub const DEFAULT_FILE: &str = "wasmtx.sqlite";
+/// The two files data dirs of wasmtx 0.1 use (still used when present).
+const LEGACY_STORE_FILE: &str = "coordinator.sqlite";
+const LEGACY_DEFAULT_FILE: &str = "default.sqlite";
 
 /// What `wasmtx serve` runs with, fully resolved.
 #[derive(Debug, Clone)]
@@ -51,6 +56,8 @@ pub struct Config {
     pub api: ApiLimits,
     /// Hosts modules may reach over HTTP (each module narrows it at upload).
     pub http_allow: Vec<HostRule>,
+    /// Transactions this instance drives at once.
+    pub max_transactions: usize,
     /// Where compiled module code is cached across restarts (absolute); `None` disables it.
     pub compile_cache: Option<PathBuf>,
     pub retry: RetryPolicy,
@@ -103,6 +110,8 @@ pub struct FileConfig {
     pub max_request_kb: Option<usize>,
     pub max_payload_kb: Option<usize>,
     pub max_branches: Option<usize>,
+    /// Transactions this instance drives at once.
+    pub max_transactions: Option<usize>,
     /// Hosts modules may reach over HTTP: `host`, `host:port`, `*.domain`
     /// (a module must also name them at upload; empty: no outbound HTTP).
     #[serde(default)]
@@ -190,15 +199,23 @@ impl Config {
             (None, Some(dir)) => absolute(file_dir, &dir),
             (None, None) => absolute(cwd, Path::new(DEFAULT_DATA_DIR)),
         };
+        // One file for the store and the `default` database, so that a
+        // branch's commit carries the transaction's progress; a data dir of
+        // an earlier version keeps its two files.
+        let (store_file, default_file) = if data_dir.join(LEGACY_STORE_FILE).exists() {
+            (LEGACY_STORE_FILE, LEGACY_DEFAULT_FILE)
+        } else {
+            (DEFAULT_FILE, DEFAULT_FILE)
+        };
         let store = match (o.store, file.store) {
             (Some(url), _) => resolve_sqlite_url(&url, cwd),
             (None, Some(url)) => resolve_sqlite_url(&url, file_dir),
-            (None, None) => sqlite_url(&data_dir, "coordinator.sqlite"),
+            (None, None) => sqlite_url(&data_dir, store_file),
         };
         check_url("store", &store)?;
 
         let mut databases = BTreeMap::new();
-        databases.insert(DatabaseName::default_name(), sqlite_url(&data_dir, "default.sqlite"));
+        databases.insert(DatabaseName::default_name(), sqlite_url(&data_dir, default_file));
         for (name, url) in file.databases {
             insert_database(&mut databases, &name, resolve_sqlite_url(&url, file_dir))?;
         }
@@ -299,6 +316,7 @@ impl Config {
             registry,
             api,
             http_allow,
+            max_transactions: file.max_transactions.unwrap_or(512).max(1),
             retry,
             lease,
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),
@@ -417,11 +435,8 @@ mod tests {
         let c = resolve(FileConfig::default(), Overrides::default()).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.data_dir, PathBuf::from("/work/here/wasmtx-data"));
-        assert_eq!(c.store, "sqlite:///work/here/wasmtx-data/coordinator.sqlite?mode=rwc");
-        assert_eq!(
-            c.databases[&DatabaseName::default_name()],
-            "sqlite:///work/here/wasmtx-data/default.sqlite?mode=rwc"
-        );
+        assert_eq!(c.store, "sqlite:///work/here/wasmtx-data/wasmtx.sqlite?mode=rwc");
+        assert_eq!(c.databases[&DatabaseName::default_name()], c.store, "store and default database share one file");
         assert!(c.tokens.is_empty());
         assert_eq!(c.compile_cache, Some(PathBuf::from("/work/here/wasmtx-data/compile-cache")));
     }
@@ -448,7 +463,7 @@ mod tests {
         assert_eq!(c.store, "sqlite:///etc/wasmtx/db/store.sqlite?mode=rwc");
         assert_eq!(c.databases[&DatabaseName::parse("ledger").unwrap()], "sqlite:///etc/wasmtx/ledger.sqlite");
         // The default database follows the data dir.
-        assert_eq!(c.databases[&DatabaseName::default_name()], "sqlite:///etc/wasmtx/state/default.sqlite?mode=rwc");
+        assert_eq!(c.databases[&DatabaseName::default_name()], "sqlite:///etc/wasmtx/state/wasmtx.sqlite?mode=rwc");
     }
 
     #[test]

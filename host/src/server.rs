@@ -75,9 +75,14 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         config.http_allow.clone(),
     );
     let eviction = registry.spawn_eviction();
-    let branches = WasmBranches::new(registry.clone(), sandbox, databases.clone());
-    let engine_config =
-        EngineConfig { node: node.clone(), lease: config.lease, retry: config.retry, ..EngineConfig::default() };
+    let branches = WasmBranches::new(registry.clone(), sandbox, databases.clone(), &store);
+    let engine_config = EngineConfig {
+        node: node.clone(),
+        lease: config.lease,
+        retry: config.retry,
+        max_concurrent: config.max_transactions,
+        ..EngineConfig::default()
+    };
     let engine = Engine::new(store.clone(), Arc::new(branches.clone()), Arc::new(SystemClock), engine_config);
     let due_loop = engine.start().await?;
 

@@ -161,7 +161,7 @@ async fn sql_attacks_on_a_shared_database_end_as_branch_errors_and_change_nothin
 
     let cases: Vec<(&str, Value, Vec<&str>)> = match backend {
         Backend::Sqlite => {
-            let store = server.data_dir().join("coordinator.sqlite").display().to_string();
+            let store = server.data_dir().join("wasmtx.sqlite").display().to_string();
             vec![
                 (
                     "fts3_tokenizer with a pointer",
@@ -365,6 +365,7 @@ async fn resource_attacks_fail_their_own_branch_and_honest_sagas_keep_their_pace
     let extra = Extra {
         config: format!("deadline_ms = 2000\nmemory_mb = 64\nhttp_allow = [\"{allowed}\", \"{elsewhere}\"]\n"),
         databases: vec!["attacker"],
+        ..Extra::default()
     };
     let (server, honest) = scene(backend, extra, "attacker", &format!("&http={allowed}")).await;
     let before = evidence(&server, backend, &honest).await;

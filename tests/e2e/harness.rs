@@ -85,6 +85,9 @@ pub struct Extra {
     pub config: String,
     /// More business databases, by name, of the server's backend (fresh ones).
     pub databases: Vec<&'static str>,
+    /// On Postgres, the store and the `default` database in one database (on
+    /// SQLite they always share the data dir's file).
+    pub colocated: bool,
 }
 
 impl Server {
@@ -114,10 +117,9 @@ impl Server {
         args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
         args.extend(["--config".to_owned(), config.display().to_string()]);
         if backend == Backend::Postgres {
-            args.push("--store".into());
-            args.push(fresh_postgres().await);
-            args.push("--database".into());
-            args.push(format!("default={}", fresh_postgres().await));
+            let store = fresh_postgres().await;
+            let default = if extra.colocated { store.clone() } else { fresh_postgres().await };
+            args.extend(["--store".to_owned(), store, "--database".to_owned(), format!("default={default}")]);
         }
         for name in extra.databases {
             let url = match backend {
@@ -171,7 +173,7 @@ impl Server {
             self.launch.args.windows(2).filter(|w| w[0] == "--database").find_map(|w| w[1].strip_prefix(&prefix));
         match given {
             Some(url) => url.to_owned(),
-            None => format!("sqlite://{}", self.data_dir().join("default.sqlite").display()),
+            None => format!("sqlite://{}", self.data_dir().join("wasmtx.sqlite").display()),
         }
     }
 

@@ -76,7 +76,7 @@ async fn the_readme_quick_start_works_verbatim_on_the_default_server() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(created, ["wasmtx-data"], "the server writes only ./wasmtx-data");
-    for file in ["node-id", "coordinator.sqlite", "default.sqlite", "compile-cache"] {
+    for file in ["node-id", "wasmtx.sqlite", "compile-cache"] {
         assert!(cwd.join("wasmtx-data").join(file).exists(), "{file} is in the data dir");
     }
 }

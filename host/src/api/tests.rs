@@ -41,7 +41,7 @@ async fn app(token: Option<&str>) -> Router {
         crate::registry::RegistryLimits { max_size: 1 << 20, ..Default::default() },
         Vec::new(),
     );
-    let branches = WasmBranches::new(registry.clone(), sandbox, databases);
+    let branches = WasmBranches::new(registry.clone(), sandbox, databases, &store);
     let engine = Engine::new(store, Arc::new(branches.clone()), Arc::new(SystemClock), EngineConfig::default());
     router(AppState {
         engine,

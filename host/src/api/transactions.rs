@@ -62,16 +62,19 @@ pub async fn submit(
     let wait = request.wait;
     let new = build(&state, request).await?;
     let gid = new.transaction.gid.clone();
-    let (mut current, created) = state.engine.submit(new.clone()).await?;
-    if !created && !same_request(&current, &new) {
+    let submitted = state.engine.submit(new.clone(), wait).await?;
+    let mut current = submitted.state;
+    if wait && !current.transaction.status.is_final() {
+        current = state.engine.wait(&gid, submitted.live, state.wait_timeout).await?.unwrap_or(current);
+    }
+    // A gid already used by another request (found at submit, or by the
+    // first branch's commit) is a conflict, never a silent success.
+    if !same_request(&current, &new) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "gid_conflict",
             format!("gid {gid} is already used by a different transaction"),
         ));
-    }
-    if wait && !current.transaction.status.is_final() {
-        current = state.engine.wait(&gid, state.wait_timeout).await?.unwrap_or(current);
     }
     let t = current.transaction;
     let code = if t.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -306,8 +309,7 @@ pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Resu
     let parsed = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
     let s = state
         .engine
-        .store()
-        .load(&parsed)
+        .snapshot(&parsed)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid:?}")))?;
     Ok(Json(view(s.transaction, Some(s.ops))))

@@ -7,15 +7,17 @@
 //! everything else (trap, deadline, database unavailable, commit failure) →
 //! `Error`, which the engine backs off and retries.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use std::time::Instant;
 
-use crate::database::{BarrierKey, BranchRun, Databases, DbError, Decision, TxWork};
-use crate::engine::{BoxFuture, BranchCall, BranchExecutor, Outcome};
-use crate::model::{DatabaseName, Digest, ModuleName, Op};
+use crate::database::{BarrierKey, BranchRun, Databases, DbError, Decision, ProgressRefused, RunError, TxWork};
+use crate::engine::{BoxFuture, BranchCall, BranchExecutor, BranchResult, Carried, Outcome};
+use crate::model::{DatabaseName, Digest, ModuleName, Op, Target};
 use crate::registry::Registry;
 use crate::sandbox::{Invocation, InvokeError, Prepared, Sandbox};
+use crate::store::Store;
 
 /// Branch ops whose target is a Wasm module.
 #[derive(Clone)]
@@ -23,6 +25,8 @@ pub struct WasmBranches {
     registry: Registry,
     sandbox: Sandbox,
     databases: Arc<Databases>,
+    /// Databases that live where the store does: their branch commits carry progress.
+    colocated: Arc<HashSet<DatabaseName>>,
 }
 
 /// Why a direct call ([`WasmBranches::call`]) did not return output.
@@ -39,8 +43,15 @@ pub enum CallError {
 }
 
 impl WasmBranches {
-    pub fn new(registry: Registry, sandbox: Sandbox, databases: Arc<Databases>) -> Self {
-        Self { registry, sandbox, databases }
+    /// `store` is the coordinator's store: a database on the same file or
+    /// Postgres database is co-located with it.
+    pub fn new(registry: Registry, sandbox: Sandbox, databases: Arc<Databases>, store: &Store) -> Self {
+        let colocated = databases
+            .names()
+            .into_iter()
+            .filter(|name| databases.get(name).is_some_and(|db| db.colocated_with(store)))
+            .collect();
+        Self { registry, sandbox, databases, colocated: Arc::new(colocated) }
     }
 
     /// Runs `function` once in its own local transaction on `database`, with
@@ -71,21 +82,24 @@ impl WasmBranches {
         Ok(decision.into_inner()?)
     }
 
-    async fn run(&self, call: BranchCall) -> Outcome {
+    async fn run(&self, call: BranchCall) -> BranchResult {
         let deadline = Instant::now() + self.sandbox.limits().deadline;
+        let error = |m: String| BranchResult::of(Outcome::Error(m));
         let runner = match self.registry.runner(&call.target.module, &call.target.digest).await {
             Ok(c) => c,
-            Err(e) => return Outcome::Error(format!("module {} unavailable: {e}", call.target.module)),
+            Err(e) => return error(format!("module {} unavailable: {e}", call.target.module)),
         };
         let Some(db) = self.databases.get(&call.target.database) else {
-            return Outcome::Error(format!("database {:?} is not bound on this server", call.target.database.as_str()));
+            return error(format!("database {:?} is not bound on this server", call.target.database.as_str()));
         };
         // Instantiated before the database is touched: no connection or
         // writer waits on a guest's start-up.
         let prepared = match self.sandbox.prepare(&runner, deadline).await {
             Ok(prepared) => prepared,
-            Err(e) => return outcome_of(Err(e)),
+            Err(e) => return BranchResult::of(outcome_of(Err(e))),
         };
+        let progress = call.progress.filter(|_| self.colocated.contains(&call.target.database));
+        let carries = progress.is_some();
         let key = BarrierKey {
             trans_type: call.mode.as_str().to_owned(),
             gid: call.gid.clone(),
@@ -103,13 +117,24 @@ impl WasmBranches {
             payload: call.payload,
             module: call.target.module.to_string(),
         };
-        match db.run_branch(key, deadline, None, guest_work(prepared, invocation)).await {
+        let written = if carries { Carried::Written } else { Carried::No };
+        match db.run_branch(key, deadline, progress, guest_work(prepared, invocation)).await {
             Ok(BranchRun::Skipped(verdict)) => {
                 tracing::debug!(gid = %call.gid, branch = %call.branch_id, op = %call.op, ?verdict, "barrier: the guest did not run");
-                Outcome::Succeeded
+                BranchResult { outcome: Outcome::Succeeded, progress: written }
             }
-            Ok(BranchRun::Ran(decision)) => outcome_of(decision.into_inner()),
-            Err(e) => Outcome::Error(format!("database {}: {e}", call.target.database)),
+            Ok(BranchRun::Ran(Decision::Commit(result))) => {
+                BranchResult { outcome: outcome_of(result), progress: written }
+            }
+            Ok(BranchRun::Ran(Decision::Rollback(result))) => BranchResult::of(outcome_of(result)),
+            Err(RunError::Progress(refused)) => {
+                let progress = match refused {
+                    ProgressRefused::Fenced => Carried::Fenced,
+                    ProgressRefused::GidTaken => Carried::GidTaken,
+                };
+                BranchResult { outcome: Outcome::Error(refused.to_string()), progress }
+            }
+            Err(RunError::Db(e)) => error(format!("database {}: {e}", call.target.database)),
         }
     }
 }
@@ -136,7 +161,11 @@ fn outcome_of(result: Result<Vec<u8>, InvokeError>) -> Outcome {
 }
 
 impl BranchExecutor for WasmBranches {
-    fn execute(&self, call: BranchCall) -> BoxFuture<'_, Outcome> {
+    fn execute(&self, call: BranchCall) -> BoxFuture<'_, BranchResult> {
         Box::pin(self.run(call))
+    }
+
+    fn colocated(&self, target: &Target) -> bool {
+        self.colocated.contains(&target.database)
     }
 }

@@ -85,6 +85,40 @@ pub enum BranchRun<T> {
     Skipped(BarrierVerdict),
 }
 
+/// Why a branch's local transaction did not carry out the work's decision.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunError {
+    /// The database refused or failed (begin, barrier, commit, deadline): retry later.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The co-located progress was refused: the lease is stale
+    /// ([`crate::store::StoreError::Fenced`]) or the gid is taken
+    /// ([`crate::store::StoreError::GidTaken`]). Nothing was committed.
+    #[error("{0}")]
+    Progress(ProgressRefused),
+}
+
+/// Which way the co-located progress was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProgressRefused {
+    #[error("the transaction's lease is held by another owner; nothing was committed")]
+    Fenced,
+    #[error("the transaction's gid is taken; nothing was committed")]
+    GidTaken,
+}
+
+impl RunError {
+    /// A store error from writing the progress: a refusal, or a database error.
+    fn from_store(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Fenced { .. } => RunError::Progress(ProgressRefused::Fenced),
+            StoreError::GidTaken { .. } => RunError::Progress(ProgressRefused::GidTaken),
+            e => RunError::Db(DbError::host(format!("recording the transaction's progress: {e}"))),
+        }
+    }
+}
+
 /// What guest SQL may cost one invocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DbLimits {
@@ -223,7 +257,7 @@ impl Database {
         deadline: Instant,
         progress: Option<Progress>,
         work: TxWork<T>,
-    ) -> Result<BranchRun<T>, DbError> {
+    ) -> Result<BranchRun<T>, RunError> {
         match &self.kind {
             Kind::Sqlite(db) => db.run_branch(key, deadline, progress, work).await,
             Kind::Postgres(db) => db.run_branch(key, deadline, progress, work).await,
@@ -294,7 +328,7 @@ impl Database {
                         let _ = skipped_tx.send(Ok(verdict));
                         return;
                     }
-                    Err(e) => Err(e),
+                    Err(e) => Err(DbError::host(e.to_string())),
                 },
             };
             let _ = outcome_tx.send(result);

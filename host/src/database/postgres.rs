@@ -39,7 +39,8 @@ use sqlx::{Connection, Executor, PgConnection, Postgres, Statement};
 
 use super::value::{self, DbError, Rows, Value};
 use super::{
-    BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, TxInner, TxWork, statement,
+    BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, RunError, TxInner, TxWork,
+    statement,
 };
 use crate::sqlite::GuestLimits;
 use crate::store::Progress;
@@ -184,10 +185,7 @@ impl PgDb {
         deadline: Instant,
         progress: Option<Progress>,
         work: TxWork<T>,
-    ) -> Result<BranchRun<T>, DbError> {
-        if progress.is_some() {
-            return Err(DbError::host("co-located progress is not written on Postgres business databases".to_owned()));
-        }
+    ) -> Result<BranchRun<T>, RunError> {
         let mut tx = self.begin(deadline).await?;
         let (a1, a2, pid, txid) = tx.enter(&self.key, &key).await?;
         let origin = key.op.origin().map(|_| u64::try_from(a1).unwrap_or(0));
@@ -195,10 +193,10 @@ impl PgDb {
         tx.pid = pid;
         tx.txid = Some(txid);
         if verdict != BarrierVerdict::Proceed {
-            tx.commit(&self.key).await?;
+            tx.commit(&self.key, progress.as_ref()).await?;
             return Ok(BranchRun::Skipped(verdict));
         }
-        Ok(BranchRun::Ran(self.run_work(tx, deadline, work).await?))
+        Ok(BranchRun::Ran(self.run_work(tx, deadline, progress, work).await?))
     }
 
     pub(super) async fn run_local<T: Send + 'static>(
@@ -208,7 +206,10 @@ impl PgDb {
     ) -> Result<Decision<T>, DbError> {
         let mut tx = self.begin(deadline).await?;
         tx.pid = tx.backend_pid().await?;
-        self.run_work(tx, deadline, work).await
+        self.run_work(tx, deadline, None, work).await.map_err(|e| match e {
+            RunError::Db(e) => e,
+            e => DbError::host(e.to_string()),
+        })
     }
 
     /// Hands `tx` to the work and ends it as the work decides, by `deadline`.
@@ -216,22 +217,23 @@ impl PgDb {
         &self,
         tx: PgTx,
         deadline: Instant,
+        progress: Option<Progress>,
         work: TxWork<T>,
-    ) -> Result<Decision<T>, DbError> {
+    ) -> Result<Decision<T>, RunError> {
         let pid = tx.pid;
         let local = LocalTx::new(TxInner::Postgres(tx), &self.limits);
         let finished = tokio::time::timeout_at(deadline.into(), work(local)).await;
         let Ok((local, decision)) = finished else {
             // The work, and with it the connection, is gone; stop its statement.
             self.cancel(pid);
-            return Err(DbError::host("deadline exceeded: the branch ran past its deadline".to_owned()));
+            return Err(DbError::host("deadline exceeded: the branch ran past its deadline".to_owned()).into());
         };
         let Some(LocalTx { inner: TxInner::Postgres(tx), .. }) = local else {
-            return Err(DbError::host("the transaction was lost; nothing was committed".to_owned()));
+            return Err(DbError::host("the transaction was lost; nothing was committed".to_owned()).into());
         };
         match decision {
             Decision::Commit(value) => {
-                tx.commit(&self.key).await?;
+                tx.commit(&self.key, progress.as_ref()).await?;
                 Ok(Decision::Commit(value))
             }
             Decision::Rollback(value) => {
@@ -373,6 +375,18 @@ async fn set_up(conn: &mut PgConnection) -> Result<Setup, DatabaseError> {
     ] {
         tx.execute(grant.as_str()).await.map_err(|e| fail("granting the guest role its rights", e))?;
     }
+    // When the store shares this database, co-located branch commits carry
+    // the transaction's progress through wasmtx.progress (store migration 0004).
+    let progress_exists: bool =
+        sqlx::query_scalar("SELECT to_regprocedure('wasmtx.progress(text, bigint, jsonb)') IS NOT NULL")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| fail("looking for wasmtx.progress", e))?;
+    if progress_exists {
+        tx.execute(format!("GRANT EXECUTE ON FUNCTION wasmtx.progress(text, bigint, jsonb) TO {role}").as_str())
+            .await
+            .map_err(|e| fail("granting wasmtx.progress", e))?;
+    }
     if !is_super {
         // To cancel a guest's statement after its deadline.
         tx.execute(format!("GRANT {role} TO CURRENT_USER").as_str())
@@ -494,10 +508,11 @@ impl PgTx {
         self.note(result)
     }
 
-    /// Seals (when the barrier was entered) and commits; after a failed
-    /// statement, first checks that the transaction is not aborted, since
-    /// COMMIT would then roll back and still "succeed".
-    async fn commit(mut self, key: &str) -> Result<(), DbError> {
+    /// Seals (when the barrier was entered; with the transaction's progress
+    /// when co-located) and commits; after a failed statement, first checks
+    /// that the transaction is not aborted, since COMMIT would then roll back
+    /// and still "succeed".
+    async fn commit(mut self, key: &str, progress: Option<&Progress>) -> Result<(), RunError> {
         if self.statement_failed {
             let check = self.conn()?.execute("SELECT 1").await;
             if let Err(e) = check {
@@ -509,19 +524,54 @@ impl PgTx {
                         message: "not committed: an earlier statement failed and aborted the transaction (roll \
                                   back to a savepoint to recover from an expected error); nothing was committed"
                             .to_owned(),
-                    });
+                    }
+                    .into());
                 }
-                return Err(aborted);
+                return Err(aborted.into());
             }
         }
         if let Some(txid) = self.txid {
             let key = key.to_owned();
-            self.host(move |conn| {
-                Box::pin(async move {
-                    sqlx::query("SELECT wasmtx.seal($1, $2)").bind(key).bind(txid).execute(conn).await.map(|_| ())
-                })
-            })
-            .await?;
+            match progress {
+                None => {
+                    self.host(move |conn| {
+                        Box::pin(async move {
+                            sqlx::query("SELECT wasmtx.seal($1, $2)")
+                                .bind(key)
+                                .bind(txid)
+                                .execute(conn)
+                                .await
+                                .map(|_| ())
+                        })
+                    })
+                    .await?;
+                }
+                Some(progress) => {
+                    let json = crate::store::progress_json_postgres(progress)
+                        .map_err(|e| DbError::host(format!("encoding the transaction's progress: {e}")))?;
+                    let written = self
+                        .host(move |conn| {
+                            Box::pin(async move {
+                                sqlx::query("SELECT wasmtx.progress($1, $2, $3::jsonb)")
+                                    .bind(key)
+                                    .bind(txid)
+                                    .bind(json)
+                                    .execute(conn)
+                                    .await
+                                    .map(|_| ())
+                            })
+                        })
+                        .await;
+                    if let Err(e) = written {
+                        let refusal =
+                            e.code.as_deref().and_then(|c| crate::store::progress_refusal_postgres(c, progress.gid()));
+                        return Err(match refusal {
+                            Some(refusal) => RunError::from_store(refusal),
+                            None => e.into(),
+                        });
+                    }
+                }
+            }
         }
         self.host(|conn| Box::pin(async move { conn.execute("COMMIT").await.map(|_| ()) })).await?;
         // Ended cleanly: the connection goes back to the pool.

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use super::value::{self, DbError, Rows, Value};
 use super::{
-    BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, TxInner, TxWork, barrier,
+    BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, RunError, TxInner, TxWork,
+    barrier,
 };
 use crate::sqlite::{GuestLimits, GuestOutput, GuestSqlError, SqliteError, SqliteFile, Writer};
 use crate::store::Progress;
@@ -30,7 +31,7 @@ pub(super) struct SqliteDb {
 /// Why a job rolled back: the work's own decision, or an error.
 enum Undo<T> {
     Decided(T),
-    Failed(DbError),
+    Failed(RunError),
 }
 
 impl SqliteDb {
@@ -54,17 +55,17 @@ impl SqliteDb {
         deadline: Instant,
         progress: Option<Progress>,
         work: TxWork<T>,
-    ) -> Result<BranchRun<T>, DbError> {
+    ) -> Result<BranchRun<T>, RunError> {
         let limits = self.limits.clone();
         let outcome = self
             .file
             .write(move |w: &Arc<Writer>| {
-                let verdict = barrier::enter_sqlite(&w.conn(), &key).map_err(Undo::Failed)?;
+                let verdict = barrier::enter_sqlite(&w.conn(), &key).map_err(|e| Undo::Failed(e.into()))?;
                 if verdict != BarrierVerdict::Proceed {
                     write_progress(w, progress.as_ref()).map_err(Undo::Failed)?;
                     return Ok(BranchRun::Skipped(verdict));
                 }
-                match run_work(w, deadline, &limits, work).map_err(Undo::Failed)? {
+                match run_work(w, deadline, &limits, work).map_err(|e| Undo::Failed(e.into()))? {
                     Decision::Commit(value) => {
                         write_progress(w, progress.as_ref()).map_err(Undo::Failed)?;
                         Ok(BranchRun::Ran(Decision::Commit(value)))
@@ -89,16 +90,19 @@ impl SqliteDb {
         let limits = self.limits.clone();
         let outcome = self
             .file
-            .write(move |w: &Arc<Writer>| match run_work(w, deadline, &limits, work).map_err(Undo::Failed)? {
-                Decision::Commit(value) => Ok(value),
-                Decision::Rollback(value) => Err(Undo::Decided(value)),
+            .write(move |w: &Arc<Writer>| {
+                match run_work(w, deadline, &limits, work).map_err(|e| Undo::Failed(e.into()))? {
+                    Decision::Commit(value) => Ok(value),
+                    Decision::Rollback(value) => Err(Undo::Decided(value)),
+                }
             })
             .await
             .map_err(commit_error)?;
         match outcome {
             Ok(value) => Ok(Decision::Commit(value)),
             Err(Undo::Decided(value)) => Ok(Decision::Rollback(value)),
-            Err(Undo::Failed(e)) => Err(e),
+            Err(Undo::Failed(RunError::Db(e))) => Err(e),
+            Err(Undo::Failed(e)) => Err(DbError::host(e.to_string())),
         }
     }
 }
@@ -153,10 +157,9 @@ fn run_work<T: Send + 'static>(
     Ok(decision)
 }
 
-fn write_progress(w: &Writer, progress: Option<&Progress>) -> Result<(), DbError> {
+fn write_progress(w: &Writer, progress: Option<&Progress>) -> Result<(), RunError> {
     match progress {
-        Some(progress) => crate::store::write_progress_sqlite(&w.conn(), progress)
-            .map_err(|e| DbError::host(format!("recording the transaction's progress: {e}"))),
+        Some(progress) => crate::store::write_progress_sqlite(&w.conn(), progress).map_err(RunError::from_store),
         None => Ok(()),
     }
 }

@@ -1,14 +1,20 @@
 //! The protocols and the driver that runs them.
 //!
 //! Each mode's logic is a pure state machine ([`saga`]); [`Engine`] is the one
-//! async driver that performs its effects: it claims a transaction under a
-//! fenced lease, asks the state machine what to do, runs branch ops through
-//! the [`BranchExecutor`] seam, and persists the state after every step.
+//! async driver that performs its effects ([`driver`]): it holds a
+//! transaction's state in memory under a fenced lease, asks the state machine
+//! what to do, runs branch ops through the [`BranchExecutor`] seam, and
+//! writes the state only where durability needs it: at creation (folded into
+//! the first branch's commit when the client waits and the database is the
+//! store's), at the switch to compensation (before any compensation commits),
+//! when it sleeps, and at the end (folded into the last branch's commit when
+//! co-located). Waiting clients are answered from memory.
 //!
 //! The engine must not import axum, sqlx or wasmtime, and never reads the wall
 //! clock directly: time comes from the injected [`Clock`].
 
 pub mod clock;
+mod driver;
 pub mod retry;
 pub mod saga;
 
@@ -18,15 +24,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
-use crate::model::{BranchId, BranchOp, Gid, Millis, Mode, Op, Target, TransactionState};
-use crate::store::{Created, Lease, Store, StoreError};
+use crate::model::{BranchId, Gid, Millis, Mode, Op, Target, TransactionState};
+use crate::store::{Created, Lease, Progress, Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::RetryPolicy;
 pub use saga::Outcome;
-use saga::{Effect, Event};
 
 /// One branch op to run.
 #[derive(Debug, Clone)]
@@ -40,6 +45,36 @@ pub struct BranchCall {
     /// 1-based.
     pub attempt: u32,
     pub headers: Vec<(String, String)>,
+    /// The transaction's progress, to commit together with the op if it
+    /// succeeds. Given only for a target [`BranchExecutor::colocated`] with
+    /// the store.
+    pub progress: Option<Progress>,
+}
+
+/// How a branch op ended, and what became of the progress it carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchResult {
+    pub outcome: Outcome,
+    pub progress: Carried,
+}
+
+/// What became of [`BranchCall::progress`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Carried {
+    /// None was given, or the op did not commit.
+    No,
+    /// It committed with the op.
+    Written,
+    /// The lease is stale: another owner drives the transaction. Nothing committed.
+    Fenced,
+    /// A [`Progress::Create`] found the gid taken. Nothing committed.
+    GidTaken,
+}
+
+impl BranchResult {
+    pub fn of(outcome: Outcome) -> Self {
+        Self { outcome, progress: Carried::No }
+    }
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -47,7 +82,13 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The seam between the engine and whatever runs branch code (Wasm today,
 /// HTTP later). Implementations never fail: every problem is an [`Outcome`].
 pub trait BranchExecutor: Send + Sync + 'static {
-    fn execute(&self, call: BranchCall) -> BoxFuture<'_, Outcome>;
+    fn execute(&self, call: BranchCall) -> BoxFuture<'_, BranchResult>;
+
+    /// Whether an op on `target` commits where the store lives, so that the
+    /// transaction's progress can ride in its commit.
+    fn colocated(&self, _target: &Target) -> bool {
+        false
+    }
 }
 
 /// Tunables of the driver.
@@ -71,7 +112,7 @@ impl Default for EngineConfig {
             node: format!("node-{}", uuid::Uuid::new_v4().simple()),
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(200),
-            max_concurrent: 64,
+            max_concurrent: 512,
             retry: RetryPolicy::default(),
         }
     }
@@ -85,6 +126,32 @@ pub enum EngineError {
     ShuttingDown,
 }
 
+/// What a waiting client sees of a transaction this engine drives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Live {
+    /// Being driven; the latest state (not necessarily durable yet).
+    Running(TransactionState),
+    /// Final, and durable.
+    Final(TransactionState),
+    /// The gid turned out to be taken by a stored transaction (a resubmission
+    /// whose create rode in the first branch): this is the stored one.
+    Existing(TransactionState),
+    /// The driver stopped without an end (fenced, store trouble, shutdown):
+    /// ask the store.
+    Stopped,
+}
+
+/// [`Engine::submit`]'s answer.
+#[derive(Debug)]
+pub struct Submitted {
+    /// As created, or as stored when the gid was taken.
+    pub state: TransactionState,
+    /// Whether this call created it.
+    pub created: bool,
+    /// Updates from the driver, when this engine drives it.
+    pub live: Option<watch::Receiver<Live>>,
+}
+
 /// The async driver. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -96,8 +163,8 @@ struct Inner {
     executor: Arc<dyn BranchExecutor>,
     clock: Arc<dyn Clock>,
     config: EngineConfig,
-    /// Callers waiting for a transaction to become final.
-    waiters: Mutex<HashMap<Gid, Arc<Notify>>>,
+    /// Transactions driven here now, with their latest state.
+    live: Mutex<HashMap<Gid, watch::Sender<Live>>>,
     /// One permit per transaction being driven.
     permits: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
@@ -113,7 +180,7 @@ impl Engine {
                 executor,
                 clock,
                 config,
-                waiters: Mutex::new(HashMap::new()),
+                live: Mutex::new(HashMap::new()),
                 permits,
                 shutdown,
             }),
@@ -144,55 +211,101 @@ impl Engine {
         Ok(tokio::spawn(async move { engine.poll_due().await }))
     }
 
-    /// Stores a new transaction and starts driving it. Submitting a gid that
-    /// exists stores nothing and answers with the stored transaction
-    /// (`created == false`); an unfinished one is nudged to continue.
-    pub async fn submit(&self, mut state: TransactionState) -> Result<(TransactionState, bool), EngineError> {
+    /// Starts driving a new transaction. When the client will wait for the
+    /// end and the first op's database is the store's, the create is not
+    /// written now: it rides in that op's commit (a gid found taken then
+    /// comes back as [`Live::Existing`]). Otherwise it is stored first, and a
+    /// gid that exists stores nothing and answers with the stored transaction
+    /// (`created == false`; an unfinished one is nudged to continue).
+    pub async fn submit(&self, mut state: TransactionState, wait: bool) -> Result<Submitted, EngineError> {
         if *self.inner.shutdown.borrow() {
             return Err(EngineError::ShuttingDown);
         }
-        // A new transaction is created already leased to this node, so it
-        // starts at once without a separate claim write.
+        let gid = state.transaction.gid.clone();
+        if let Some(live) = self.watch(&gid) {
+            let current = match &*live.borrow() {
+                Live::Running(s) | Live::Final(s) | Live::Existing(s) => Some(s.clone()),
+                Live::Stopped => None,
+            };
+            if let Some(current) = current {
+                return Ok(Submitted { state: current, created: false, live: Some(live) });
+            }
+        }
+        // Created already leased to this node, so it starts at once without a claim.
         let now = self.now();
         let tx = &mut state.transaction;
         tx.lease_owner = Some(self.inner.config.node.clone());
         tx.lease_expires = Some(now.plus_ms(duration_ms(self.inner.config.lease)));
         tx.epoch = tx.epoch.max(1);
         let lease = Lease { gid: tx.gid.clone(), owner: self.inner.config.node.clone(), epoch: tx.epoch };
-        match self.inner.store.create_transaction(&state).await? {
-            Created::New => {
-                self.spawn_claimed(lease);
-                Ok((state, true))
-            }
-            Created::Existing(existing) => {
-                // Nudge it only if nobody is driving it now: claiming a live
-                // lease (even our own) would fence the driver mid-step.
-                let t = &existing.transaction;
-                let leased = t.lease_owner.is_some() && t.lease_expires.is_some_and(|until| until > now);
-                if !t.status.is_final() && !leased {
-                    self.spawn_drive(t.gid.clone());
+        let first = state.ops.first().map(|o| o.target.clone());
+        let defer = wait && first.is_some_and(|t| self.inner.executor.colocated(&t));
+        if !defer {
+            match self.inner.store.create_transaction(&state).await? {
+                Created::New => {}
+                Created::Existing(existing) => {
+                    // Nudge it only if nobody is driving it now: claiming a live
+                    // lease (even our own) would fence the driver mid-step.
+                    let t = &existing.transaction;
+                    let leased = t.lease_owner.is_some() && t.lease_expires.is_some_and(|until| until > now);
+                    if !t.status.is_final() && !leased {
+                        self.spawn_claim(t.gid.clone());
+                    }
+                    return Ok(Submitted { state: existing, created: false, live: None });
                 }
-                Ok((existing, false))
             }
         }
+        let (sender, receiver) = watch::channel(Live::Running(state.clone()));
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(gid, sender);
+        self.spawn_driver(driver::Driving::new(lease, state.clone(), !defer));
+        Ok(Submitted { state, created: true, live: Some(receiver) })
     }
 
-    /// Waits until `gid` is final or `timeout` passes; returns its latest state.
-    pub async fn wait(&self, gid: &Gid, timeout: Duration) -> Result<Option<TransactionState>, EngineError> {
+    /// The latest state of `gid`: from memory while this engine drives it
+    /// (ahead of the store), else from the store.
+    pub async fn snapshot(&self, gid: &Gid) -> Result<Option<TransactionState>, EngineError> {
+        if let Some(live) = self.watch(gid)
+            && let Live::Running(state) | Live::Final(state) = &*live.borrow()
+        {
+            return Ok(Some(state.clone()));
+        }
+        Ok(self.inner.store.load(gid).await?)
+    }
+
+    /// Waits until `gid` is final or `timeout` passes; returns its latest
+    /// state. Follows the driver here when there is one; otherwise (another
+    /// instance drives it) looks at the store every 100 ms.
+    pub async fn wait(
+        &self,
+        gid: &Gid,
+        live: Option<watch::Receiver<Live>>,
+        timeout: Duration,
+    ) -> Result<Option<TransactionState>, EngineError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let notify = self.waiter(gid);
+        if let Some(mut live) = live.or_else(|| self.watch(gid)) {
+            loop {
+                let current = live.borrow_and_update().clone();
+                match current {
+                    Live::Final(state) | Live::Existing(state) if state.transaction.status.is_final() => {
+                        return Ok(Some(state));
+                    }
+                    Live::Existing(_) | Live::Stopped => break,
+                    Live::Running(state) => {
+                        if tokio::time::timeout_at(deadline, live.changed()).await.is_err() {
+                            return Ok(Some(state));
+                        }
+                    }
+                    Live::Final(state) => return Ok(Some(state)),
+                }
+            }
+        }
         loop {
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let state = self.inner.store.load(gid).await?;
             let done = state.as_ref().is_none_or(|s| s.transaction.status.is_final());
             if done || tokio::time::Instant::now() >= deadline {
                 return Ok(state);
             }
-            // Another instance may finish it: look again at least every second.
-            let slice = deadline.min(tokio::time::Instant::now() + Duration::from_secs(1));
-            let _ = tokio::time::timeout_at(slice, notified).await;
+            tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + Duration::from_millis(100))).await;
         }
     }
 
@@ -207,37 +320,58 @@ impl Engine {
         }
     }
 
-    fn waiter(&self, gid: &Gid) -> Arc<Notify> {
-        let mut waiters = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        waiters.entry(gid.clone()).or_default().clone()
+    fn watch(&self, gid: &Gid) -> Option<watch::Receiver<Live>> {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).get(gid).map(watch::Sender::subscribe)
     }
 
-    fn notify_final(&self, gid: &Gid) {
-        let waiter = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(gid);
-        if let Some(n) = waiter {
-            n.notify_waiters();
+    /// Tells waiters about `gid`; an end (anything but `Running`) also drops
+    /// it from the live set.
+    fn publish(&self, gid: &Gid, update: Live) {
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        let end = !matches!(update, Live::Running(_));
+        if let Some(sender) = live.get(gid) {
+            sender.send_replace(update);
+        }
+        if end {
+            live.remove(gid);
         }
     }
 
-    fn spawn_drive(&self, gid: Gid) {
+    /// Claims `gid` (due, resubmitted or orphaned) and drives it from the store.
+    fn spawn_claim(&self, gid: Gid) {
         let engine = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = engine.inner.permits.clone().acquire_owned().await else { return };
+            let Ok(permit) = engine.inner.permits.clone().acquire_owned().await else { return };
             let now = engine.now();
             let until = now.plus_ms(duration_ms(engine.inner.config.lease));
             match engine.inner.store.claim(&gid, &engine.inner.config.node, now, until).await {
-                Ok(Some(lease)) => engine.drive(lease).await,
+                Ok(Some(lease)) => engine.resume(lease, permit).await,
                 Ok(None) => {}
                 Err(e) => tracing::warn!(%gid, error = %e, "could not claim transaction; it will be retried"),
             }
         });
     }
 
-    fn spawn_claimed(&self, lease: Lease) {
+    /// Drives a claimed transaction, loading its state from the store.
+    async fn resume(&self, lease: Lease, permit: tokio::sync::OwnedSemaphorePermit) {
+        let state = match self.inner.store.load(&lease.gid).await {
+            Ok(Some(state)) => state,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(gid = %lease.gid, error = %e, "store unavailable; the transaction will be resumed later");
+                return;
+            }
+        };
+        let (sender, _) = watch::channel(Live::Running(state.clone()));
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(lease.gid.clone(), sender);
+        self.drive(driver::Driving::new(lease, state, true), permit).await;
+    }
+
+    fn spawn_driver(&self, driving: driver::Driving) {
         let engine = self.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = engine.inner.permits.clone().acquire_owned().await else { return };
-            engine.drive(lease).await;
+            let Ok(permit) = engine.inner.permits.clone().acquire_owned().await else { return };
+            engine.drive(driving, permit).await;
         });
     }
 
@@ -255,7 +389,11 @@ impl Engine {
                 match self.inner.store.claim_due(&self.inner.config.node, now, until, limit).await {
                     Ok(leases) => {
                         for lease in leases {
-                            self.spawn_claimed(lease);
+                            let engine = self.clone();
+                            tokio::spawn(async move {
+                                let Ok(permit) = engine.inner.permits.clone().acquire_owned().await else { return };
+                                engine.resume(lease, permit).await;
+                            });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "could not look for due transactions"),
@@ -264,79 +402,6 @@ impl Engine {
             tokio::select! {
                 _ = tokio::time::sleep(self.inner.config.poll) => {}
                 _ = shutdown.changed() => {}
-            }
-        }
-    }
-
-    /// Drives one claimed transaction until it sleeps, finishes, is fenced or
-    /// the engine shuts down.
-    async fn drive(&self, lease: Lease) {
-        let gid = lease.gid.clone();
-        if let Err(e) = self.drive_inner(&lease).await {
-            match e {
-                StoreError::Fenced { .. } => {
-                    tracing::info!(%gid, "another owner took the transaction over; stopping here")
-                }
-                e => tracing::warn!(%gid, error = %e, "store unavailable; the transaction will be resumed later"),
-            }
-        }
-    }
-
-    async fn drive_inner(&self, lease: &Lease) -> Result<(), StoreError> {
-        let store = &self.inner.store;
-        let Some(mut state) = store.load(&lease.gid).await? else { return Ok(()) };
-        let lease_ms = duration_ms(self.inner.config.lease);
-        let mut event = Event::Resume;
-        loop {
-            let now = self.now();
-            let status_before = state.transaction.status;
-            let touched = match &event {
-                Event::Outcome { branch_id, op, .. } => Some((branch_id.clone(), *op)),
-                Event::Resume => None,
-            };
-            let effect = saga::step(&mut state, event, now, &self.inner.config.retry);
-            state.transaction.lease_expires = Some(now.plus_ms(lease_ms));
-
-            let changed: Vec<BranchOp> = touched.and_then(|(b, op)| state.op(&b, op).cloned()).into_iter().collect();
-            // A driver that stops here gives the lease up in the same write;
-            // one that goes on writes only when something changed.
-            if matches!(effect, Effect::Sleep { .. } | Effect::Finished { .. }) {
-                store.save_and_release(lease, &state.transaction, &changed).await?;
-            } else if !changed.is_empty() || state.transaction.status != status_before {
-                store.save(lease, &state.transaction, &changed).await?;
-            }
-
-            match effect {
-                Effect::Invoke { branch_id, op, attempt } => {
-                    if *self.inner.shutdown.borrow() {
-                        store.release(lease).await?;
-                        return Ok(());
-                    }
-                    let Some(branch_op) = state.op(&branch_id, op) else {
-                        return Err(StoreError::Corrupt(format!("{}: no {op} op for branch {branch_id}", lease.gid)));
-                    };
-                    let call = BranchCall {
-                        gid: lease.gid.clone(),
-                        mode: state.transaction.mode,
-                        branch_id: branch_id.clone(),
-                        op,
-                        target: branch_op.target.clone(),
-                        payload: branch_op.payload.clone(),
-                        attempt,
-                        headers: state.transaction.options.branch_headers.clone(),
-                    };
-                    let outcome = self.inner.executor.execute(call).await;
-                    if let Outcome::Error(m) | Outcome::Retry(m) = &outcome {
-                        tracing::warn!(gid = %lease.gid, %branch_id, %op, attempt, error = %m, "branch op did not succeed");
-                    }
-                    event = Event::Outcome { branch_id, op, outcome };
-                }
-                Effect::Sleep { .. } => return Ok(()),
-                Effect::Finished { status } => {
-                    tracing::info!(gid = %lease.gid, %status, "transaction finished");
-                    self.notify_final(&lease.gid);
-                    return Ok(());
-                }
             }
         }
     }

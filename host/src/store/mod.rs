@@ -35,6 +35,7 @@ mod postgres;
 mod queries;
 mod sqlite;
 
+pub(crate) use postgres::{progress_json as progress_json_postgres, progress_refusal as progress_refusal_postgres};
 pub(crate) use sqlite::write_progress as write_progress_sqlite;
 
 #[cfg(test)]
@@ -75,6 +76,16 @@ pub enum Progress {
     Create(TransactionState),
     /// The fenced save of [`Store::save`] (and [`Store::save_and_release`] with `release`).
     Save { lease: Lease, transaction: Transaction, ops: Vec<BranchOp>, release: bool },
+}
+
+impl Progress {
+    /// The transaction it writes.
+    pub fn gid(&self) -> &Gid {
+        match self {
+            Progress::Create(state) => &state.transaction.gid,
+            Progress::Save { lease, .. } => &lease.gid,
+        }
+    }
 }
 
 /// Why a store call failed, shaped by what the caller does next.
@@ -254,6 +265,22 @@ impl Store {
     pub async fn save_and_release(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
         debug_assert_eq!(lease.gid, tx.gid, "save: lease and transaction name different gids");
         dispatch!(self, b => b.save(lease, tx, ops, true).await)
+    }
+
+    /// Writes `progress` in a transaction of its own: a [`Progress::Create`]
+    /// inserts (or fails with [`StoreError::GidTaken`], writing nothing), a
+    /// [`Progress::Save`] is [`Store::save`] or [`Store::save_and_release`].
+    pub async fn write(&self, progress: &Progress) -> Result<(), StoreError> {
+        match progress {
+            Progress::Create(state) => match self.create_transaction(state).await? {
+                Created::New => Ok(()),
+                Created::Existing(_) => Err(StoreError::GidTaken { gid: state.transaction.gid.clone() }),
+            },
+            Progress::Save { lease, transaction, ops, release } => {
+                debug_assert_eq!(lease.gid, transaction.gid, "save: lease and transaction name different gids");
+                dispatch!(self, b => b.save(lease, transaction, ops, *release).await)
+            }
+        }
     }
 
     /// Clears lease_owner/lease_expires if still held under this lease (no error

@@ -289,6 +289,50 @@ impl PostgresStore {
     }
 }
 
+/// `progress` as the JSON `wasmtx.progress` takes (migration 0004): how a
+/// co-located branch commit on a guest connection carries it.
+pub(crate) fn progress_json(progress: &Progress) -> Result<String, StoreError> {
+    use serde_json::json;
+    let op = |o: &BranchOp| {
+        json!({
+            "branch_id": o.branch_id.as_str(), "op": o.op.as_str(), "module": o.target.module.as_str(),
+            "digest": o.target.digest.as_str(), "database": o.target.database.as_str(),
+            "function": o.target.function, "payload": hex::encode(&o.payload), "status": o.status.as_str(),
+            "attempts": o.attempts, "last_error": o.last_error, "updated_at": o.updated_at.0,
+        })
+    };
+    let value = match progress {
+        Progress::Create(state) => {
+            let t = &state.transaction;
+            json!({ "create": {
+                "gid": t.gid.as_str(), "mode": t.mode.as_str(), "status": t.status.as_str(),
+                "options": options_json(&t.options)?, "next_due": t.next_due.map(|m| m.0), "attempts": t.attempts,
+                "last_error": t.last_error, "rollback_reason": t.rollback_reason, "created_at": t.created_at.0,
+                "updated_at": t.updated_at.0, "finished_at": t.finished_at.map(|m| m.0),
+                "lease_owner": t.lease_owner, "lease_expires": t.lease_expires.map(|m| m.0), "epoch": t.epoch,
+                "ops": state.ops.iter().map(op).collect::<Vec<_>>(),
+            }})
+        }
+        Progress::Save { lease, transaction: t, ops, release } => json!({ "save": {
+            "gid": lease.gid.as_str(), "epoch": lease.epoch, "owner": lease.owner, "status": t.status.as_str(),
+            "next_due": t.next_due.map(|m| m.0), "attempts": t.attempts, "last_error": t.last_error,
+            "rollback_reason": t.rollback_reason, "updated_at": t.updated_at.0,
+            "finished_at": t.finished_at.map(|m| m.0), "lease_expires": t.lease_expires.map(|m| m.0),
+            "release": release, "ops": ops.iter().map(op).collect::<Vec<_>>(),
+        }}),
+    };
+    Ok(value.to_string())
+}
+
+/// What `wasmtx.progress` refusing a write means to the store's callers.
+pub(crate) fn progress_refusal(sqlstate: &str, gid: &Gid) -> Option<StoreError> {
+    match sqlstate {
+        "WXFEN" => Some(StoreError::Fenced { gid: gid.clone() }),
+        "WXGID" => Some(StoreError::GidTaken { gid: gid.clone() }),
+        _ => None,
+    }
+}
+
 /// Writes `progress` inside the caller's transaction on `db`. Fenced: a stale
 /// lease writes nothing and is [`StoreError::Fenced`].
 async fn write_progress(db: &mut PgConnection, progress: &Progress) -> Result<(), StoreError> {

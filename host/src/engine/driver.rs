@@ -1,0 +1,254 @@
+//! The drive loop: one transaction, in memory, from its lease to its end or
+//! its next sleep.
+//!
+//! What is written, and when (the state machine decides everything else):
+//!
+//! - **Create**: before any op of the transaction may commit. With the op's
+//!   database co-located it rides in that op's commit; otherwise the create
+//!   was written at submit, or is written before the op.
+//! - **Progress of a succeeded op**: rides in the op's commit when
+//!   co-located; otherwise it is not written at all: after a crash the op
+//!   runs again and the barrier makes it a no-op. The ops changed since the
+//!   last write are kept as `dirty` and go with the next one.
+//! - **The switch to compensation**: durable before any compensation commits
+//!   (riding in the first compensation's commit when co-located), so that a
+//!   restarted driver never runs a forward op again after a compensation.
+//! - **A sleep** (a retry later) and **the end**: the state and the lease's
+//!   release in one write, the end riding in the last op's commit when
+//!   co-located.
+//! - **The lease**: kept alive by these writes; a driver whose lease would
+//!   lapse before its next write renews it first, and one that finds itself
+//!   fenced stops.
+
+use std::collections::BTreeSet;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::saga::{self, Effect, Event};
+use super::{BranchCall, Carried, Engine, Live, duration_ms};
+use crate::model::{BranchId, Millis, Op, Status, TransactionState};
+use crate::store::{Lease, Progress, StoreError};
+
+/// A transaction being driven.
+pub(super) struct Driving {
+    pub lease: Lease,
+    pub state: TransactionState,
+    /// The store holds the transaction.
+    stored: bool,
+    /// Its status as the store holds it.
+    durable_status: Status,
+    /// When the stored lease runs out.
+    durable_lease: Option<Millis>,
+    /// Ops changed since the last write.
+    dirty: BTreeSet<(BranchId, Op)>,
+}
+
+impl Driving {
+    pub fn new(lease: Lease, state: TransactionState, stored: bool) -> Self {
+        let durable_status = state.transaction.status;
+        let durable_lease = state.transaction.lease_expires;
+        Self { lease, state, stored, durable_status, durable_lease, dirty: BTreeSet::new() }
+    }
+
+    /// The write that brings the store up to `state` (`release` gives the lease up).
+    fn progress(&self, state: &TransactionState, dirty: &BTreeSet<(BranchId, Op)>, release: bool) -> Progress {
+        if !self.stored {
+            let mut state = state.clone();
+            if release {
+                state.transaction.lease_owner = None;
+                state.transaction.lease_expires = None;
+            }
+            return Progress::Create(state);
+        }
+        let ops = state.ops.iter().filter(|o| dirty.contains(&(o.branch_id.clone(), o.op))).cloned().collect();
+        Progress::Save { lease: self.lease.clone(), transaction: state.transaction.clone(), ops, release }
+    }
+
+    fn written(&mut self, status: Status) {
+        self.stored = true;
+        self.durable_status = status;
+        self.durable_lease = self.state.transaction.lease_expires;
+        self.dirty.clear();
+    }
+}
+
+/// Why the loop stopped before an end.
+enum Stop {
+    Fenced,
+    GidTaken,
+    Store(StoreError),
+    ShuttingDown,
+}
+
+impl Engine {
+    /// Drives `d` until it sleeps, finishes, is fenced or the engine shuts
+    /// down, and tells waiters how it went.
+    pub(super) async fn drive(&self, mut d: Driving, _permit: OwnedSemaphorePermit) {
+        let gid = d.lease.gid.clone();
+        let outcome = self.drive_loop(&mut d).await;
+        match outcome {
+            Ok(()) => {
+                let update = if d.state.transaction.status.is_final() {
+                    // The end's write gave the lease up.
+                    let mut state = d.state.clone();
+                    state.transaction.lease_owner = None;
+                    state.transaction.lease_expires = None;
+                    Live::Final(state)
+                } else {
+                    Live::Stopped
+                };
+                self.publish(&gid, update);
+            }
+            Err(Stop::GidTaken) => match self.inner.store.load(&gid).await {
+                Ok(Some(existing)) => {
+                    let t = &existing.transaction;
+                    let leased = t.lease_owner.is_some() && t.lease_expires.is_some_and(|until| until > self.now());
+                    let (unfinished, existing_gid) = (!t.status.is_final() && !leased, t.gid.clone());
+                    self.publish(&gid, Live::Existing(existing));
+                    if unfinished {
+                        self.spawn_claim(existing_gid);
+                    }
+                }
+                _ => self.publish(&gid, Live::Stopped),
+            },
+            Err(stop) => {
+                match &stop {
+                    Stop::Fenced => tracing::info!(%gid, "another owner took the transaction over; stopping here"),
+                    Stop::Store(e) => {
+                        tracing::warn!(%gid, error = %e, "store unavailable; the transaction will be resumed later")
+                    }
+                    Stop::ShuttingDown => tracing::debug!(%gid, "stopped for shutdown"),
+                    Stop::GidTaken => {}
+                }
+                self.publish(&gid, Live::Stopped);
+            }
+        }
+    }
+
+    async fn drive_loop(&self, d: &mut Driving) -> Result<(), Stop> {
+        let lease_ms = duration_ms(self.inner.config.lease);
+        let retry = self.inner.config.retry;
+        let mut event = Event::Resume;
+        loop {
+            let now = self.now();
+            if let Event::Outcome { branch_id, op, .. } = &event {
+                d.dirty.insert((branch_id.clone(), *op));
+            }
+            let effect = saga::step(&mut d.state, event, now, &retry);
+            d.state.transaction.lease_expires = Some(now.plus_ms(lease_ms));
+            self.publish(&d.lease.gid, Live::Running(d.state.clone()));
+
+            match effect {
+                Effect::Invoke { branch_id, op, attempt } => {
+                    if *self.inner.shutdown.borrow() {
+                        self.persist(d, true).await?;
+                        return Err(Stop::ShuttingDown);
+                    }
+                    let Some(branch_op) = d.state.op(&branch_id, op).cloned() else {
+                        let gid = &d.lease.gid;
+                        return Err(Stop::Store(StoreError::Corrupt(format!(
+                            "{gid}: no {op} op for branch {branch_id}"
+                        ))));
+                    };
+                    let colocated = self.inner.executor.colocated(&branch_op.target);
+                    let after = colocated.then(|| self.after_success(d, &branch_id, op, now));
+                    if after.is_none() {
+                        // The store must hold the create, and the switch to
+                        // compensation, before this op may commit; and a lease
+                        // that would lapse before the op ends is renewed first.
+                        let compensating = op.origin().is_some();
+                        let must_write = !d.stored || (compensating && d.durable_status != d.state.transaction.status);
+                        let half_lease = i64::try_from(lease_ms / 2).unwrap_or(i64::MAX);
+                        let lapsing = d.durable_lease.is_none_or(|until| until.0 - now.0 < half_lease);
+                        if must_write || (d.stored && lapsing) {
+                            self.persist(d, false).await?;
+                        }
+                    }
+                    let call = BranchCall {
+                        gid: d.lease.gid.clone(),
+                        mode: d.state.transaction.mode,
+                        branch_id: branch_id.clone(),
+                        op,
+                        target: branch_op.target,
+                        payload: branch_op.payload,
+                        attempt,
+                        headers: d.state.transaction.options.branch_headers.clone(),
+                        progress: after.as_ref().map(|(_, progress, _)| progress.clone()),
+                    };
+                    let result = self.inner.executor.execute(call).await;
+                    match (result.progress, after) {
+                        (Carried::Written, Some((after, _, finished))) => {
+                            // The op's commit held its success and the state
+                            // after it: go on from exactly that state.
+                            d.state = after;
+                            d.written(d.state.transaction.status);
+                            if finished {
+                                d.durable_lease = None;
+                            }
+                            event = Event::Resume;
+                            continue;
+                        }
+                        (Carried::Fenced, _) => return Err(Stop::Fenced),
+                        (Carried::GidTaken, _) => return Err(Stop::GidTaken),
+                        _ => {}
+                    }
+                    if let saga::Outcome::Error(m) | saga::Outcome::Retry(m) = &result.outcome {
+                        tracing::warn!(gid = %d.lease.gid, %branch_id, %op, attempt, error = %m, "branch op did not succeed");
+                    }
+                    event = Event::Outcome { branch_id, op, outcome: result.outcome };
+                }
+                Effect::Sleep { .. } => {
+                    self.persist(d, true).await?;
+                    return Ok(());
+                }
+                Effect::Finished { status } => {
+                    let released =
+                        d.stored && d.durable_status == status && d.durable_lease.is_none() && d.dirty.is_empty();
+                    if !released {
+                        self.persist(d, true).await?;
+                    }
+                    tracing::debug!(gid = %d.lease.gid, %status, "transaction finished");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// The state once `branch_id`/`op` has succeeded, the write that brings
+    /// the store to it (to carry with the op's commit), and whether that is
+    /// the end (the write then releases the lease).
+    fn after_success(
+        &self,
+        d: &Driving,
+        branch_id: &BranchId,
+        op: Op,
+        now: Millis,
+    ) -> (TransactionState, Progress, bool) {
+        let mut after = d.state.clone();
+        let event = Event::Outcome { branch_id: branch_id.clone(), op, outcome: saga::Outcome::Succeeded };
+        let finished = matches!(saga::step(&mut after, event, now, &self.inner.config.retry), Effect::Finished { .. });
+        after.transaction.lease_expires = Some(now.plus_ms(duration_ms(self.inner.config.lease)));
+        let mut dirty = d.dirty.clone();
+        dirty.insert((branch_id.clone(), op));
+        let progress = d.progress(&after, &dirty, finished);
+        (after, progress, finished)
+    }
+
+    /// Writes the state now (the create if it was not stored yet), giving the
+    /// lease up with `release`.
+    async fn persist(&self, d: &mut Driving, release: bool) -> Result<(), Stop> {
+        let progress = d.progress(&d.state, &d.dirty, release);
+        match self.inner.store.write(&progress).await {
+            Ok(()) => {
+                d.written(d.state.transaction.status);
+                if release {
+                    d.durable_lease = None;
+                }
+                Ok(())
+            }
+            Err(StoreError::Fenced { .. }) => Err(Stop::Fenced),
+            Err(StoreError::GidTaken { .. }) => Err(Stop::GidTaken),
+            Err(e) => Err(Stop::Store(e)),
+        }
+    }
+}
