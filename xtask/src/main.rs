@@ -6,6 +6,8 @@
 //! - `test`: the one test command for a fresh machine (what `.ci/run` calls):
 //!   wasm target, Postgres, examples, the server binary, then every test.
 //! - `lint`: `cargo fmt --check` and `cargo clippy -D warnings` on the workspace.
+//! - `bench`: sagas per second, latency, commits, CPU and memory of the release
+//!   server on SQLite and Postgres, against pgbench's ceiling.
 //! - `bench-guests`: per-invocation cost of each guest language, fresh and reused.
 //!
 //! # Layout
@@ -19,6 +21,7 @@
 //! xtask never edits sources; it only builds, checks and runs.
 
 mod apt;
+mod bench;
 mod examples;
 mod lint;
 mod postgres;
@@ -37,6 +40,8 @@ commands:
   examples [NAME|LANG ...]  build the example components into target/examples/
   test                      wasm target, Postgres, examples, server binary, all tests
   lint                      cargo fmt --check, cargo clippy -D warnings
+  bench [--duration S] [--concurrency N] [--history N] [--stores sqlite,postgres]
+                            sagas/s, latency, commits, CPU and memory of the release server (see README)
   bench-guests              per-invocation cost of each guest language, fresh and reused (release build)";
 
 fn main() -> ExitCode {
@@ -63,6 +68,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         Some("examples") => examples::build(&root, &args[1..]),
         Some("test") if args.len() == 1 => test::run(&root),
         Some("lint") if args.len() == 1 => lint::run(&root),
+        Some("bench") => bench::run(&root, &args[1..]),
         Some("bench-guests") if args.len() == 1 => {
             examples::build(&root, &["transfer".to_owned()])?;
             process::run(process::cargo(&root).args(["bench", "--package", "wasmtx", "--bench", "guests"]))

@@ -20,7 +20,7 @@ const WAIT: Duration = Duration::from_secs(30);
 /// cluster (`pg_ctlcluster <version> main start`) and waiting up to 30 s if
 /// needed.
 pub fn ensure_running() -> Result<()> {
-    let url = std::env::var("WASMTX_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+    let url = admin_url();
     if ready(&url)? {
         eprintln!("postgres is ready at {url}");
         return Ok(());
@@ -46,22 +46,51 @@ pub fn ensure_running() -> Result<()> {
     bail!("postgres is still not ready at {url} after {} s ({why})", WAIT.as_secs())
 }
 
+/// The admin URL of the test (and bench) Postgres.
+pub fn admin_url() -> String {
+    std::env::var("WASMTX_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
 /// Drops the databases earlier test runs created (`wasmtx_t_*`, `wasmtx_e2e_*`,
-/// one per test), so they do not pile up on a developer's server.
+/// one per test, and `wasmtx_bench*`), and the guest roles wasmtx made for
+/// them, so they do not pile up on a developer's server.
 pub fn drop_test_databases() -> Result<()> {
-    let url = std::env::var("WASMTX_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-    let list = r"SELECT datname FROM pg_database WHERE datname LIKE 'wasmtx\_t\_%' OR datname LIKE 'wasmtx\_e2e\_%'";
+    let url = admin_url();
+    let list = r"SELECT datname FROM pg_database WHERE datname LIKE 'wasmtx\_t\_%' OR datname LIKE 'wasmtx\_e2e\_%' OR datname LIKE 'wasmtx\_bench%'";
     let names = process::output(process::command("psql").args(["--no-psqlrc", "-At", "-d", &url, "-c", list]))
         .context("psql is needed to clean up test databases (Debian: postgresql-client)")?;
     let names: Vec<&str> = names.lines().map(str::trim).filter(|n| !n.is_empty()).collect();
     for name in &names {
-        let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+        drop_database(name)?;
+    }
+    let roles = r"SELECT rolname FROM pg_roles WHERE rolname LIKE 'wasmtx\_guest\_wasmtx\_t\_%' OR rolname LIKE 'wasmtx\_guest\_wasmtx\_e2e\_%' OR rolname LIKE 'wasmtx\_guest\_wasmtx\_bench%'";
+    let roles = process::output(process::command("psql").args(["--no-psqlrc", "-At", "-d", &url, "-c", roles]))?;
+    for role in roles.lines().map(str::trim).filter(|n| !n.is_empty()) {
+        let drop = format!("DROP ROLE IF EXISTS \"{role}\"");
         process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &url, "-c", &drop]))?;
     }
     if !names.is_empty() {
         eprintln!("dropped {} test databases left by earlier runs", names.len());
     }
     Ok(())
+}
+
+/// Creates an empty database named `<prefix>_<pid>_<n>`; returns its URL and name.
+pub fn create_database(prefix: &str) -> Result<(String, String)> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("{prefix}_{}_{n}", std::process::id());
+    let admin = admin_url();
+    let create = format!("CREATE DATABASE \"{name}\"");
+    process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &admin, "-c", &create]))?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    Ok((format!("{base}/{name}"), name))
+}
+
+/// Drops a database, even with connections left open to it.
+pub fn drop_database(name: &str) -> Result<()> {
+    let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+    process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &admin_url(), "-c", &drop]))
 }
 
 fn ready(url: &str) -> Result<bool> {
