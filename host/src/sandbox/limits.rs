@@ -94,6 +94,9 @@ impl ResourceLimiter for InstanceLimiter {
     }
 }
 
+/// Bytes of a freed memory slot reset in place rather than decommitted.
+const KEEP_RESIDENT: usize = 1 << 20;
+
 /// The engine's configuration: components, epoch interruption, and (when
 /// `pooling`) a pooling allocator sized so that no module can take more
 /// than its share: memories, tables and core instances per component are
@@ -114,7 +117,15 @@ pub(super) fn engine_config(limits: &Limits, pooling: bool) -> wasmtime::Config 
             .max_tables_per_component(128)
             .total_tables(slots.saturating_mul(32))
             .total_stacks(slots)
-            .max_memory_size(limits.memory_bytes);
+            .max_memory_size(limits.memory_bytes)
+            // A freed slot's first MiB of memory (and its tables) is reset
+            // in place, only the pages the guest dirtied (PAGEMAP_SCAN, Linux
+            // 6.7+), instead of unmapped with madvise: no TLB shootdown on
+            // every invocation, no page faults on the next. Larger memories
+            // are still returned to the system.
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT / 16)
+            .pagemap_scan(wasmtime::Enabled::Auto);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
