@@ -554,18 +554,22 @@ mod sqlite_only {
     }
 
     /// A trigger's `RAISE(ROLLBACK)` ends the transaction inside SQLite, behind
-    /// the host's back. Committing anyway fails; rolling back succeeds; and the
-    /// pool's single connection stays usable either way.
+    /// the host's back. Guests may not create one (it would end other jobs'
+    /// work in the same batch), but a schema made outside wasmtx may hold one.
+    /// Committing anyway fails; rolling back succeeds; and the file's single
+    /// writer stays usable either way.
     #[tokio::test]
     async fn a_transaction_sqlite_rolled_back_by_itself_cannot_commit_and_the_database_stays_usable() {
         let db = sqlite_db().await;
         with_account(&db, 5).await;
-        setup(
-            &db,
-            &["CREATE TRIGGER no_overdraft BEFORE UPDATE ON account WHEN NEW.balance < 0 \
-               BEGIN SELECT RAISE(ROLLBACK, 'insufficient funds'); END"],
-        )
-        .await;
+        let trigger = "CREATE TRIGGER no_overdraft BEFORE UPDATE ON account WHEN NEW.balance < 0 \
+                       BEGIN SELECT RAISE(ROLLBACK, 'insufficient funds'); END";
+        let mut tx = db.begin().await.unwrap();
+        let refused = tx.execute(trigger, &[]).await.unwrap_err();
+        assert!(refused.message.contains("ROLLBACK at byte"), "{refused}");
+        tx.rollback().await.unwrap();
+        let Kind::Sqlite(file) = &db.kind else { unreachable!("an SQLite database") };
+        file.file().write(move |w| w.conn().execute_batch(trigger)).await.unwrap().unwrap();
         let overdraw = "UPDATE account SET balance = balance - 10 WHERE id = 1";
 
         // A guest that ignores the error and returns ok.

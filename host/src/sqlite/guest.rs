@@ -234,7 +234,13 @@ pub fn authorize(ctx: &AuthContext<'_>) -> Result<(), String> {
              (return an error to roll back; savepoints are allowed)",
             transaction_word(operation)
         )),
-        AuthAction::Savepoint { .. } => Ok(()),
+        AuthAction::Savepoint { savepoint_name, .. } => {
+            if savepoint_name.to_ascii_lowercase().starts_with("wasmtx") {
+                Err(format!("savepoint {savepoint_name} is not allowed: names starting with wasmtx are the host's"))
+            } else {
+                Ok(())
+            }
+        }
         AuthAction::Attach { .. } | AuthAction::Detach { .. } => {
             Err("ATTACH, DETACH and VACUUM INTO are not allowed: a branch reaches only its own database".into())
         }
@@ -411,12 +417,87 @@ impl Verified {
         if first.is_some() && !matches!(batch.next(), Ok(None)) {
             return Err(GuestSqlError::host("one statement per call: the SQL holds more than one".to_owned()));
         }
+        if let Some(offset) = rollback_clause(sql) {
+            return Err(GuestSqlError::host(format!(
+                "ROLLBACK at byte {offset} is not allowed: ON CONFLICT ROLLBACK, OR ROLLBACK and RAISE(ROLLBACK) \
+                 would end the host's transaction (use ABORT or FAIL, or a savepoint)"
+            )));
+        }
         if self.0.len() >= VERIFIED_CAPACITY {
             self.0.clear();
         }
         self.0.insert(sql.to_owned());
         Ok(())
     }
+}
+
+/// Where `sql` uses the keyword ROLLBACK other than in `ROLLBACK [TRANSACTION]
+/// TO` (a savepoint, which the authorizer judges): a conflict clause or
+/// `RAISE(ROLLBACK)`, which would end the whole transaction, and with it
+/// other branches' work in the same batch. Strings, quoted names and
+/// comments are skipped as SQLite's tokenizer does.
+fn rollback_clause(sql: &str) -> Option<usize> {
+    let bytes = sql.as_bytes();
+    let mut words: Vec<(usize, &str)> = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\'' | b'"' | b'`' => {
+                // Quoted: a doubled quote is part of it.
+                i += 1;
+                while i < bytes.len() {
+                    if bytes[i] == c {
+                        if bytes.get(i + 1) == Some(&c) {
+                            i += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'[' => {
+                while i < bytes.len() && bytes[i] != b']' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i += 2;
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 => {
+                let start = i;
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || matches!(bytes[i], b'_' | b'$') || bytes[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                words.push((start, &sql[start..i]));
+            }
+            _ => i += 1,
+        }
+    }
+    words.iter().enumerate().find_map(|(n, (offset, word))| {
+        if !word.eq_ignore_ascii_case("rollback") {
+            return None;
+        }
+        let next = |k: usize| words.get(n + k).map(|(_, w)| *w);
+        let to_savepoint = next(1).is_some_and(|w| w.eq_ignore_ascii_case("to"))
+            || (next(1).is_some_and(|w| w.eq_ignore_ascii_case("transaction"))
+                && next(2).is_some_and(|w| w.eq_ignore_ascii_case("to")));
+        (!to_savepoint).then_some(*offset)
+    })
 }
 
 /// Prepares (under the authorizer, cached apart from host statements) and
@@ -531,7 +612,34 @@ mod tests {
             let err = authorize(&ctx(action)).expect_err(&format!("{action:?}"));
             assert!(err.contains(why), "{action:?}: {err}");
         }
+        let host_savepoint =
+            AuthAction::Savepoint { operation: TransactionOperation::Release, savepoint_name: "WASMTX_job" };
+        assert!(authorize(&ctx(host_savepoint)).unwrap_err().contains("are the host's"));
         let temp = AuthContext { action: AuthAction::Select, database_name: Some("temp"), accessor: None };
         assert!(authorize(&temp).is_err(), "the temp schema is not reachable");
+    }
+
+    #[test]
+    fn rollback_that_would_end_the_transaction_is_found_and_savepoint_rollback_is_not() {
+        for sql in [
+            "INSERT OR ROLLBACK INTO t VALUES (1)",
+            "CREATE TABLE t (id INTEGER PRIMARY KEY ON CONFLICT ROLLBACK)",
+            "CREATE TRIGGER x BEFORE INSERT ON t BEGIN SELECT RAISE(ROLLBACK, 'no'); END",
+            "update or\trollback t set v = 1",
+            "INSERT INTO t VALUES ('it''s') ON CONFLICT DO NOTHING; -- x\n ROLLBACK",
+        ] {
+            assert!(rollback_clause(sql).is_some(), "{sql}");
+        }
+        for sql in [
+            "ROLLBACK TO sp",
+            "rollback transaction to sp",
+            "SELECT 'ROLLBACK' AS x",
+            "SELECT \"rollback\" FROM t",
+            "SELECT [rollback] FROM t /* ROLLBACK */",
+            "INSERT OR ABORT INTO t VALUES (1) -- ROLLBACK",
+            "SELECT rollbacks FROM t",
+        ] {
+            assert_eq!(rollback_clause(sql), None, "{sql}");
+        }
     }
 }

@@ -2,15 +2,27 @@
 //! coordinator store and any business database bound to the same path).
 //!
 //! - **One writer.** A thread owns the file's only read-write connection.
-//!   Every write is a job that runs in its own transaction (`BEGIN IMMEDIATE`
-//!   … `COMMIT`), so one job's failure or rollback never touches another's.
-//! - **Group commit.** Commits are made without an fsync each
-//!   (`synchronous = NORMAL` in WAL mode); when the writer runs out of queued
-//!   jobs (or after [`MAX_BATCH`]) it fsyncs the WAL once and only then tells
-//!   the jobs of that batch that they committed. A caller therefore hears
+//!   Every write is a job that runs in a savepoint of its own
+//!   (`SAVEPOINT wasmtx_job` … `RELEASE`), so one job's failure or rollback
+//!   never touches another's.
+//! - **Group commit.** Jobs that queue up while the writer is busy share one
+//!   transaction (a batch): each job's savepoint is released into it, and the
+//!   batch commits once when the writer runs out of queued jobs (or after
+//!   [`MAX_BATCH`]), so a page many jobs touch is written to the log once.
+//!   A statement that ends the transaction itself (a guest's
+//!   `ON CONFLICT ROLLBACK` from an old schema, a write interrupted at its
+//!   deadline) takes the batch's earlier jobs with it: they are told their
+//!   commit failed, and may retry. Commits are made without an fsync each
+//!   (`synchronous = NORMAL` in WAL mode); the writer hands each committed
+//!   batch to the file's syncer thread and goes on with the next jobs. The syncer fsyncs the WAL once
+//!   for every batch handed over since its last fsync began, and only then
+//!   tells their jobs that they committed. A caller therefore hears
 //!   "committed" only once its commit is on disk, exactly as with
-//!   `synchronous = FULL`, but at one fsync per batch. A batch is whatever
-//!   arrived while the previous one ran: no waiting at low load.
+//!   `synchronous = FULL`, but at one fsync per batch, and the writer never
+//!   waits for the disk. A batch is whatever arrived while the previous one
+//!   ran: no waiting at low load. A failed fsync is final for the file (the
+//!   kernel may have dropped the pages): every later write fails until the
+//!   server restarts and SQLite recovers the file.
 //! - **Readers.** Read-only connections on blocking threads; WAL lets them
 //!   run beside the writer. They see commits before they are durable.
 //! - **Guest mode.** Branch SQL runs on the writer connection under an
@@ -43,6 +55,14 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const READERS: usize = 4;
 /// At most this many commits share one fsync.
 pub const MAX_BATCH: usize = 256;
+/// Log pages at which the writer checkpoints itself (8 MB with 4 KiB
+/// pages); the checkpointer thread has normally copied most of the log by
+/// then, so the writer's checkpoint is short and the log starts over.
+const WAL_CHECKPOINT_PAGES: i64 = 2_000;
+/// The checkpointer runs at most this often.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// What the log file is truncated to after a checkpoint, at most.
+const WAL_KEEP_BYTES: i64 = 64 << 20;
 /// Prepared statements kept per connection.
 const STATEMENT_CACHE: usize = 256;
 
@@ -175,10 +195,24 @@ impl SqliteFile {
     fn start(path: Option<PathBuf>, conn: Connection, runtime: tokio::runtime::Handle) -> SqliteFile {
         let (jobs, queue) = mpsc::channel();
         let writer = Arc::new(Writer::new(conn, runtime));
-        let wal = path.as_ref().map(|p| WalSync::new(p));
         let name = path.as_ref().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
-        let thread_name = format!("sqlite-writer {}", name.as_deref().unwrap_or(":memory:"));
-        let spawned = std::thread::Builder::new().name(thread_name).spawn(move || writer_loop(writer, queue, wal));
+        let name = name.as_deref().unwrap_or(":memory:");
+        let syncer = path.as_ref().map(|p| {
+            let (batches, handed) = mpsc::channel();
+            let (wal, poisoned) = (WalSync::new(p), writer.poisoned.clone());
+            let checkpoints = start_checkpointer(p, name);
+            let spawned = std::thread::Builder::new()
+                .name(format!("sqlite-sync {name}"))
+                .spawn(move || syncer_loop(wal, handed, &poisoned, checkpoints.as_ref()));
+            if let Err(e) = spawned {
+                // Handing a batch over then fails, and so do its jobs.
+                tracing::error!(error = %e, "cannot start the SQLite syncer thread");
+            }
+            batches
+        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("sqlite-writer {name}"))
+            .spawn(move || writer_loop(writer, queue, syncer));
         if let Err(e) = spawned {
             // Without a writer every job fails with `Closed`; say why once.
             tracing::error!(error = %e, "cannot start the SQLite writer thread");
@@ -197,8 +231,9 @@ impl SqliteFile {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// Runs `work` on the writer thread in a transaction of its own. `Ok`
-    /// commits, and resolves once the commit is durable; `Err` rolls back and
+    /// Runs `work` on the writer thread in a savepoint of its own (inside the
+    /// current batch's transaction). `Ok` keeps its writes, and resolves once
+    /// the batch's commit is durable; `Err` rolls back to the savepoint and
     /// resolves at once. The outer error is the commit's (or the writer's).
     pub async fn write<T, E>(
         &self,
@@ -209,8 +244,8 @@ impl SqliteFile {
         E: Send + 'static,
     {
         let (reply, answer) = oneshot::channel::<Result<Result<T, E>, SqliteError>>();
-        let job: Job = Box::new(move |writer: &Arc<Writer>| {
-            if let Err(e) = writer.begin() {
+        let job: Job = Box::new(move |writer: &Arc<Writer>, started: Result<(), SqliteError>| {
+            if let Err(e) = started {
                 let _ = reply.send(Err(e));
                 return Finish::Nothing;
             }
@@ -287,6 +322,10 @@ fn open_writer(path: Option<&Path>, create: bool) -> Result<Connection, SqliteEr
             }
         }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // The checkpointer thread copies the log into the file; the writer
+        // does it only as a backstop (see start_checkpointer).
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_KEEP_BYTES)?;
         conn.pragma_update(None, "foreign_keys", true)?;
         harden(&conn)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -325,16 +364,17 @@ enum Message {
     Read(ReadJob),
 }
 
-/// A write job: runs inside the transaction the helper began, and says how it ends.
-type Job = Box<dyn FnOnce(&Arc<Writer>) -> Finish + Send>;
+/// A write job: runs inside the savepoint the loop began (or is told why
+/// none could begin), and says how it ends.
+type Job = Box<dyn FnOnce(&Arc<Writer>, Result<(), SqliteError>) -> Finish + Send>;
 type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
 /// Told whether the job's commit is durable.
 type Done = Box<dyn FnOnce(Result<(), SqliteError>) + Send>;
 
 enum Finish {
-    /// Commit, then tell `Done` once durable.
+    /// Keep the job's writes, then tell `Done` once the batch is durable.
     Commit(Done),
-    /// Roll back (the job has answered already).
+    /// Roll back to the job's savepoint (the job has answered already).
     Rollback,
     /// No transaction was opened.
     Nothing,
@@ -347,6 +387,8 @@ pub struct Writer {
     runtime: tokio::runtime::Handle,
     /// Guest SQL texts already known to hold exactly one statement.
     verified: Mutex<guest::Verified>,
+    /// Set when an fsync of the WAL failed: no write is accepted after it.
+    poisoned: Arc<AtomicBool>,
 }
 
 /// Shared with the connection's callbacks (authorizer, progress handler,
@@ -400,7 +442,13 @@ impl Writer {
         );
         // `true` turns the commit into a rollback.
         conn.commit_hook(Some(move || !for_commit.host_commit.load(Ordering::Acquire)));
-        Writer { conn: Mutex::new(conn), guard, runtime, verified: Mutex::new(guest::Verified::default()) }
+        Writer {
+            conn: Mutex::new(conn),
+            guard,
+            runtime,
+            verified: Mutex::new(guest::Verified::default()),
+            poisoned: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// The connection, for host statements (nothing is denied).
@@ -446,22 +494,54 @@ impl Writer {
         result.map_err(|e| e.explain(denied, remaining))
     }
 
-    fn begin(&self) -> Result<(), SqliteError> {
-        let conn = self.conn();
-        if !conn.is_autocommit() {
-            // Left open by a job that failed to end it: never build on it.
-            let _ = conn.execute_batch("ROLLBACK");
+    /// Opens the job's savepoint, and the batch's transaction first when
+    /// none is open.
+    fn start_job(&self, batch: &mut Batch) -> Result<(), SqliteError> {
+        if self.poisoned.load(Ordering::Acquire) {
+            return Err(SqliteError::Commit(POISONED.to_owned()));
         }
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let conn = self.conn();
+        if !batch.open {
+            if !conn.is_autocommit() {
+                // Left open by something that failed to end it: never build on it.
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            batch.open = true;
+        }
+        conn.prepare_cached(SAVEPOINT)?.execute([])?;
         Ok(())
     }
 
+    /// Keeps the job's writes in the batch.
+    fn release_job(&self) -> Result<(), SqliteError> {
+        let conn = self.conn();
+        if conn.is_autocommit() {
+            return Err(SqliteError::Commit(ENDED.to_owned()));
+        }
+        conn.prepare_cached(RELEASE)?.execute([])?;
+        Ok(())
+    }
+
+    /// Undoes the job's writes (nothing to do when its statement already
+    /// ended the transaction).
+    fn rollback_job(&self) {
+        let conn = self.conn();
+        if conn.is_autocommit() {
+            return;
+        }
+        let undone = conn.prepare_cached(ROLLBACK_TO).and_then(|mut s| s.execute([]));
+        let released = conn.prepare_cached(RELEASE).and_then(|mut s| s.execute([]));
+        if let Err(e) = undone.and(released) {
+            tracing::error!(error = %e, "SQLite rollback to a job's savepoint failed");
+        }
+    }
+
+    /// Commits the batch's transaction (the commit hook lets only this one through).
     fn commit(&self) -> Result<(), SqliteError> {
         let conn = self.conn();
         if conn.is_autocommit() {
-            return Err(SqliteError::Commit(
-                "the transaction ended before the host committed it; nothing was committed".to_owned(),
-            ));
+            return Err(SqliteError::Commit(ENDED.to_owned()));
         }
         self.guard.host_commit.store(true, Ordering::Release);
         let result = conn.execute_batch("COMMIT");
@@ -473,59 +553,188 @@ impl Writer {
             SqliteError::Commit(e.to_string())
         })
     }
+}
 
-    fn rollback(&self) {
-        let conn = self.conn();
-        if !conn.is_autocommit()
-            && let Err(e) = conn.execute_batch("ROLLBACK")
-        {
-            tracing::error!(error = %e, "SQLite rollback failed");
+/// The savepoint each job runs in; guests may not name it.
+const SAVEPOINT: &str = "SAVEPOINT wasmtx_job";
+const RELEASE: &str = "RELEASE wasmtx_job";
+const ROLLBACK_TO: &str = "ROLLBACK TO wasmtx_job";
+const ENDED: &str = "the transaction ended before the host committed it; nothing was committed";
+const LOST: &str = "rolled back with its batch: a later job's statement ended the shared transaction (a write \
+                    interrupted at its deadline, or an ON CONFLICT ROLLBACK); nothing was committed, retry";
+
+/// The writer's open transaction and the jobs released into it.
+#[derive(Default)]
+struct Batch {
+    open: bool,
+    released: Vec<Done>,
+}
+
+impl Batch {
+    /// Commits the open transaction and hands its jobs to the syncer.
+    fn end(&mut self, writer: &Writer, syncer: Option<&mpsc::Sender<Vec<Done>>>) {
+        if !self.open {
+            return;
+        }
+        self.open = false;
+        match writer.commit() {
+            Ok(()) => hand_over(syncer, &mut self.released),
+            Err(e) => {
+                for done in self.released.drain(..) {
+                    done(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// After a job: when its statement ended the transaction, the jobs
+    /// released before it are gone too.
+    fn check_alive(&mut self, writer: &Writer) {
+        if self.open && writer.conn().is_autocommit() {
+            self.open = false;
+            if !self.released.is_empty() {
+                tracing::warn!(jobs = self.released.len(), "a statement ended the SQLite batch; its jobs will retry");
+            }
+            for done in self.released.drain(..) {
+                done(Err(SqliteError::Commit(LOST.to_owned())));
+            }
         }
     }
 }
 
-/// The writer thread: runs jobs as they come, commits each, and fsyncs the
-/// WAL once per batch before telling the batch it is durable.
-fn writer_loop(writer: Arc<Writer>, queue: mpsc::Receiver<Message>, mut wal: Option<WalSync>) {
-    let mut waiting: Vec<Done> = Vec::new();
+/// The writer thread: runs jobs as they come, each in its savepoint of the
+/// open batch; commits the batch when no job is waiting (or it is full) and
+/// hands it to the syncer (`None` in memory: nothing to sync).
+fn writer_loop(writer: Arc<Writer>, queue: mpsc::Receiver<Message>, syncer: Option<mpsc::Sender<Vec<Done>>>) {
+    let mut batch = Batch::default();
     loop {
         let message = match queue.try_recv() {
             Ok(message) => message,
-            Err(mpsc::TryRecvError::Empty) if !waiting.is_empty() => {
-                make_durable(&mut wal, &mut waiting);
-                continue;
+            Err(mpsc::TryRecvError::Empty) => {
+                batch.end(&writer, syncer.as_ref());
+                match queue.recv() {
+                    Ok(message) => message,
+                    Err(_) => break,
+                }
             }
-            Err(mpsc::TryRecvError::Empty) => match queue.recv() {
-                Ok(message) => message,
-                Err(_) => break,
-            },
             Err(mpsc::TryRecvError::Disconnected) => break,
         };
         match message {
-            Message::Read(job) => job(&writer.conn()),
-            Message::Write(job) => match job(&writer) {
-                Finish::Commit(done) => match writer.commit() {
-                    Ok(()) => waiting.push(done),
-                    Err(e) => done(Err(e)),
-                },
-                Finish::Rollback => writer.rollback(),
-                Finish::Nothing => {}
-            },
+            Message::Read(job) => {
+                // Reads see committed data only.
+                batch.end(&writer, syncer.as_ref());
+                job(&writer.conn());
+            }
+            Message::Write(job) => {
+                let started = writer.start_job(&mut batch);
+                match job(&writer, started) {
+                    Finish::Commit(done) => match writer.release_job() {
+                        Ok(()) => batch.released.push(done),
+                        Err(e) => done(Err(e)),
+                    },
+                    Finish::Rollback => writer.rollback_job(),
+                    Finish::Nothing => {}
+                }
+                batch.check_alive(&writer);
+            }
         }
-        if waiting.len() >= MAX_BATCH {
-            make_durable(&mut wal, &mut waiting);
+        if batch.released.len() >= MAX_BATCH {
+            batch.end(&writer, syncer.as_ref());
         }
     }
-    make_durable(&mut wal, &mut waiting);
+    batch.end(&writer, syncer.as_ref());
 }
 
-fn make_durable(wal: &mut Option<WalSync>, waiting: &mut Vec<Done>) {
+/// Gives committed jobs to the syncer (after their commit returned, so its
+/// next fsync covers them).
+fn hand_over(syncer: Option<&mpsc::Sender<Vec<Done>>>, waiting: &mut Vec<Done>) {
     if waiting.is_empty() {
         return;
     }
-    let result = wal.as_mut().map_or(Ok(()), WalSync::sync);
-    for done in waiting.drain(..) {
-        done(result.clone());
+    let batch = std::mem::take(waiting);
+    let Some(syncer) = syncer else {
+        for done in batch {
+            done(Ok(()));
+        }
+        return;
+    };
+    if let Err(mpsc::SendError(batch)) = syncer.send(batch) {
+        for done in batch {
+            done(Err(SqliteError::Commit("the WAL syncer has stopped; the commit may not be durable".to_owned())));
+        }
+    }
+}
+
+const POISONED: &str = "an fsync of the write-ahead log failed earlier, so this file takes no more writes; restart \
+                        the server (SQLite recovers the file on open)";
+
+/// The syncer thread: one fsync for all batches handed over since the last
+/// one began, then their answers.
+fn syncer_loop(
+    mut wal: WalSync,
+    batches: mpsc::Receiver<Vec<Done>>,
+    poisoned: &AtomicBool,
+    checkpoints: Option<&mpsc::SyncSender<()>>,
+) {
+    while let Ok(mut ready) = batches.recv() {
+        while let Ok(more) = batches.try_recv() {
+            ready.extend(more);
+        }
+        let result = if poisoned.load(Ordering::Acquire) {
+            Err(SqliteError::Commit(POISONED.to_owned()))
+        } else {
+            wal.sync().map_err(|(e, fatal)| {
+                if fatal {
+                    poisoned.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "fsync of the SQLite write-ahead log failed; the file takes no more writes");
+                }
+                e
+            })
+        };
+        for done in ready {
+            done(result.clone());
+        }
+        if let Some(tick) = checkpoints {
+            // One waiting tick is enough.
+            let _ = tick.try_send(());
+        }
+    }
+}
+
+/// Starts the file's checkpointer: a thread with a connection of its own
+/// that copies the log into the database file (`PRAGMA wal_checkpoint(PASSIVE)`,
+/// which never blocks the writer) at most every [`CHECKPOINT_EVERY`], after
+/// commits. The writer's own automatic checkpoint stays as a backstop at
+/// [`WAL_CHECKPOINT_PAGES`]; by then the checkpointer has copied most of the
+/// log, so it is short. `None` when the thread or connection cannot start:
+/// the backstop then does all checkpoints.
+fn start_checkpointer(path: &Path, name: &str) -> Option<mpsc::SyncSender<()>> {
+    let (tick, ticks) = mpsc::sync_channel::<()>(1);
+    let path = path.to_owned();
+    let spawned = std::thread::Builder::new().name(format!("sqlite-checkpoint {name}")).spawn(move || {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = match Connection::open_with_flags(&path, flags).and_then(|c| harden(&c).map(|()| c)) {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SQLite checkpointer; the writer checkpoints on its own");
+                return;
+            }
+        };
+        while ticks.recv().is_ok() {
+            let started = Instant::now();
+            let copied = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2));
+            if let Err(e) = copied {
+                tracing::warn!(error = %e, "SQLite checkpoint failed; retrying after the next commit");
+            }
+            std::thread::sleep(CHECKPOINT_EVERY.saturating_sub(started.elapsed()));
+        }
+    });
+    match spawned {
+        Ok(_) => Some(tick),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the SQLite checkpointer thread; the writer checkpoints on its own");
+            None
+        }
     }
 }
 
@@ -542,25 +751,24 @@ impl WalSync {
         WalSync { path: PathBuf::from(name), file: None }
     }
 
-    fn sync(&mut self) -> Result<(), SqliteError> {
+    /// `Err((error, fatal))`: `fatal` when the fsync itself failed (the
+    /// pages may be gone), not when the file could not be opened.
+    fn sync(&mut self) -> Result<(), (SqliteError, bool)> {
         let fail = |what: &str, e: std::io::Error| SqliteError::Commit(format!("{what} {}: {e}", self.path.display()));
-        if self.file.is_none() {
-            let file = std::fs::File::open(&self.path).map_err(|e| fail("cannot open", e))?;
-            // The WAL's directory entry must be durable too.
-            if let Some(dir) = self.path.parent() {
-                std::fs::File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(|e| fail("cannot sync the directory of", e))?;
+        let file = match &self.file {
+            Some(file) => file,
+            None => {
+                let file = std::fs::File::open(&self.path).map_err(|e| (fail("cannot open", e), false))?;
+                // The WAL's directory entry must be durable too.
+                if let Some(dir) = self.path.parent() {
+                    std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| (fail("cannot sync the directory of", e), true))?;
+                }
+                self.file.insert(file)
             }
-            self.file = Some(file);
-        }
-        let file = self.file.as_ref().ok_or_else(|| SqliteError::Commit("no WAL file".to_owned()))?;
-        file.sync_data().map_err(|e| {
-            // Reopen next time, in case the file was replaced.
-            let error = fail("cannot fsync", e);
-            self.file = None;
-            error
-        })
+        };
+        file.sync_data().map_err(|e| (fail("cannot fsync", e), true))
     }
 }
 

@@ -87,6 +87,71 @@ async fn concurrent_jobs_all_commit_and_two_handles_on_one_path_share_the_writer
     assert_eq!(a.read(|c| count(c, "t")).await.unwrap(), 200);
 }
 
+/// A write job for the batch tests.
+type TestJob = Box<dyn FnOnce(&Arc<Writer>) -> Result<(), String> + Send>;
+
+/// Queues `jobs` behind one that holds the writer for a while, so that they
+/// all run in the same batch; returns each job's answer, in order.
+async fn in_one_batch(file: &SqliteFile, jobs: Vec<TestJob>) -> Vec<Result<Result<(), String>, SqliteError>> {
+    let hold = file.clone();
+    let mut answers = vec![tokio::spawn(async move {
+        hold.write(|w| {
+            std::thread::sleep(Duration::from_millis(300));
+            w.conn().execute("INSERT INTO t VALUES (100, 'first')", []).map(|_| ()).map_err(|e| e.to_string())
+        })
+        .await
+    })];
+    for job in jobs {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let file = file.clone();
+        answers.push(tokio::spawn(async move { file.write(job).await }));
+    }
+    let mut results = Vec::new();
+    for answer in answers {
+        results.push(answer.await.unwrap());
+    }
+    results
+}
+
+fn insert(id: i64) -> TestJob {
+    Box::new(move |w| w.conn().execute("INSERT INTO t VALUES (?1, 'x')", [id]).map(|_| ()).map_err(|e| e.to_string()))
+}
+
+fn ids(conn: &Connection) -> Vec<i64> {
+    let mut stmt = conn.prepare("SELECT id FROM t ORDER BY id").unwrap();
+    stmt.query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_in_one_batch_keep_or_undo_only_their_own_writes() {
+    let file = file_with_table().await;
+    let undo: TestJob = Box::new(|w| {
+        w.conn().execute("INSERT INTO t VALUES (3, 'x')", []).unwrap();
+        Err("undo mine".to_owned())
+    });
+    let answers = in_one_batch(&file, vec![insert(2), undo, insert(4)]).await;
+    let outcomes: Vec<_> = answers.into_iter().map(|a| a.expect("the batch committed")).collect();
+    assert_eq!(outcomes, [Ok(()), Ok(()), Err("undo mine".to_owned()), Ok(())]);
+    assert_eq!(file.read(ids).await.unwrap(), [2, 4, 100]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_ends_the_transaction_fails_the_batch_before_it_and_nothing_after_it() {
+    let file = file_with_table().await;
+    let ender: TestJob = Box::new(|w| {
+        w.conn().execute("INSERT INTO t VALUES (3, 'x')", []).unwrap();
+        w.conn().execute_batch("ROLLBACK").map_err(|e| e.to_string())
+    });
+    let answers = in_one_batch(&file, vec![insert(2), ender, insert(4)]).await;
+    // The holder and job 2 were released into the batch the ender ended.
+    for lost in &answers[..2] {
+        assert!(matches!(lost, Err(SqliteError::Commit(m)) if m.contains("rolled back with its batch")), "{lost:?}");
+    }
+    assert!(matches!(&answers[2], Err(SqliteError::Commit(m)) if m.contains("ended before the host")), "{answers:?}");
+    assert!(matches!(&answers[3], Ok(Ok(()))), "the next job starts a new batch: {answers:?}");
+    assert_eq!(file.read(ids).await.unwrap(), [4]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_cannot_commit_behind_the_writer_s_back() {
     let file = file_with_table().await;
