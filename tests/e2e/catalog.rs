@@ -281,11 +281,15 @@ async fn sql_attacks_on_a_shared_database_end_as_branch_errors_and_change_nothin
             (
                 "enter the barrier",
                 json!([step(
-                    "SELECT * FROM wasmtx.enter('guess', 'saga', 'honest-0', '01', 'compensate', 'action', '01')"
+                    "SELECT * FROM wasmtx.enter('guess', 'saga', 'honest-0', '01', 'compensate', 'action', '01', NULL)"
                 )]),
                 vec!["reserved for the host"],
             ),
-            ("seal", json!([exec("SELECT wasmtx.seal('guess', txid_current())")]), vec!["reserved for the host"]),
+            (
+                "write the coordinator's progress",
+                json!([step("SELECT wasmtx.apply_progress('{}'::jsonb)")]),
+                vec!["permission denied", "does not exist"],
+            ),
             ("set role", json!([step("SET ROLE postgres")]), vec!["permission denied"]),
             (
                 "set_config role",

@@ -10,14 +10,19 @@
 //!   `public`, and call two host functions, nothing else: no superuser, no
 //!   CREATEDB/CREATEROLE, no server files or programs (`COPY … PROGRAM`,
 //!   `pg_read_file`, `lo_import` are superuser-only), no extensions;
-//! - `wasmtx.enter(key, …)`, `SECURITY DEFINER`: writes the barrier rows and
-//!   returns the backend pid and transaction id; `wasmtx.seal(key, txid)`:
-//!   marks the transaction as ended by the host. Both refuse a wrong key, and
-//!   the key only ever travels as a bound parameter, so a guest (which runs as
-//!   the same role) can neither call them nor read the key;
+//! - `wasmtx.enter(key, …, progress)`, `SECURITY DEFINER`: writes the
+//!   barrier rows and, when the store shares the database, the transaction's
+//!   progress (`wasmtx.apply_progress`, store migration 0005), and returns
+//!   the backend pid and transaction id. It refuses a wrong key, and the key
+//!   only ever travels as a bound parameter, so a guest (which runs as the
+//!   same role) can neither call it nor read the key;
 //! - a deferred constraint trigger on `wasmtx.barrier` that refuses to commit
-//!   a branch transaction the host did not seal: a `COMMIT` slipped past the
-//!   statement check fails instead of committing half a branch.
+//!   a branch transaction the host did not seal: the host commits with
+//!   `SELECT set_config('wasmtx.sealed', <token>, true); COMMIT`, the token
+//!   being a hash of the key and the transaction id, which a guest cannot
+//!   compute (and which is worth nothing in any other transaction). A
+//!   `COMMIT` slipped past the statement check fails instead of committing
+//!   half a branch.
 //!
 //! Branch transactions run on connections of the guest role, so nothing a
 //! guest does (`RESET ROLE`, `SET SESSION AUTHORIZATION`, `set_config`) can
@@ -47,7 +52,7 @@ use crate::store::Progress;
 
 /// Bumped when the objects below change; they are (re)created when the
 /// database's `wasmtx.host` row has an older version.
-const SETUP_VERSION: i32 = 1;
+const SETUP_VERSION: i32 = 2;
 
 /// Objects in the schema `wasmtx` (created by the owner; names fully qualified).
 const SETUP: &[&str] = &[
@@ -71,8 +76,11 @@ const SETUP: &[&str] = &[
         END IF;
     END $$",
     "REVOKE ALL ON ALL TABLES IN SCHEMA wasmtx FROM PUBLIC",
+    // Version 1 had a seven-argument enter and a seal function.
+    "DROP FUNCTION IF EXISTS wasmtx.enter(text, text, text, text, text, text, text)",
+    "DROP FUNCTION IF EXISTS wasmtx.seal(text, bigint)",
     "CREATE OR REPLACE FUNCTION wasmtx.enter(p_key text, p_trans_type text, p_gid text, p_branch_id text,
-            p_op text, p_origin text, p_barrier_id text)
+            p_op text, p_origin text, p_barrier_id text, p_progress jsonb)
         RETURNS TABLE (origin_inserted int, op_inserted int, backend int, txid bigint)
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     DECLARE a1 int := 0; a2 int := 0;
@@ -88,27 +96,16 @@ const SETUP: &[&str] = &[
         INSERT INTO wasmtx.barrier (trans_type, gid, branch_id, op, barrier_id, reason)
         VALUES (p_trans_type, p_gid, p_branch_id, p_op, p_barrier_id, p_op) ON CONFLICT DO NOTHING;
         GET DIAGNOSTICS a2 = ROW_COUNT;
+        IF p_progress IS NOT NULL THEN
+            PERFORM wasmtx.apply_progress(p_progress);
+        END IF;
         RETURN QUERY SELECT a1, a2, pg_backend_pid(), txid_current();
-    END $$",
-    "CREATE OR REPLACE FUNCTION wasmtx.seal(p_key text, p_txid bigint) RETURNS void
-        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-    DECLARE h bytea;
-    BEGIN
-        SELECT key_hash INTO h FROM wasmtx.host WHERE id = 1;
-        IF sha256(convert_to(p_key, 'UTF8')) IS DISTINCT FROM h THEN
-            RAISE EXCEPTION 'wasmtx.seal is reserved for the host' USING ERRCODE = '42501';
-        END IF;
-        IF txid_current() <> p_txid THEN
-            RAISE EXCEPTION 'the branch transaction ended before the host committed it; nothing was committed'
-                USING ERRCODE = '2D000';
-        END IF;
-        PERFORM set_config('wasmtx.sealed', encode(h, 'hex'), true);
     END $$",
     "CREATE OR REPLACE FUNCTION wasmtx.check_sealed() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     BEGIN
-        IF current_setting('wasmtx.sealed', true) IS DISTINCT FROM
-                (SELECT encode(key_hash, 'hex') FROM wasmtx.host WHERE id = 1) THEN
+        IF current_setting('wasmtx.sealed', true) IS DISTINCT FROM (SELECT encode(sha256(convert_to(
+                h.key || ':' || txid_current()::text, 'UTF8')), 'hex') FROM wasmtx.host h WHERE h.id = 1) THEN
             RAISE EXCEPTION 'a branch may not commit its own transaction; nothing was committed'
                 USING ERRCODE = '2D000';
         END IF;
@@ -117,8 +114,7 @@ const SETUP: &[&str] = &[
     "DROP TRIGGER IF EXISTS barrier_sealed ON wasmtx.barrier",
     "CREATE CONSTRAINT TRIGGER barrier_sealed AFTER INSERT ON wasmtx.barrier
         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wasmtx.check_sealed()",
-    "REVOKE ALL ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text) FROM PUBLIC",
-    "REVOKE ALL ON FUNCTION wasmtx.seal(text, bigint) FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text, jsonb) FROM PUBLIC",
     "REVOKE ALL ON FUNCTION wasmtx.check_sealed() FROM PUBLIC",
 ];
 
@@ -186,17 +182,36 @@ impl PgDb {
         progress: Option<Progress>,
         work: TxWork<T>,
     ) -> Result<BranchRun<T>, RunError> {
+        // The progress is written before the guest runs, as if the branch
+        // succeeds: the branch commits exactly when it does, and a rollback
+        // takes it with the branch's writes.
+        let json = progress
+            .as_ref()
+            .map(crate::store::progress_json_postgres)
+            .transpose()
+            .map_err(|e| DbError::host(format!("encoding the transaction's progress: {e}")))?;
         let mut tx = self.begin(deadline).await?;
-        let (a1, a2, pid, txid) = tx.enter(&self.key, &key).await?;
+        let entered = tx.enter(&self.key, &key, json).await;
+        let (a1, a2, pid, txid) = entered.map_err(|e| {
+            match e
+                .code
+                .as_deref()
+                .zip(progress.as_ref())
+                .and_then(|(c, p)| crate::store::progress_refusal_postgres(c, p.gid()))
+            {
+                Some(refusal) => RunError::from_store(refusal),
+                None => e.into(),
+            }
+        })?;
         let origin = key.op.origin().map(|_| u64::try_from(a1).unwrap_or(0));
         let verdict = BarrierVerdict::decide(origin, u64::try_from(a2).unwrap_or(0));
         tx.pid = pid;
-        tx.txid = Some(txid);
+        tx.seal = Some(seal_token(&self.key, txid));
         if verdict != BarrierVerdict::Proceed {
-            tx.commit(&self.key, progress.as_ref()).await?;
+            tx.commit().await?;
             return Ok(BranchRun::Skipped(verdict));
         }
-        Ok(BranchRun::Ran(self.run_work(tx, deadline, progress, work).await?))
+        Ok(BranchRun::Ran(self.run_work(tx, deadline, work).await?))
     }
 
     pub(super) async fn run_local<T: Send + 'static>(
@@ -206,7 +221,7 @@ impl PgDb {
     ) -> Result<Decision<T>, DbError> {
         let mut tx = self.begin(deadline).await?;
         tx.pid = tx.backend_pid().await?;
-        self.run_work(tx, deadline, None, work).await.map_err(|e| match e {
+        self.run_work(tx, deadline, work).await.map_err(|e| match e {
             RunError::Db(e) => e,
             e => DbError::host(e.to_string()),
         })
@@ -217,7 +232,6 @@ impl PgDb {
         &self,
         tx: PgTx,
         deadline: Instant,
-        progress: Option<Progress>,
         work: TxWork<T>,
     ) -> Result<Decision<T>, RunError> {
         let pid = tx.pid;
@@ -233,7 +247,7 @@ impl PgDb {
         };
         match decision {
             Decision::Commit(value) => {
-                tx.commit(&self.key, progress.as_ref()).await?;
+                tx.commit().await?;
                 Ok(Decision::Commit(value))
             }
             Decision::Rollback(value) => {
@@ -248,7 +262,7 @@ impl PgDb {
         let acquired = tokio::time::timeout_at(deadline.into(), self.guest.acquire()).await;
         let conn = acquired
             .map_err(|_| DbError::host("deadline exceeded while waiting for a database connection".to_owned()))??;
-        let mut tx = PgTx { conn: Some(conn), statement_failed: false, pid: 0, txid: None };
+        let mut tx = PgTx { conn: Some(conn), statement_failed: false, pid: 0, seal: None };
         let ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
         // What an earlier guest left on this pooled connection goes, then the
         // deadline becomes the statement and lock timeouts.
@@ -287,6 +301,15 @@ impl PgDb {
         .fetch_all(&self.owner)
         .await
         .expect("read barrier rows")
+    }
+}
+
+#[cfg(test)]
+impl PgTx {
+    /// Runs `sql` as the host would, bypassing the statement check: what a
+    /// hole in that check would let a guest do.
+    pub(super) async fn unchecked(&mut self, sql: &str) -> Result<(), DbError> {
+        self.conn()?.execute(sql).await.map(|_| ()).map_err(DbError::from)
     }
 }
 
@@ -370,22 +393,9 @@ async fn set_up(conn: &mut PgConnection) -> Result<Setup, DatabaseError> {
         format!("GRANT CONNECT ON DATABASE \"{}\" TO {role}", database.replace('"', "\"\"")),
         format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}"),
         format!("GRANT USAGE ON SCHEMA wasmtx TO {role}"),
-        format!("GRANT EXECUTE ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text) TO {role}"),
-        format!("GRANT EXECUTE ON FUNCTION wasmtx.seal(text, bigint) TO {role}"),
+        format!("GRANT EXECUTE ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text, jsonb) TO {role}"),
     ] {
         tx.execute(grant.as_str()).await.map_err(|e| fail("granting the guest role its rights", e))?;
-    }
-    // When the store shares this database, co-located branch commits carry
-    // the transaction's progress through wasmtx.progress (store migration 0004).
-    let progress_exists: bool =
-        sqlx::query_scalar("SELECT to_regprocedure('wasmtx.progress(text, bigint, jsonb)') IS NOT NULL")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|e| fail("looking for wasmtx.progress", e))?;
-    if progress_exists {
-        tx.execute(format!("GRANT EXECUTE ON FUNCTION wasmtx.progress(text, bigint, jsonb) TO {role}").as_str())
-            .await
-            .map_err(|e| fail("granting wasmtx.progress", e))?;
     }
     if !is_super {
         // To cancel a guest's statement after its deadline.
@@ -395,6 +405,13 @@ async fn set_up(conn: &mut PgConnection) -> Result<Setup, DatabaseError> {
     }
     tx.commit().await.map_err(|e| fail("commit", e))?;
     Ok(Setup { key, role, password })
+}
+
+/// What the commit of transaction `txid` sets `wasmtx.sealed` to, and the
+/// barrier's commit trigger expects: hex SHA-256 of `key:txid`.
+fn seal_token(key: &str, txid: i64) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(format!("{key}:{txid}").as_bytes()))
 }
 
 /// `wasmtx_guest_<database>`, or with a hash of the name when it is long or
@@ -426,8 +443,8 @@ pub(super) struct PgTx {
     /// the guest rolled back to a savepoint). Checked before committing.
     statement_failed: bool,
     pid: i32,
-    /// Set once the barrier was entered; the seal checks it.
-    txid: Option<i64>,
+    /// Set once the barrier was entered: what the commit seals with.
+    seal: Option<String>,
 }
 
 impl Drop for PgTx {
@@ -463,12 +480,17 @@ impl PgTx {
         }
     }
 
-    async fn enter(&mut self, key: &str, barrier: &BarrierKey) -> Result<(i32, i32, i32, i64), DbError> {
+    async fn enter(
+        &mut self,
+        key: &str,
+        barrier: &BarrierKey,
+        progress: Option<String>,
+    ) -> Result<(i32, i32, i32, i64), DbError> {
         let key = key.to_owned();
         let b = barrier.clone();
         self.host(move |conn| {
             Box::pin(async move {
-                sqlx::query_as("SELECT * FROM wasmtx.enter($1, $2, $3, $4, $5, $6, $7)")
+                sqlx::query_as("SELECT * FROM wasmtx.enter($1, $2, $3, $4, $5, $6, $7, $8::jsonb)")
                     .bind(key)
                     .bind(b.trans_type)
                     .bind(b.gid.as_str())
@@ -476,6 +498,7 @@ impl PgTx {
                     .bind(b.op.as_str())
                     .bind(b.op.origin().map(|o| o.as_str()))
                     .bind(b.barrier_id)
+                    .bind(progress)
                     .fetch_one(conn)
                     .await
             })
@@ -508,11 +531,10 @@ impl PgTx {
         self.note(result)
     }
 
-    /// Seals (when the barrier was entered; with the transaction's progress
-    /// when co-located) and commits; after a failed statement, first checks
-    /// that the transaction is not aborted, since COMMIT would then roll back
-    /// and still "succeed".
-    async fn commit(mut self, key: &str, progress: Option<&Progress>) -> Result<(), RunError> {
+    /// Seals (when the barrier was entered) and commits in one round trip;
+    /// after a failed statement, first checks that the transaction is not
+    /// aborted, since COMMIT would then roll back and still "succeed".
+    async fn commit(mut self) -> Result<(), RunError> {
         if self.statement_failed {
             let check = self.conn()?.execute("SELECT 1").await;
             if let Err(e) = check {
@@ -530,50 +552,13 @@ impl PgTx {
                 return Err(aborted.into());
             }
         }
-        if let Some(txid) = self.txid {
-            let key = key.to_owned();
-            match progress {
-                None => {
-                    self.host(move |conn| {
-                        Box::pin(async move {
-                            sqlx::query("SELECT wasmtx.seal($1, $2)")
-                                .bind(key)
-                                .bind(txid)
-                                .execute(conn)
-                                .await
-                                .map(|_| ())
-                        })
-                    })
-                    .await?;
-                }
-                Some(progress) => {
-                    let json = crate::store::progress_json_postgres(progress)
-                        .map_err(|e| DbError::host(format!("encoding the transaction's progress: {e}")))?;
-                    let written = self
-                        .host(move |conn| {
-                            Box::pin(async move {
-                                sqlx::query("SELECT wasmtx.progress($1, $2, $3::jsonb)")
-                                    .bind(key)
-                                    .bind(txid)
-                                    .bind(json)
-                                    .execute(conn)
-                                    .await
-                                    .map(|_| ())
-                            })
-                        })
-                        .await;
-                    if let Err(e) = written {
-                        let refusal =
-                            e.code.as_deref().and_then(|c| crate::store::progress_refusal_postgres(c, progress.gid()));
-                        return Err(match refusal {
-                            Some(refusal) => RunError::from_store(refusal),
-                            None => e.into(),
-                        });
-                    }
-                }
-            }
-        }
-        self.host(|conn| Box::pin(async move { conn.execute("COMMIT").await.map(|_| ()) })).await?;
+        // The token is hex, so it is safe to inline; it is worth nothing in
+        // any other transaction.
+        let commit = match self.seal.take() {
+            Some(token) => format!("SELECT set_config('wasmtx.sealed', '{token}', true); COMMIT"),
+            None => "COMMIT".to_owned(),
+        };
+        self.host(|conn| Box::pin(async move { conn.execute(commit.as_str()).await.map(|_| ()) })).await?;
         // Ended cleanly: the connection goes back to the pool.
         drop(self.conn.take());
         Ok(())

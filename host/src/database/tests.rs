@@ -619,6 +619,33 @@ mod sqlite_only {
 mod postgres_only {
     use super::*;
 
+    /// The commit seal is the backstop behind the statement check: a COMMIT
+    /// that slipped past it, with or without a forged seal, fails and
+    /// commits nothing of the branch; the host's own commit still works.
+    #[tokio::test]
+    async fn a_commit_the_host_did_not_seal_fails_and_commits_nothing() {
+        let db = postgres_db().await;
+        with_account(&db, 100).await;
+        for forged in ["", "SELECT set_config('wasmtx.sealed', 'forged', true); "] {
+            let work: TxWork<String> = Box::new(move |mut tx: LocalTx| {
+                Box::pin(async move {
+                    tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]).await.unwrap();
+                    let TxInner::Postgres(pg) = &mut tx.inner else { unreachable!("a Postgres transaction") };
+                    let err = pg.unchecked(&format!("{forged}COMMIT")).await.unwrap_err();
+                    (Some(tx), Decision::Rollback(err.message))
+                })
+            });
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let run = db.run_branch(key(GID, "01", Op::Action, "01"), deadline, None, work).await.unwrap();
+            let BranchRun::Ran(Decision::Rollback(message)) = run else { panic!("{run:?}") };
+            assert!(message.contains("may not commit its own transaction"), "{forged}: {message}");
+            assert_eq!(balance(&db).await, 100, "{forged}");
+            assert_eq!(barrier_rows(&db, GID, "01").await, [], "{forged}");
+        }
+        assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
+        assert_eq!(balance(&db).await, 90);
+    }
+
     #[tokio::test]
     async fn numeric_values_come_back_as_the_exact_text_postgres_prints() {
         let db = postgres_db().await;

@@ -289,8 +289,9 @@ impl PostgresStore {
     }
 }
 
-/// `progress` as the JSON `wasmtx.progress` takes (migration 0004): how a
-/// co-located branch commit on a guest connection carries it.
+/// `progress` as the JSON `wasmtx.apply_progress` takes (migration 0005):
+/// how a co-located branch transaction on a guest connection carries it
+/// (through `wasmtx.enter`, which the business database's setup creates).
 pub(crate) fn progress_json(progress: &Progress) -> Result<String, StoreError> {
     use serde_json::json;
     let op = |o: &BranchOp| {
@@ -324,7 +325,7 @@ pub(crate) fn progress_json(progress: &Progress) -> Result<String, StoreError> {
     Ok(value.to_string())
 }
 
-/// What `wasmtx.progress` refusing a write means to the store's callers.
+/// What `wasmtx.apply_progress` refusing a write means to the store's callers.
 pub(crate) fn progress_refusal(sqlstate: &str, gid: &Gid) -> Option<StoreError> {
     match sqlstate {
         "WXFEN" => Some(StoreError::Fenced { gid: gid.clone() }),
