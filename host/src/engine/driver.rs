@@ -136,7 +136,7 @@ impl Engine {
             }
             let effect = saga::step(&mut d.state, event, now, &retry);
             d.state.transaction.lease_expires = Some(now.plus_ms(lease_ms));
-            self.publish(&d.lease.gid, Live::Running(d.state.clone()));
+            self.publish(&d.lease.gid, Live::Running { state: d.state.clone(), stored: d.stored });
 
             match effect {
                 Effect::Invoke { branch_id, op, attempt } => {

@@ -129,8 +129,10 @@ pub enum EngineError {
 /// What a waiting client sees of a transaction this engine drives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Live {
-    /// Being driven; the latest state (not necessarily durable yet).
-    Running(TransactionState),
+    /// Being driven; the latest state (not necessarily durable yet), and
+    /// whether the transaction is stored at all (its create may still be
+    /// riding in the first branch's commit).
+    Running { state: TransactionState, stored: bool },
     /// Final, and durable.
     Final(TransactionState),
     /// The gid turned out to be taken by a stored transaction (a resubmission
@@ -224,7 +226,7 @@ impl Engine {
         let gid = state.transaction.gid.clone();
         if let Some(live) = self.watch(&gid) {
             let current = match &*live.borrow() {
-                Live::Running(s) | Live::Final(s) | Live::Existing(s) => Some(s.clone()),
+                Live::Running { state: s, .. } | Live::Final(s) | Live::Existing(s) => Some(s.clone()),
                 Live::Stopped => None,
             };
             if let Some(current) = current {
@@ -255,7 +257,7 @@ impl Engine {
                 }
             }
         }
-        let (sender, receiver) = watch::channel(Live::Running(state.clone()));
+        let (sender, receiver) = watch::channel(Live::Running { state: state.clone(), stored: !defer });
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(gid, sender);
         self.spawn_driver(driver::Driving::new(lease, state.clone(), !defer));
         Ok(Submitted { state, created: true, live: Some(receiver) })
@@ -265,7 +267,7 @@ impl Engine {
     /// (ahead of the store), else from the store.
     pub async fn snapshot(&self, gid: &Gid) -> Result<Option<TransactionState>, EngineError> {
         if let Some(live) = self.watch(gid)
-            && let Live::Running(state) | Live::Final(state) = &*live.borrow()
+            && let Live::Running { state, .. } | Live::Final(state) = &*live.borrow()
         {
             return Ok(Some(state.clone()));
         }
@@ -290,9 +292,20 @@ impl Engine {
                         return Ok(Some(state));
                     }
                     Live::Existing(_) | Live::Stopped => break,
-                    Live::Running(state) => {
-                        if tokio::time::timeout_at(deadline, live.changed()).await.is_err() {
-                            return Ok(Some(state));
+                    Live::Running { state, stored } => {
+                        // An answer before the end promises the transaction
+                        // is stored: past the timeout, wait on for its create
+                        // (the first branch's commit carries it, and every
+                        // other outcome of that branch writes it).
+                        let changed = if stored {
+                            tokio::time::timeout_at(deadline, live.changed()).await
+                        } else {
+                            Ok(live.changed().await)
+                        };
+                        match changed {
+                            Err(_) => return Ok(Some(state)),
+                            Ok(Err(_)) => break,
+                            Ok(Ok(())) => {}
                         }
                     }
                     Live::Final(state) => return Ok(Some(state)),
@@ -328,7 +341,7 @@ impl Engine {
     /// it from the live set.
     fn publish(&self, gid: &Gid, update: Live) {
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-        let end = !matches!(update, Live::Running(_));
+        let end = !matches!(update, Live::Running { .. });
         if let Some(sender) = live.get(gid) {
             sender.send_replace(update);
         }
@@ -362,7 +375,7 @@ impl Engine {
                 return;
             }
         };
-        let (sender, _) = watch::channel(Live::Running(state.clone()));
+        let (sender, _) = watch::channel(Live::Running { state: state.clone(), stored: true });
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(lease.gid.clone(), sender);
         self.drive(driver::Driving::new(lease, state, true), permit).await;
     }

@@ -273,3 +273,51 @@ async fn a_zombie_owner_is_fenced_once_another_node_claims_the_transaction() {
     assert_eq!(stored.transaction.lease_owner.as_deref(), Some("node-b"));
     assert_eq!(stored.ops[0].status, OpStatus::Prepared, "the zombie's write did not land");
 }
+
+/// Co-located; holds its first call until released, then commits the
+/// progress it carries (as a branch commit would) and succeeds.
+struct HeldColocated {
+    store: Store,
+    release: tokio::sync::Notify,
+}
+
+impl BranchExecutor for HeldColocated {
+    fn execute(&self, call: BranchCall) -> BoxFuture<'_, BranchResult> {
+        Box::pin(async move {
+            if call.branch_id.as_str() == "01" {
+                self.release.notified().await;
+            }
+            let progress = call.progress.expect("co-located ops carry progress");
+            self.store.write(&progress).await.expect("the carried progress commits");
+            BranchResult { outcome: Outcome::Succeeded, progress: Carried::Written }
+        })
+    }
+
+    fn colocated(&self, _target: &Target) -> bool {
+        true
+    }
+}
+
+/// A `202` promises the transaction is stored. When the create rides in
+/// branch 1's commit, a wait that times out before that commit goes on
+/// until it (and then answers), instead of answering for a transaction a
+/// crash could still erase.
+#[tokio::test]
+async fn a_timed_out_wait_answers_only_once_the_riding_create_is_stored() {
+    let store = Store::connect(&fresh_sqlite()).await.expect("store");
+    let held = Arc::new(HeldColocated { store: store.clone(), release: Default::default() });
+    let config = EngineConfig { node: "node-a".to_owned(), ..EngineConfig::default() };
+    let engine = Engine::new(store.clone(), held.clone(), Arc::new(ManualClock::new(T0)), config);
+    let gid = Gid::parse("g9").unwrap();
+    let submitted = engine.submit(saga("g9", 2), true).await.unwrap();
+    let waiting = {
+        let (engine, gid) = (engine.clone(), gid.clone());
+        tokio::spawn(async move { engine.wait(&gid, submitted.live, Duration::from_millis(50)).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "no answer while the transaction is not stored");
+    assert!(store.load(&gid).await.unwrap().is_none());
+    held.release.notify_one();
+    let answered = waiting.await.unwrap().unwrap().expect("a state");
+    assert!(store.load(&gid).await.unwrap().is_some(), "stored when answered ({:?})", answered.transaction.status);
+}
