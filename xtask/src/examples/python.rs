@@ -3,7 +3,9 @@
 //! componentize-py comes from PyPI, pinned, in a venv under `target/tools/venv`
 //! that is made once and reused. It generates the bindings from `wit/` itself,
 //! so nothing generated lives in the example's directory, except the
-//! `__pycache__` that its bundled interpreter writes there (git ignores it).
+//! `__pycache__` that its bundled interpreter writes there and in the SDK's
+//! (git ignores it). The Python SDK, `guest-sdk/python`, is put on the path
+//! next to the example, so that the app's `import wasmtx` resolves.
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +15,10 @@ use crate::process;
 
 const COMPONENTIZE_PY: &str = "0.25.1";
 const VENV: &str = "target/tools/venv";
+/// The directory holding the `wasmtx` package, relative to the workspace root.
+const SDK: &str = "guest-sdk/python";
 
-/// Builds `examples/<example>/python/app.py` into the component `out`.
+/// Builds `examples/<example>/python/app.py`, with the SDK, into the component `out`.
 pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
     let source = root.join("examples").join(example).join("python");
     let tool = componentize_py(&root.join(VENV))?;
@@ -24,6 +28,8 @@ pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
         .arg(root.join("wit"))
         .args(["-w", "branch", "componentize", "-p"])
         .arg(&source)
+        .arg("-p")
+        .arg(root.join(SDK))
         .arg("app")
         .arg("-o")
         .arg(out);
@@ -60,4 +66,17 @@ fn version(tool: &Path) -> Option<String> {
     let output = process::command(tool).arg("--version").output().ok()?;
     let text = String::from_utf8(output.stdout).ok()?;
     Some(text.trim().strip_prefix("componentize-py ")?.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_pins_the_componentize_py_that_builds_the_examples() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(SDK).join("pyproject.toml");
+        let pyproject = std::fs::read_to_string(&path).expect("guest-sdk/python/pyproject.toml");
+        let pin = format!("\"componentize-py=={COMPONENTIZE_PY}\"");
+        assert!(pyproject.contains(&pin), "{} must pin {pin}, as the xtask installs it", path.display());
+    }
 }

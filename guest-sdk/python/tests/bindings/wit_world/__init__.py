@@ -1,0 +1,1 @@
+"""Double of the generated `wit_world` package."""

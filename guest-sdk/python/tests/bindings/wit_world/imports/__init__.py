@@ -1,0 +1,1 @@
+"""Double of `wit_world.imports`."""
