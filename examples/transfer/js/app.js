@@ -1,142 +1,25 @@
-// Transfer example: a bank transfer as saga branches, in JavaScript.
+// Transfer example: a bank transfer as saga branches, in JavaScript, on the
+// `wasmtx-guest` SDK (guest-sdk/js).
 //
 // The same functions, SQL and messages as `examples/transfer/rust`, which is the
-// spec. Business refusals are `failure` (never retried); database errors are
-// `retry` (transient). Whatever goes wrong, `invoke` throws a `branch-error`
-// value (`{ tag, val }`), which componentize-js returns as the `err` case; an
-// `Error` escaping `invoke` would trap the instance instead.
+// spec. Business refusals are `Failure` (never retried); database errors are
+// `DbError`s, which are retries. The SDK parses the payload (integers as exact
+// BigInts), reads fields as strictly as serde, and answers `invoke`.
 
-import { execute as dbExecute, query as dbQuery } from 'wasmtx:runtime/db@0.1.0';
-import { log } from 'wasmtx:runtime/log@0.1.0';
-
-/** A business refusal: never retried. */
-class Failure extends Error {}
-/** A transient error: the host rolls back and calls again later. */
-class Retry extends Error {}
-/** The payload is not the JSON the function expects. */
-class InvalidPayload extends Error {}
-
-// --- payloads ----------------------------------------------------------------
-
-const utf8 = new TextDecoder('utf-8', { fatal: true });
-const encoder = new TextEncoder();
-
-function jsonObject(value, what) {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new InvalidPayload(`${what} must be a JSON object`);
-  }
-  return value;
-}
-
-const I64_MIN = -(2n ** 63n);
-const I64_MAX = 2n ** 63n - 1n;
-/** The largest amount a transfer step accepts, as in the Rust version. */
-const MAX_AMOUNT = 10n ** 15n;
-
-// Strings, brackets and the other values (numbers, true, false, null); `,` and `:` are skipped.
-const TOKEN = /"(?:[^"\\]|\\.)*"|[{}[\]]|[^\s{}[\],:"]+/g;
-// An integer literal, except -0, which serde_json reads as a float (-0.0).
-const INTEGER_LITERAL = /^(?:0|-?[1-9]\d*)$/;
-
-/** For every object `parseJson` made: the keys the text gives it more than once. */
-const repeatedKeys = new WeakMap();
+import { branch, db, fields, log, Failure } from 'wasmtx-guest';
 
 /**
- * Parses the JSON `text` as serde_json reads it, which JSON.parse alone does not:
- *
- * - an integer literal becomes a BigInt, exactly (an s64 needs more than a
- *   Number's 53 bits), while `30.0`, `1e2` and `-0` stay Numbers, so they are
- *   not integers;
- * - each object remembers its repeated keys (in `repeatedKeys`). Like
- *   JSON.parse, the last value wins; `field` then refuses a repeated key it
- *   reads, as serde refuses a repeated field, and other keys do not matter.
- *
- * JSON.parse checks the syntax first (its SyntaxError says what is wrong), so
- * the loop only meets valid JSON. It does not recurse: nesting costs no stack.
+ * The largest amount a transfer step accepts (10^15): every language computes
+ * with amounts exactly, and an amount is far from the ends of BIGINT.
  */
-function parseJson(text) {
-  JSON.parse(text);
-  let result;
-  const open = []; // the containers being filled: arrays, and { object, key } for objects
-  for (const [token] of text.matchAll(TOKEN)) {
-    const top = open.at(-1);
-    if (token === '}' || token === ']') {
-      open.pop();
-      continue;
-    }
-    if (top !== undefined && !Array.isArray(top) && top.key === undefined) {
-      top.key = JSON.parse(token); // a member's key; its value comes next
-      continue;
-    }
-    let value;
-    if (token === '{') {
-      value = {};
-      repeatedKeys.set(value, new Set());
-    } else if (token === '[') {
-      value = [];
-    } else {
-      value = INTEGER_LITERAL.test(token) ? BigInt(token) : JSON.parse(token);
-    }
-    if (top === undefined) {
-      result = value;
-    } else if (Array.isArray(top)) {
-      top.push(value);
-    } else {
-      if (Object.hasOwn(top.object, top.key)) {
-        repeatedKeys.get(top.object).add(top.key);
-      }
-      // Not `object[key] = value`: a key "__proto__" would set the prototype.
-      Object.defineProperty(top.object, top.key, { value, writable: true, enumerable: true, configurable: true });
-      top.key = undefined;
-    }
-    if (token === '{') {
-      open.push({ object: value, key: undefined });
-    } else if (token === '[') {
-      open.push(value);
-    }
-  }
-  return result;
-}
+const MAX_AMOUNT = 10n ** 15n;
 
-const KINDS = { string: 'a string', integer: 'an integer', array: 'an array' };
-// With the u flag, a surrogate range matches only surrogates that are not in a pair.
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+/** Payload of the four transfer steps: the action and its compensation get the same. */
+const TRANSFER = { from: 'string', to: 'string', amount: 'integer' };
 
-/** Reads a required field; `kind` is 'string', 'integer' (a BigInt) or 'array'. */
-function field(obj, name, kind) {
-  if (!Object.hasOwn(obj, name)) {
-    throw new InvalidPayload(`missing field \`${name}\``);
-  }
-  if (repeatedKeys.get(obj).has(name)) {
-    throw new InvalidPayload(`duplicate field \`${name}\``);
-  }
-  const value = obj[name];
-  const ok =
-    kind === 'integer'
-      ? typeof value === 'bigint'
-      : kind === 'array'
-        ? Array.isArray(value)
-        : typeof value === kind;
-  if (!ok) {
-    throw new InvalidPayload(`field \`${name}\` must be ${KINDS[kind]}`);
-  }
-  if (kind === 'integer' && (value < I64_MIN || value > I64_MAX)) {
-    throw new InvalidPayload(`field \`${name}\` is out of range`);
-  }
-  if (kind === 'string' && LONE_SURROGATE.test(value)) {
-    // JSON.parse accepts "\ud800"; the component model cannot carry it.
-    throw new InvalidPayload(`field \`${name}\` has a lone surrogate`);
-  }
-  return value;
-}
-
+/** The transfer in `payload`, its amount refused unless positive and at most MAX_AMOUNT. */
 function transfer(payload) {
-  const obj = jsonObject(payload, 'payload');
-  const t = {
-    from: field(obj, 'from', 'string'),
-    to: field(obj, 'to', 'string'),
-    amount: field(obj, 'amount', 'integer'),
-  };
+  const t = fields(payload, TRANSFER);
   if (t.amount <= 0n) {
     throw new Failure(`amount must be a positive integer, got ${t.amount}`);
   }
@@ -146,191 +29,118 @@ function transfer(payload) {
   return t;
 }
 
-// --- database ----------------------------------------------------------------
+/** The WIT kind of a value `db.query` returned, for messages. */
+const kindOf = (v) =>
+  v === null ? 'null' : v instanceof Uint8Array ? 'bytes' : { bigint: 'int', number: 'float', string: 'text', boolean: 'boolean' }[typeof v];
 
-const text = (s) => ({ tag: 'text', val: s });
-const int = (n) => ({ tag: 'int', val: n }); // n: BigInt
+const missingAccount = (id) => new Failure(`account ${id} does not exist`);
+const overflow = (id) => new Failure(`balance of ${id} would overflow`);
 
-/** Runs `call`; a database error is transient, so the host retries. */
-function db(call) {
-  try {
-    return call();
-  } catch (e) {
-    // An import's `err` case arrives as an Error whose `payload` is the db-error.
-    const error = e?.payload;
-    if (error === undefined) {
-      throw e;
-    }
-    const code = error.code === undefined ? '' : ` ${error.code}`; // option: undefined when none
-    throw new Retry(`database error${code}: ${error.message}`);
-  }
-}
-
-/** Runs a statement; returns the number of rows affected. */
-const execute = (sql, ...params) => db(() => dbExecute(sql, params));
-
-/** The balance of `account` as a BigInt, or null if there is no such account. */
-function balanceOf(account) {
-  const rows = db(() => dbQuery('SELECT balance FROM accounts WHERE id = $1', [text(account)]));
-  if (rows.values.length === 0) {
+/** The balance of `id` as a BigInt, or null if there is no such account. */
+function balanceOf(id) {
+  const [row] = db.query('SELECT balance FROM accounts WHERE id = $1', id);
+  if (row === undefined) {
     return null;
   }
-  const cell = rows.values[0][0];
-  if (cell.tag !== 'int') {
-    throw new Failure(`column "balance" holds ${cell.tag}, expected int`);
+  if (typeof row.balance !== 'bigint') {
+    throw new Failure(`column "balance" holds ${kindOf(row.balance)}, expected int`);
   }
-  return cell.val;
+  return row.balance;
 }
 
 /**
- * Adds `amount` to the balance of `account`; false if there is no such account.
+ * Adds `amount` to the balance of `id`; false if there is no such account.
  *
  * The guard keeps the balance within BIGINT: past the s64 maximum, SQLite
- * would store a REAL (and `balance` would then fail) and Postgres would fail
+ * would store a REAL (and `balanceOf` would then fail) and Postgres would fail
  * with 22003 (a database error: retried for ever). Refused instead.
  */
-function credit(account, amount) {
-  const credited = execute(
+function credit(id, amount) {
+  const credited = db.execute(
     'UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= 9223372036854775807 - $1',
-    int(amount),
-    text(account),
+    amount,
+    id,
   );
-  if (credited === 0n) {
-    if (balanceOf(account) === null) {
+  if (credited === 0) {
+    if (balanceOf(id) === null) {
       return false;
     }
-    throw new Failure(`balance of ${account} would overflow`);
+    throw overflow(id);
   }
   return true;
 }
 
-// --- functions ---------------------------------------------------------------
-// Each returns the JSON text of its output.
-
-function setup(payload) {
-  const accounts = field(jsonObject(payload, 'payload'), 'accounts', 'array').map((a) => {
-    const obj = jsonObject(a, 'account');
-    return { id: field(obj, 'id', 'string'), balance: field(obj, 'balance', 'integer') };
-  });
-  execute('CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)');
-  for (const { id, balance } of accounts) {
-    execute(
+function setup(_ctx, payload) {
+  const { accounts } = fields(payload, { accounts: 'array' });
+  const read = accounts.map((account) => fields(account, { id: 'string', balance: 'integer' }, 'account'));
+  db.execute('CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)');
+  for (const { id, balance } of read) {
+    db.execute(
       'INSERT INTO accounts (id, balance) VALUES ($1, $2) ' +
         'ON CONFLICT (id) DO UPDATE SET balance = excluded.balance',
-      text(id),
-      int(balance),
+      id,
+      balance,
     );
   }
-  return JSON.stringify({ accounts: accounts.length });
+  return { accounts: read.length };
 }
 
-function transOut(payload) {
+function transOut(_ctx, payload) {
   const { from, amount } = transfer(payload);
-  const debited = execute(
+  const debited = db.execute(
     'UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1',
-    int(amount),
-    text(from),
+    amount,
+    from,
   );
-  if (debited === 0n) {
-    if (balanceOf(from) === null) {
-      throw new Failure(`account ${from} does not exist`);
-    }
-    throw new Failure(`insufficient funds in ${from}`);
+  if (debited === 0) {
+    throw balanceOf(from) === null ? missingAccount(from) : new Failure(`insufficient funds in ${from}`);
   }
   // The host tags the line with the module, gid and branch.
-  log('info', `debited ${amount} from ${from}`);
-  return 'null';
+  log.info(`debited ${amount} from ${from}`);
 }
 
-function transOutRevert(payload) {
+function transOutRevert(_ctx, payload) {
   const { from, amount } = transfer(payload);
   // This gives back what trans-out took: it overflows only if the balance
   // grew since (other credits, `setup`), and is then refused rather than
   // corrupted. An account that is gone has nothing to give back to.
   credit(from, amount);
-  return 'null';
 }
 
-function transIn(payload) {
+function transIn(_ctx, payload) {
   const { to, amount } = transfer(payload);
   if (!credit(to, amount)) {
-    throw new Failure(`account ${to} does not exist`);
+    throw missingAccount(to);
   }
-  return 'null';
 }
 
-function transInRevert(payload) {
+function transInRevert(_ctx, payload) {
   const { to, amount } = transfer(payload);
   // The guard of `credit` at the other end of BIGINT: balance - $1 >= i64 min.
-  const debited = execute(
+  const debited = db.execute(
     'UPDATE accounts SET balance = balance - $1 WHERE id = $2 AND balance >= $1 - 9223372036854775807 - 1',
-    int(amount),
-    text(to),
+    amount,
+    to,
   );
-  if (debited === 0n && balanceOf(to) !== null) {
-    throw new Failure(`balance of ${to} would overflow`);
+  if (debited === 0 && balanceOf(to) !== null) {
+    throw overflow(to);
   }
-  return 'null';
 }
 
-function balance(payload) {
-  const id = field(jsonObject(payload, 'payload'), 'id', 'string');
+function balance(_ctx, payload) {
+  const { id } = fields(payload, { id: 'string' });
   const amount = balanceOf(id);
   if (amount === null) {
-    throw new Failure(`account ${id} does not exist`);
+    throw missingAccount(id);
   }
-  // The balance is an s64 (BigInt), which JSON.stringify refuses: write it as is.
-  return `{"id":${JSON.stringify(id)},"balance":${amount}}`;
+  return { id, balance: amount };
 }
 
-const FUNCTIONS = new Map([
-  ['setup', setup],
-  ['trans-out', transOut],
-  ['trans-out-revert', transOutRevert],
-  ['trans-in', transIn],
-  ['trans-in-revert', transInRevert],
-  ['balance', balance],
-]);
-
-// --- the exported `handler` interface ------------------------------------------
-
-/** Turns anything thrown by a function into a `branch-error` value. */
-function branchError(fn, e) {
-  if (e instanceof Retry) {
-    return { tag: 'retry', val: e.message };
-  }
-  if (e instanceof Failure) {
-    return { tag: 'failure', val: e.message };
-  }
-  if (e instanceof InvalidPayload) {
-    return { tag: 'failure', val: `invalid payload for ${fn}: ${e.message}` };
-  }
-  // A bug here must not trap the instance; report it as a refusal.
-  return { tag: 'failure', val: `${fn} failed: ${e}` };
-}
-
-export const handler = {
-  functions() {
-    return [...FUNCTIONS.keys()];
-  },
-
-  invoke(fn, _ctx, payload) {
-    const run = FUNCTIONS.get(fn);
-    if (run === undefined) {
-      const names = [...FUNCTIONS.keys()].join(', ');
-      throw { tag: 'failure', val: `unknown function ${JSON.stringify(fn)} (this module has: ${names})` };
-    }
-    let input;
-    try {
-      input = parseJson(utf8.decode(payload));
-    } catch (e) {
-      // SyntaxError: malformed JSON; TypeError: bytes that are not UTF-8.
-      throw { tag: 'failure', val: `invalid payload for ${fn}: ${e.message}` };
-    }
-    try {
-      return encoder.encode(run(input));
-    } catch (e) {
-      throw branchError(fn, e);
-    }
-  },
-};
+export const handler = branch({
+  setup,
+  'trans-out': transOut,
+  'trans-out-revert': transOutRevert,
+  'trans-in': transIn,
+  'trans-in-revert': transInRevert,
+  balance,
+});

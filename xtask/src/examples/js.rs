@@ -1,9 +1,15 @@
-//! Builds a JavaScript example with ComponentizeJS (SpiderMonkey).
+//! Builds a JavaScript example with esbuild and ComponentizeJS (SpiderMonkey).
 //!
-//! The CLI is `@bytecodealliance/componentize-js`, pinned by the example's
-//! `package.json` and `package-lock.json` and installed with `npm ci` when
-//! `node_modules` is missing or older than the lock file. The entry module is
-//! `app.js`; ComponentizeJS makes its bindings from `wit/` at build time.
+//! Both CLIs come from npm, pinned by the example's `package.json` and
+//! `package-lock.json`, and are installed with `npm ci` when `node_modules` is
+//! missing or older than the lock file. The example imports the SDK
+//! (`wasmtx-guest`, a `file:` dependency on `guest-sdk/js`) by its bare name,
+//! which ComponentizeJS does not resolve: it loads one module and the relative
+//! imports under its directory. So esbuild first bundles `app.js` and the SDK
+//! into one module under `target/guests/js/<example>/`, leaving the WIT
+//! imports (`wasmtx:*`) for ComponentizeJS, which makes their bindings from
+//! `wit/` at build time. Nothing is written into the source tree but
+//! `node_modules`.
 
 use std::fs;
 use std::path::Path;
@@ -13,10 +19,23 @@ use anyhow::{Context, Result};
 
 use crate::process;
 
-/// Builds `examples/<example>/js/app.js` into the component `out`.
+/// Bundles `examples/<example>/js/app.js` and builds the bundle into the component `out`.
 pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
     let dir = root.join("examples").join(example).join("js");
     install_packages(&dir)?;
+    let work = root.join("target/guests/js").join(example);
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let bundle = work.join("app.js");
+
+    let mut esbuild = process::command(dir.join("node_modules/.bin/esbuild"));
+    esbuild
+        .args(["app.js", "--bundle", "--format=esm", "--platform=neutral", "--log-level=warning"])
+        // The WIT imports stay imports: ComponentizeJS links them.
+        .arg("--external:wasmtx:*")
+        .arg(format!("--outfile={}", bundle.display()))
+        .current_dir(&dir);
+    process::run(&mut esbuild)?;
+
     let mut componentize = process::command(dir.join("node_modules/.bin/componentize-js"));
     componentize
         .arg("app.js")
@@ -27,7 +46,8 @@ pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
         .args(["-d", "http", "fetch-event"])
         .arg("-o")
         .arg(out)
-        .current_dir(&dir);
+        // ComponentizeJS reads the module from, and only from, its working directory.
+        .current_dir(&work);
     process::run(&mut componentize)
 }
 
