@@ -5,7 +5,8 @@
 //! and `wit-component` with the preview-1 -> preview-2 reactor adapter (from
 //! `wasi-preview1-component-adapter-provider`, the same wasmtime release as the
 //! host) to make the component. The Debian packages are installed when missing.
-//! Every `*.c` file in the example's directory is compiled.
+//! Every `*.c` file in the example's directory is compiled, together with the
+//! C guest library (`guest-sdk/c/*.c`, not its `tests/`).
 
 use std::ffi::OsStr;
 use std::fs;
@@ -20,21 +21,28 @@ const CLANG: &str = "clang-19";
 const PACKAGES: [&str; 4] = ["clang-19", "lld-19", "wasi-libc", "libclang-rt-19-dev-wasm32"];
 const WORLD: &str = "branch";
 
-/// Builds `examples/<example>/c/*.c` into the component `out`.
+/// The C guest library, relative to the workspace root.
+const LIBRARY: &str = "guest-sdk/c";
+
+/// Builds `examples/<example>/c/*.c` and the C guest library into the component `out`.
 pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
     let source = root.join("examples").join(example).join("c");
+    let library = root.join(LIBRARY);
     let work = root.join("target/guests/c").join(example);
     let generated = work.join("gen");
     install_toolchain()?;
     generate_bindings(&root.join("wit"), &generated)?;
 
     let mut inputs = c_files(&source)?;
+    inputs.extend(c_files(&library)?);
     inputs.extend(c_files(&generated)?);
     inputs.push(generated.join(format!("{WORLD}_component_type.o")));
     let core = work.join(format!("{example}.core.wasm"));
     let mut clang = process::command(CLANG);
     clang
         .args(["--target=wasm32-wasi", "-O2", "-mexec-model=reactor", "-Wall", "-Wextra"])
+        .arg("-I")
+        .arg(&library)
         .arg("-I")
         .arg(&generated)
         // Keeps the core module small; never add --export-dynamic (4x bigger).

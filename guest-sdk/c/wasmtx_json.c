@@ -1,7 +1,7 @@
-// A small JSON reader and writer for branch payloads (see json.h).
-#include "json.h"
+// wasmtx_json: the strict JSON reader and the output buffer (see wasmtx_json.h).
+#include "wasmtx_json.h"
 
-#include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,7 @@ typedef struct {
   size_t why_len;
 } parser;
 
-static bool parse_value(parser *ps, json_value *out);
+static bool parse_value(parser *ps, wasmtx_json *out);
 
 static bool error(parser *ps, const char *what) {
   snprintf(ps->why, ps->why_len, "%s at byte %zu", what, (size_t)(ps->p - ps->start));
@@ -43,7 +43,7 @@ static bool is_digit(parser *ps) {
   return ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9';
 }
 
-static bool parse_number(parser *ps, json_value *out) {
+static bool parse_number(parser *ps, wasmtx_json *out) {
   bool negative = ps->p < ps->end && *ps->p == '-';
   if (negative) {
     ps->p++;
@@ -97,10 +97,10 @@ static bool parse_number(parser *ps, json_value *out) {
     integral = false;  // -0 is a float (-0.0) for serde_json
   }
   if (integral && fits) {
-    out->kind = JSON_INTEGER;
+    out->kind = WASMTX_JSON_INTEGER;
     out->as.integer = negative ? value : -value;
   } else {
-    out->kind = JSON_OTHER_NUMBER;
+    out->kind = WASMTX_JSON_OTHER_NUMBER;
     out->as.out_of_range = integral;
   }
   return true;
@@ -173,7 +173,7 @@ static size_t utf8_encode(uint32_t cp, char *out) {
 }
 
 // Parses a string literal (p at the opening quote) into a malloc'd buffer.
-static bool parse_string(parser *ps, char **ptr, size_t *len) {
+static bool parse_string(parser *ps, wasmtx_str *out) {
   ps->p++;  // opening quote
   // The decoded string is never longer than the literal.
   const uint8_t *close = ps->p;
@@ -261,14 +261,14 @@ static bool parse_string(parser *ps, char **ptr, size_t *len) {
         return error(ps, "invalid escape");
     }
   }
-  *ptr = buf;
-  *len = n;
+  out->ptr = buf;
+  out->len = n;
   return true;
 }
 
-static bool parse_array(parser *ps, json_value *out) {
+static bool parse_array(parser *ps, wasmtx_json *out) {
   ps->p++;  // '['
-  json_value *items = NULL;
+  wasmtx_json *items = NULL;
   size_t len = 0, cap = 0;
   skip_whitespace(ps);
   if (ps->p < ps->end && *ps->p == ']') {
@@ -277,7 +277,7 @@ static bool parse_array(parser *ps, json_value *out) {
     for (;;) {
       if (len == cap) {
         size_t new_cap = cap ? cap * 2 : 4;
-        json_value *grown = realloc(items, new_cap * sizeof *items);
+        wasmtx_json *grown = realloc(items, new_cap * sizeof *items);
         if (grown == NULL) {
           error(ps, "out of memory");
           goto fail;
@@ -299,19 +299,19 @@ static bool parse_array(parser *ps, json_value *out) {
       }
     }
   }
-  out->kind = JSON_ARRAY;
+  out->kind = WASMTX_JSON_ARRAY;
   out->as.array.items = items;
   out->as.array.len = len;
   return true;
 fail:
-  for (size_t i = 0; i < len; i++) json_free(&items[i]);
+  for (size_t i = 0; i < len; i++) wasmtx_json_free(&items[i]);
   free(items);
   return false;
 }
 
-static bool parse_object(parser *ps, json_value *out) {
+static bool parse_object(parser *ps, wasmtx_json *out) {
   ps->p++;  // '{'
-  json_member *members = NULL;
+  wasmtx_json_member *members = NULL;
   size_t len = 0, cap = 0;
   skip_whitespace(ps);
   if (ps->p < ps->end && *ps->p == '}') {
@@ -320,7 +320,7 @@ static bool parse_object(parser *ps, json_value *out) {
     for (;;) {
       if (len == cap) {
         size_t new_cap = cap ? cap * 2 : 4;
-        json_member *grown = realloc(members, new_cap * sizeof *members);
+        wasmtx_json_member *grown = realloc(members, new_cap * sizeof *members);
         if (grown == NULL) {
           error(ps, "out of memory");
           goto fail;
@@ -328,22 +328,22 @@ static bool parse_object(parser *ps, json_value *out) {
         members = grown;
         cap = new_cap;
       }
-      json_member *m = &members[len];
+      wasmtx_json_member *m = &members[len];
       skip_whitespace(ps);
       if (ps->p >= ps->end || *ps->p != '"') {
         error(ps, "expected a string key");
         goto fail;
       }
-      if (!parse_string(ps, &m->key, &m->key_len)) goto fail;
+      if (!parse_string(ps, &m->key)) goto fail;
       skip_whitespace(ps);
       if (ps->p >= ps->end || *ps->p != ':') {
-        free(m->key);
+        free((char *)m->key.ptr);
         error(ps, "expected `:`");
         goto fail;
       }
       ps->p++;
       if (!parse_value(ps, &m->value)) {
-        free(m->key);
+        free((char *)m->key.ptr);
         goto fail;
       }
       len++;
@@ -359,42 +359,42 @@ static bool parse_object(parser *ps, json_value *out) {
       }
     }
   }
-  out->kind = JSON_OBJECT;
+  out->kind = WASMTX_JSON_OBJECT;
   out->as.object.members = members;
   out->as.object.len = len;
   return true;
 fail:
   for (size_t i = 0; i < len; i++) {
-    free(members[i].key);
-    json_free(&members[i].value);
+    free((char *)members[i].key.ptr);
+    wasmtx_json_free(&members[i].value);
   }
   free(members);
   return false;
 }
 
-static bool parse_value(parser *ps, json_value *out) {
+static bool parse_value(parser *ps, wasmtx_json *out) {
   skip_whitespace(ps);
   if (ps->p >= ps->end) {
     return error(ps, "unexpected end of input");
   }
   switch (*ps->p) {
     case 'n':
-      out->kind = JSON_NULL;
+      out->kind = WASMTX_JSON_NULL;
       return literal(ps, "null");
     case 't':
-      out->kind = JSON_BOOL;
+      out->kind = WASMTX_JSON_BOOL;
       out->as.boolean = true;
       return literal(ps, "true");
     case 'f':
-      out->kind = JSON_BOOL;
+      out->kind = WASMTX_JSON_BOOL;
       out->as.boolean = false;
       return literal(ps, "false");
     case '"':
-      out->kind = JSON_STRING;
-      return parse_string(ps, &out->as.string.ptr, &out->as.string.len);
+      out->kind = WASMTX_JSON_STRING;
+      return parse_string(ps, &out->as.string);
     case '[':
     case '{': {
-      if (ps->depth == JSON_MAX_DEPTH) {
+      if (ps->depth == WASMTX_JSON_MAX_DEPTH) {
         return error(ps, "nesting too deep");
       }
       ps->depth++;
@@ -410,51 +410,51 @@ static bool parse_value(parser *ps, json_value *out) {
   }
 }
 
-bool json_parse(const uint8_t *text, size_t len, json_value *out, char *why, size_t why_len) {
+bool wasmtx_json_parse(const uint8_t *text, size_t len, wasmtx_json *out, char *why, size_t why_len) {
   parser ps = {text, text, text + len, 0, why, why_len};
   if (!parse_value(&ps, out)) {
     return false;
   }
   skip_whitespace(&ps);
   if (ps.p != ps.end) {
-    json_free(out);
+    wasmtx_json_free(out);
     return error(&ps, "trailing characters");
   }
   return true;
 }
 
-void json_free(json_value *value) {
+void wasmtx_json_free(wasmtx_json *value) {
   switch (value->kind) {
-    case JSON_STRING:
-      free(value->as.string.ptr);
+    case WASMTX_JSON_STRING:
+      free((char *)value->as.string.ptr);
       break;
-    case JSON_ARRAY:
-      for (size_t i = 0; i < value->as.array.len; i++) json_free(&value->as.array.items[i]);
+    case WASMTX_JSON_ARRAY:
+      for (size_t i = 0; i < value->as.array.len; i++) wasmtx_json_free(&value->as.array.items[i]);
       free(value->as.array.items);
       break;
-    case JSON_OBJECT:
+    case WASMTX_JSON_OBJECT:
       for (size_t i = 0; i < value->as.object.len; i++) {
-        free(value->as.object.members[i].key);
-        json_free(&value->as.object.members[i].value);
+        free((char *)value->as.object.members[i].key.ptr);
+        wasmtx_json_free(&value->as.object.members[i].value);
       }
       free(value->as.object.members);
       break;
     default:
       break;
   }
-  value->kind = JSON_NULL;
+  value->kind = WASMTX_JSON_NULL;
 }
 
-const json_value *json_get(const json_value *object, const char *key, bool *repeated) {
+const wasmtx_json *wasmtx_json_get(const wasmtx_json *object, const char *key, bool *repeated) {
   *repeated = false;
-  if (object->kind != JSON_OBJECT) {
+  if (object->kind != WASMTX_JSON_OBJECT) {
     return NULL;
   }
-  const json_value *found = NULL;
+  const wasmtx_json *found = NULL;
   size_t key_len = strlen(key);
   for (size_t i = 0; i < object->as.object.len; i++) {
-    const json_member *m = &object->as.object.members[i];
-    if (m->key_len == key_len && memcmp(m->key, key, key_len) == 0) {
+    const wasmtx_json_member *m = &object->as.object.members[i];
+    if (m->key.len == key_len && memcmp(m->key.ptr, key, key_len) == 0) {
       if (found != NULL) {
         *repeated = true;
         break;
@@ -465,14 +465,19 @@ const json_value *json_get(const json_value *object, const char *key, bool *repe
   return found;
 }
 
-// --- writer -------------------------------------------------------------------
+// --- buffer -------------------------------------------------------------------
 
-static bool reserve(json_buf *buf, size_t more) {
+// Makes room for `more` bytes and a NUL (for vsnprintf); false once out of memory.
+static bool reserve(wasmtx_buf *buf, size_t more) {
   if (buf->oom) {
     return false;
   }
-  if (buf->cap - buf->len > more) {  // keeps room for vsnprintf's NUL
+  if (buf->cap - buf->len > more) {
     return true;
+  }
+  if (more >= SIZE_MAX / 2 - buf->len) {
+    buf->oom = true;
+    return false;
   }
   size_t cap = buf->cap ? buf->cap : 64;
   while (cap - buf->len <= more) {
@@ -488,48 +493,240 @@ static bool reserve(json_buf *buf, size_t more) {
   return true;
 }
 
-void json_buf_append(json_buf *buf, const char *s, size_t len) {
-  if (reserve(buf, len)) {
-    memcpy(buf->ptr + buf->len, s, len);
+void wasmtx_buf_append(wasmtx_buf *buf, const char *bytes, size_t len) {
+  if (len > 0 && reserve(buf, len)) {
+    memcpy(buf->ptr + buf->len, bytes, len);
     buf->len += len;
   }
 }
 
-void json_buf_printf(json_buf *buf, const char *format, ...) {
+static void pad(wasmtx_buf *buf, size_t n) {
+  if (n > 0 && reserve(buf, n)) {
+    memset(buf->ptr + buf->len, ' ', n);
+    buf->len += n;
+  }
+}
+
+// Reads the decimal digits at *p (saturating at INT_MAX).
+static int digits(const char **p) {
+  int n = 0;
+  for (; **p >= '0' && **p <= '9'; (*p)++) {
+    int d = **p - '0';
+    n = n > (INT_MAX - d) / 10 ? INT_MAX : n * 10 + d;
+  }
+  return n;
+}
+
+typedef enum { LEN_NONE, LEN_HH, LEN_H, LEN_L, LEN_LL, LEN_J, LEN_Z, LEN_T, LEN_BIG_L } length_modifier;
+
+// Appends the next argument, of `type`, formatted by `spec` (one complete
+// printf conversion).
+#define APPEND_ONE(buf, spec, ap, type)                                     \
+  do {                                                                      \
+    type value = va_arg(ap, type);                                          \
+    int n_ = snprintf(NULL, 0, spec, value);                                \
+    if (n_ < 0) {                                                           \
+      (buf)->oom = true;                                                    \
+    } else if (reserve(buf, (size_t)n_)) {                                  \
+      snprintf((buf)->ptr + (buf)->len, (size_t)n_ + 1, spec, value);       \
+      (buf)->len += (size_t)n_;                                             \
+    }                                                                       \
+  } while (0)
+
+// printf, one conversion at a time: every conversion but "%s" goes to
+// snprintf with its width and precision resolved; "%s" is written here so
+// that "%.*s" can write NUL bytes.
+void wasmtx_buf_vprintf(wasmtx_buf *buf, const char *format, va_list args) {
+  va_list ap;
+  va_copy(ap, args);
+  const char *p = format;
+  while (*p != '\0') {
+    if (*p != '%') {
+      const char *next = strchr(p, '%');
+      size_t n = next ? (size_t)(next - p) : strlen(p);
+      wasmtx_buf_append(buf, p, n);
+      p += n;
+      continue;
+    }
+    const char *start = p++;
+    char spec[64];
+    size_t n = 0;
+    spec[n++] = '%';
+    bool left = false;
+    for (; *p != '\0' && strchr("-+ #0", *p) != NULL; p++) {
+      left |= *p == '-';
+      if (n < 8) spec[n++] = *p;  // a flag repeated more is the same flag
+    }
+    int width = -1;
+    if (*p == '*') {
+      p++;
+      width = va_arg(ap, int);
+      if (width < 0) {
+        left = true;
+        width = width == INT_MIN ? INT_MAX : -width;
+        spec[n++] = '-';
+      }
+    } else if (*p >= '1' && *p <= '9') {
+      width = digits(&p);
+    }
+    int precision = -1;
+    bool precision_from_argument = false;
+    if (*p == '.') {
+      p++;
+      if (*p == '*') {
+        p++;
+        precision = va_arg(ap, int);
+        precision_from_argument = precision >= 0;
+        if (precision < 0) precision = -1;  // as if not given
+      } else {
+        precision = digits(&p);
+      }
+    }
+    length_modifier length = LEN_NONE;
+    switch (*p) {
+      case 'h': length = p[1] == 'h' ? LEN_HH : LEN_H; break;
+      case 'l': length = p[1] == 'l' ? LEN_LL : LEN_L; break;
+      case 'j': length = LEN_J; break;
+      case 'z': length = LEN_Z; break;
+      case 't': length = LEN_T; break;
+      case 'L': length = LEN_BIG_L; break;
+      default: break;
+    }
+    if (length != LEN_NONE) {
+      p += (length == LEN_HH || length == LEN_LL) ? 2 : 1;
+    }
+    char conversion = *p;
+    if (conversion == '\0') {
+      break;  // an incomplete conversion at the end writes nothing
+    }
+    p++;
+    if (conversion == '%') {
+      wasmtx_buf_append(buf, "%", 1);
+      continue;
+    }
+    if (conversion == 's') {
+      const char *s = va_arg(ap, const char *);
+      size_t len;
+      if (s == NULL) {
+        s = "(null)";
+        len = 6;
+      } else if (precision_from_argument) {
+        len = (size_t)precision;  // exactly: a wasmtx_str may hold NULs
+      } else if (precision >= 0) {
+        len = strnlen(s, (size_t)precision);
+      } else {
+        len = strlen(s);
+      }
+      size_t fill = width > 0 && (size_t)width > len ? (size_t)width - len : 0;
+      if (!left) pad(buf, fill);
+      wasmtx_buf_append(buf, s, len);
+      if (left) pad(buf, fill);
+      continue;
+    }
+    // Rebuild the conversion with numbers for '*': "%-08.3lld".
+    if (width >= 0) n += (size_t)snprintf(spec + n, sizeof spec - n, "%d", width);
+    if (precision >= 0) n += (size_t)snprintf(spec + n, sizeof spec - n, ".%d", precision);
+    static const char *const MODIFIERS[] = {"", "hh", "h", "l", "ll", "j", "z", "t", "L"};
+    n += (size_t)snprintf(spec + n, sizeof spec - n, "%s%c", MODIFIERS[length], conversion);
+    switch (conversion) {
+      case 'd':
+      case 'i':
+        switch (length) {
+          case LEN_L: APPEND_ONE(buf, spec, ap, long); break;
+          case LEN_LL: APPEND_ONE(buf, spec, ap, long long); break;
+          case LEN_J: APPEND_ONE(buf, spec, ap, intmax_t); break;
+          case LEN_Z:
+          case LEN_T: APPEND_ONE(buf, spec, ap, ptrdiff_t); break;
+          default: APPEND_ONE(buf, spec, ap, int); break;
+        }
+        break;
+      case 'u':
+      case 'o':
+      case 'x':
+      case 'X':
+        switch (length) {
+          case LEN_L: APPEND_ONE(buf, spec, ap, unsigned long); break;
+          case LEN_LL: APPEND_ONE(buf, spec, ap, unsigned long long); break;
+          case LEN_J: APPEND_ONE(buf, spec, ap, uintmax_t); break;
+          case LEN_Z: APPEND_ONE(buf, spec, ap, size_t); break;
+          case LEN_T: APPEND_ONE(buf, spec, ap, ptrdiff_t); break;
+          default: APPEND_ONE(buf, spec, ap, unsigned int); break;
+        }
+        break;
+      case 'f':
+      case 'F':
+      case 'e':
+      case 'E':
+      case 'g':
+      case 'G':
+      case 'a':
+      case 'A':
+        if (length == LEN_BIG_L) {
+          APPEND_ONE(buf, spec, ap, long double);
+        } else {
+          APPEND_ONE(buf, spec, ap, double);
+        }
+        break;
+      case 'c':
+        APPEND_ONE(buf, spec, ap, int);
+        break;
+      case 'p':
+        APPEND_ONE(buf, spec, ap, void *);
+        break;
+      case 'n':
+        (void)va_arg(ap, void *);  // not supported: nothing is stored
+        break;
+      default:
+        wasmtx_buf_append(buf, start, (size_t)(p - start));  // unknown: written as is
+        break;
+    }
+  }
+  va_end(ap);
+}
+
+void wasmtx_buf_printf(wasmtx_buf *buf, const char *format, ...) {
   va_list args;
   va_start(args, format);
-  va_list again;
-  va_copy(again, args);
-  int n = vsnprintf(NULL, 0, format, args);
-  if (n < 0) {
-    buf->oom = true;
-  } else if (reserve(buf, (size_t)n)) {
-    vsnprintf(buf->ptr + buf->len, (size_t)n + 1, format, again);
-    buf->len += (size_t)n;
-  }
-  va_end(again);
+  wasmtx_buf_vprintf(buf, format, args);
   va_end(args);
 }
 
-void json_buf_string(json_buf *buf, const char *s, size_t len) {
-  json_buf_append(buf, "\"", 1);
+void wasmtx_buf_json_string(wasmtx_buf *buf, const char *s, size_t len) {
+  static const char HEX[] = "0123456789abcdef";
+  wasmtx_buf_append(buf, "\"", 1);
+  size_t run = 0;  // bytes at s that need no escape, not yet appended
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
+    const char *escape = NULL;
+    char unicode[6];
     switch (c) {
-      case '"': json_buf_append(buf, "\\\"", 2); break;
-      case '\\': json_buf_append(buf, "\\\\", 2); break;
-      case '\b': json_buf_append(buf, "\\b", 2); break;
-      case '\f': json_buf_append(buf, "\\f", 2); break;
-      case '\n': json_buf_append(buf, "\\n", 2); break;
-      case '\r': json_buf_append(buf, "\\r", 2); break;
-      case '\t': json_buf_append(buf, "\\t", 2); break;
+      case '"': escape = "\\\""; break;
+      case '\\': escape = "\\\\"; break;
+      case '\b': escape = "\\b"; break;
+      case '\f': escape = "\\f"; break;
+      case '\n': escape = "\\n"; break;
+      case '\r': escape = "\\r"; break;
+      case '\t': escape = "\\t"; break;
       default:
         if (c < 0x20) {
-          json_buf_printf(buf, "\\u%04x", c);
-        } else {
-          json_buf_append(buf, (const char *)&c, 1);
+          memcpy(unicode, "\\u00", 4);
+          unicode[4] = HEX[c >> 4];
+          unicode[5] = HEX[c & 0xF];
         }
+        break;
+    }
+    if (escape == NULL && c >= 0x20) {
+      run++;
+      continue;
+    }
+    wasmtx_buf_append(buf, s + i - run, run);
+    run = 0;
+    if (escape != NULL) {
+      wasmtx_buf_append(buf, escape, strlen(escape));
+    } else {
+      wasmtx_buf_append(buf, unicode, sizeof unicode);
     }
   }
-  json_buf_append(buf, "\"", 1);
+  wasmtx_buf_append(buf, s + len - run, run);
+  wasmtx_buf_append(buf, "\"", 1);
 }
