@@ -8,7 +8,10 @@
 //!    end-to-end tests start it), built once with the feature set the test
 //!    run uses, so that wasmtime is compiled once, not twice;
 //! 5. every test of the workspace (nextest if installed, else `cargo test`),
-//!    then the doc tests (which nextest does not run).
+//!    then the doc tests (which nextest does not run), then the guest SDKs'
+//!    own suites: Python (the machine's python3), JavaScript (`node --test`)
+//!    and C (gcc with the address and undefined-behaviour sanitizers; its
+//!    component test needs the bindings step 3 generated).
 //!
 //! `WASMTX_TEST_POSTGRES` passes through to the tests unchanged.
 
@@ -27,6 +30,7 @@ pub fn run(root: &Path) -> Result<()> {
     postgres::ensure_running()?;
     postgres::drop_test_databases()?;
     apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;
+    apt::ensure("the C guest library's tests", &["gcc", "make"], || apt::runs("gcc") && apt::runs("make"))?;
 
     step(3, "example components");
     examples::build(root, &[])?;
@@ -45,10 +49,33 @@ pub fn run(root: &Path) -> Result<()> {
         eprintln!("cargo-nextest is not installed; using cargo test");
         process::run(process::cargo(root).args(["test", "--workspace", "--no-fail-fast"]))
     };
-    // Doc tests run even when a test failed, so that one run reports everything.
+    // The rest run even when a test failed, so that one run reports everything.
     let doc_tests = process::run(process::cargo(root).args(["test", "--workspace", "--doc"]));
+    let sdks = sdk_suites(root);
     tests?;
-    doc_tests
+    doc_tests?;
+    sdks
+}
+
+/// The guest SDKs' unit suites, each against test doubles of the host; every
+/// suite runs, and the first failure is reported.
+fn sdk_suites(root: &Path) -> Result<()> {
+    let python = process::run(process::command("python3").current_dir(root).args([
+        "-B",
+        "-m",
+        "unittest",
+        "discover",
+        "-s",
+        "guest-sdk/python/tests",
+        "-t",
+        "guest-sdk/python/tests",
+    ]));
+    // Node 20 takes a directory; later versions read the arguments as globs.
+    let js = process::run(process::command("node").current_dir(root).args(["--test", "guest-sdk/js/test/"]));
+    let c = process::run(process::command("make").arg("-C").arg(root.join("guest-sdk/c/tests")));
+    python?;
+    js?;
+    c
 }
 
 fn step(n: u8, what: &str) {
