@@ -5,7 +5,10 @@
 //! which makes one `db.query` on an in-memory SQLite transaction, + (drop, for
 //! fresh). The `-nodb` modes run the same call without a database: the guest's
 //! `db.query` fails at once (and the guest answers `retry`), which leaves the
-//! guest's own cost without the SQLite round trip. Prints a table and one JSON
+//! guest's own cost without the SQLite round trip. `instantiate` makes and drops
+//! a fresh instance without calling it: what is left of `fresh` is the call
+//! in a new instance (its first touches of copy-on-write memory, its lazily
+//! initialised function tables). Prints a table and one JSON
 //! line. Run it with
 //! `cargo xtask bench-guests` (builds the components, then this in release).
 //!
@@ -15,7 +18,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtx::database::Database;
+use wasmtx::database::{Database, LocalTx};
 use wasmtx::model::Op;
 use wasmtx::sandbox::{Invocation, InvokeError, Limits, Runner, Sandbox};
 
@@ -66,16 +69,46 @@ async fn measure_without_db(sandbox: &Sandbox, runner: &Runner, n: usize) -> (us
     (n, samples)
 }
 
-async fn measure(sandbox: &Sandbox, db: &Database, runner: &Runner, n: usize) -> (usize, Vec<Duration>) {
-    let mut tx = Some(db.begin().await.expect("begin"));
+/// A transaction holding the `setup` of one account, as the guest wrote it.
+async fn begin_with_account(sandbox: &Sandbox, db: &Database, runner: &Runner) -> LocalTx {
     let setup = r#"{"accounts":[{"id":"alice","balance":100}]}"#;
-    let (r, back) = sandbox.run(runner, invocation("setup", setup), tx.take()).await;
+    let (r, tx) = sandbox.run(runner, invocation("setup", setup), Some(db.begin().await.expect("begin"))).await;
     r.expect("setup");
-    tx = back;
+    tx.expect("transaction handed back")
+}
+
+/// Calls per transaction: a branch may hold SQLite's writer only for
+/// `sqlite_hold`, so the transaction is renewed (untimed) every so often.
+const CALLS_PER_TRANSACTION: usize = 50;
+
+/// A fresh instance made and dropped, never called: the share of `fresh`
+/// that is instantiation (the rest is the call in a new instance).
+async fn measure_instantiation(sandbox: &Sandbox, runner: &Runner, n: usize) -> (usize, Vec<Duration>) {
+    let warmup = (n / 10).max(5);
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..warmup + n {
+        let started = Instant::now();
+        let prepared = sandbox.prepare(runner, Instant::now() + sandbox.limits().deadline).await.expect("instantiate");
+        drop(prepared);
+        if i >= warmup {
+            samples.push(started.elapsed());
+        }
+    }
+    (n, samples)
+}
+
+async fn measure(sandbox: &Sandbox, db: &Database, runner: &Runner, n: usize) -> (usize, Vec<Duration>) {
+    let mut tx: Option<LocalTx> = None;
     // Warm-up: first calls fault in pages and fill caches.
     let warmup = (n / 10).max(5);
     let mut samples = Vec::with_capacity(n);
     for i in 0..warmup + n {
+        if i % CALLS_PER_TRANSACTION == 0 {
+            if let Some(old) = tx.take() {
+                old.rollback().await.expect("rollback");
+            }
+            tx = Some(begin_with_account(sandbox, db, runner).await);
+        }
         let started = Instant::now();
         let (r, back) = sandbox.run(runner, invocation("balance", r#"{"id":"alice"}"#), tx.take()).await;
         let took = started.elapsed();
@@ -124,6 +157,10 @@ fn main() {
             if chosen("BENCH_MODES", "reused") {
                 let (n2, s) = measure(&sandbox, &db, &reused, n).await;
                 results.push(summarise(lang, "reused", n2, s));
+            }
+            if chosen("BENCH_MODES", "instantiate") {
+                let (n5, s) = measure_instantiation(&sandbox, &fresh, n).await;
+                results.push(summarise(lang, "instantiate", n5, s));
             }
             if chosen("BENCH_MODES", "fresh-nodb") {
                 let (n3, s) = measure_without_db(&sandbox, &fresh, n).await;
