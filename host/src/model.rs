@@ -160,8 +160,8 @@ macro_rules! string_enum {
 }
 
 string_enum!(
-    /// Transaction mode. Only saga is driven today; the others are reserved.
-    Mode { Saga => "saga" }
+    /// Transaction mode: how the host drives a transaction's branches.
+    Mode { Saga => "saga", Tcc => "tcc" }
 );
 
 string_enum!(
@@ -196,6 +196,26 @@ string_enum!(
 );
 
 impl Op {
+    /// A forward op: its `failure` (or exhausting `retry_limit`) rolls the
+    /// transaction back.
+    pub fn is_forward(self) -> bool {
+        matches!(self, Op::Action | Op::Try)
+    }
+
+    /// For an op that carries out a decision already taken (undo, confirm,
+    /// cancel, ...), what it is called in messages; such an op is retried
+    /// until it succeeds, never refused for good.
+    pub fn settles(self) -> Option<&'static str> {
+        match self {
+            Op::Compensate => Some("compensation"),
+            Op::Confirm => Some("confirm"),
+            Op::Cancel => Some("cancel"),
+            Op::Commit => Some("commit"),
+            Op::Rollback => Some("rollback"),
+            Op::Action | Op::Try | Op::Call => None,
+        }
+    }
+
     /// The op whose barrier row a compensating op writes first (DTM's "origin"):
     /// compensate → action, cancel → try, rollback → action.
     pub fn origin(self) -> Option<Op> {

@@ -9,6 +9,7 @@ mod languages;
 mod readme;
 mod retries;
 mod startup;
+mod tcc;
 mod uploads;
 
 use std::time::Duration;

@@ -28,13 +28,58 @@ pub struct SubmitRequest {
     options: Options,
 }
 
+/// One branch: `action` and `compensate` for a saga, `try`, `confirm` and
+/// `cancel` for a TCC; which are required depends on the mode.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BranchRequest {
-    action: FunctionRef,
-    compensate: FunctionRef,
+    action: Option<FunctionRef>,
+    compensate: Option<FunctionRef>,
+    #[serde(rename = "try")]
+    try_: Option<FunctionRef>,
+    confirm: Option<FunctionRef>,
+    cancel: Option<FunctionRef>,
     #[serde(default)]
     payload: serde_json::Value,
+}
+
+impl BranchRequest {
+    /// The branch's ops in the order they are stored, each with its function,
+    /// as `mode` requires them; the ops of another mode are refused.
+    fn ops(&self, mode: Mode, branch_id: &BranchId) -> Result<Vec<(Op, &FunctionRef)>, ApiError> {
+        let given = [
+            (Op::Action, &self.action),
+            (Op::Compensate, &self.compensate),
+            (Op::Try, &self.try_),
+            (Op::Confirm, &self.confirm),
+            (Op::Cancel, &self.cancel),
+        ];
+        let wanted: &[Op] = match mode {
+            Mode::Saga => &[Op::Action, Op::Compensate],
+            Mode::Tcc => &[Op::Try, Op::Confirm, Op::Cancel],
+        };
+        let names = || wanted.iter().map(|op| format!("`{op}`")).collect::<Vec<_>>().join(", ");
+        let mut ops = Vec::with_capacity(wanted.len());
+        for (op, f) in given {
+            match (wanted.contains(&op), f) {
+                (true, Some(f)) => ops.push((op, f)),
+                (true, None) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_branch",
+                        format!("branch {branch_id}: a {mode} branch needs {}; `{op}` is missing", names()),
+                    ));
+                }
+                (false, Some(_)) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_branch",
+                        format!("branch {branch_id}: a {mode} branch has {}, not `{op}`", names()),
+                    ));
+                }
+                (false, None) => {}
+            }
+        }
+        Ok(ops)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -89,11 +134,14 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         None => Gid::generate(),
     };
     let mode = Mode::parse(&request.mode).ok_or_else(|| {
-        ApiError::bad_request("unsupported_mode", format!("mode {:?} is not supported; supported: saga", request.mode))
+        ApiError::bad_request(
+            "unsupported_mode",
+            format!("mode {:?} is not supported; supported: saga, tcc", request.mode),
+        )
     })?;
     let limits = &state.limits;
     if request.branches.is_empty() {
-        return Err(ApiError::bad_request("no_branches", "a saga needs at least one branch"));
+        return Err(ApiError::bad_request("no_branches", format!("a {mode} transaction needs at least one branch")));
     }
     if request.branches.len() > limits.max_branches {
         return Err(ApiError::bad_request(
@@ -104,7 +152,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     check_options(&request.options, limits)?;
     let now = state.engine.now();
     let mut modules: HashMap<String, ModuleRecord> = HashMap::new();
-    let mut ops = Vec::with_capacity(request.branches.len() * 2);
+    let mut ops = Vec::with_capacity(request.branches.len() * 3);
     for (index, branch) in request.branches.into_iter().enumerate() {
         let branch_id = BranchId::from_index(index);
         let payload = serde_json::to_vec(&branch.payload).map_err(|e| {
@@ -121,7 +169,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
                 ),
             ));
         }
-        for (op, f) in [(Op::Action, &branch.action), (Op::Compensate, &branch.compensate)] {
+        for (op, f) in branch.ops(mode, &branch_id)? {
             let target = resolve(state, &mut modules, f, &branch_id, op).await?;
             ops.push(BranchOp {
                 branch_id: branch_id.clone(),
@@ -139,7 +187,11 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         transaction: Transaction {
             gid,
             mode,
-            status: Status::Submitted,
+            // A TCC is undecided while its tries run (DTM's `prepared`).
+            status: match mode {
+                Mode::Saga => Status::Submitted,
+                Mode::Tcc => Status::Prepared,
+            },
             options: request.options,
             next_due: Some(now),
             attempts: 0,

@@ -10,9 +10,11 @@
 //!   co-located; otherwise it is not written at all: after a crash the op
 //!   runs again and the barrier makes it a no-op. The ops changed since the
 //!   last write are kept as `dirty` and go with the next one.
-//! - **The switch to compensation**: durable before any compensation commits
-//!   (riding in the first compensation's commit when co-located), so that a
-//!   restarted driver never runs a forward op again after a compensation.
+//! - **A decision**: the switch to compensation (or cancel), and a TCC's
+//!   decision to confirm, are durable before any op carrying them out commits
+//!   (riding in that op's commit, or the deciding op's, when co-located), so
+//!   that a restarted driver never runs a forward op again after a
+//!   compensation, nor cancels what it began to confirm.
 //! - **A sleep** (a retry later) and **the end**: the state and the lease's
 //!   release in one write, the end riding in the last op's commit when
 //!   co-located.
@@ -134,7 +136,7 @@ impl Engine {
             if let Event::Outcome { branch_id, op, .. } = &event {
                 d.dirty.insert((branch_id.clone(), *op));
             }
-            let effect = saga::step(&mut d.state, event, now, &retry);
+            let effect = super::step(&mut d.state, event, now, &retry);
             d.state.transaction.lease_expires = Some(now.plus_ms(lease_ms));
             self.publish(&d.lease.gid, Live::Running { state: d.state.clone(), stored: d.stored });
 
@@ -153,11 +155,13 @@ impl Engine {
                     let colocated = self.inner.executor.colocated(&branch_op.target);
                     let after = colocated.then(|| self.after_success(d, &branch_id, op, now));
                     if after.is_none() {
-                        // The store must hold the create, and the switch to
-                        // compensation, before this op may commit; and a lease
-                        // that would lapse before the op ends is renewed first.
-                        let compensating = op.origin().is_some();
-                        let must_write = !d.stored || (compensating && d.durable_status != d.state.transaction.status);
+                        // The store must hold the create, and the decision
+                        // this op carries out (the switch to compensation or
+                        // cancel, the decision to confirm), before this op may
+                        // commit; and a lease that would lapse before the op
+                        // ends is renewed first.
+                        let settling = op.settles().is_some();
+                        let must_write = !d.stored || (settling && d.durable_status != d.state.transaction.status);
                         let half_lease = i64::try_from(lease_ms / 2).unwrap_or(i64::MAX);
                         let lapsing = d.durable_lease.is_none_or(|until| until.0 - now.0 < half_lease);
                         if must_write || (d.stored && lapsing) {
@@ -226,7 +230,7 @@ impl Engine {
     ) -> (TransactionState, Progress, bool) {
         let mut after = d.state.clone();
         let event = Event::Outcome { branch_id: branch_id.clone(), op, outcome: saga::Outcome::Succeeded };
-        let finished = matches!(saga::step(&mut after, event, now, &self.inner.config.retry), Effect::Finished { .. });
+        let finished = matches!(super::step(&mut after, event, now, &self.inner.config.retry), Effect::Finished { .. });
         after.transaction.lease_expires = Some(now.plus_ms(duration_ms(self.inner.config.lease)));
         let mut dirty = d.dirty.clone();
         dirty.insert((branch_id.clone(), op));

@@ -17,6 +17,7 @@ pub mod clock;
 mod driver;
 pub mod retry;
 pub mod saga;
+pub mod tcc;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +33,14 @@ use crate::store::{Created, Lease, Progress, Store, StoreError};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::RetryPolicy;
 pub use saga::Outcome;
+
+/// One step of `state`'s mode: the pure transition function the driver runs.
+fn step(state: &mut TransactionState, event: saga::Event, now: Millis, policy: &RetryPolicy) -> saga::Effect {
+    match state.transaction.mode {
+        Mode::Saga => saga::step(state, event, now, policy),
+        Mode::Tcc => tcc::step(state, event, now, policy),
+    }
+}
 
 /// One branch op to run.
 #[derive(Debug, Clone)]
@@ -436,6 +445,24 @@ pub(crate) mod fixture {
     };
 
     /// A submitted saga of `branches` branches (action + compensate each), created at `at`.
+    /// A TCC with `branches` branches (`try`, `confirm`, `cancel` each), not started.
+    pub fn tcc(gid: &str, branches: usize, at: Millis) -> TransactionState {
+        let mut state = saga(gid, branches, at);
+        state.transaction.mode = Mode::Tcc;
+        state.transaction.status = Status::Prepared;
+        let template = state.ops[0].clone();
+        state.ops = (0..branches)
+            .flat_map(|i| [(i, Op::Try), (i, Op::Confirm), (i, Op::Cancel)])
+            .map(|(i, op)| BranchOp {
+                branch_id: BranchId::from_index(i),
+                op,
+                target: Target { function: op.as_str().to_owned(), ..template.target.clone() },
+                ..template.clone()
+            })
+            .collect();
+        state
+    }
+
     pub fn saga(gid: &str, branches: usize, at: Millis) -> TransactionState {
         let target = |function: &str| Target {
             module: ModuleName::parse("bank").expect("valid name"),

@@ -51,6 +51,31 @@ pub enum Effect {
 
 /// Advances the saga by one event. The caller persists `state` after every call.
 pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &RetryPolicy) -> Effect {
+    run(state, event, now, policy, &Rules { timeout_in: Status::Submitted, decide })
+}
+
+/// What tells one mode from another; the rest of a step is shared.
+pub(super) struct Rules {
+    /// The status in which `timeout_to_fail` still rolls the transaction back
+    /// (once the mode has decided to commit, it only goes forward).
+    pub timeout_in: Status,
+    /// The next effect for the state as it is.
+    pub decide: fn(&mut TransactionState, Millis) -> Effect,
+}
+
+/// One step of any mode: record the event, check the timeout, decide.
+///
+/// Shared rules: a forward op (`action`, `try`) that answers `failure`, or
+/// exhausts `retry_limit`, turns the transaction `aborting`; an op that
+/// settles a decision (`compensate`, `confirm`, `cancel`, ...) is retried
+/// until it succeeds, a `failure` from it counting as an error.
+pub(super) fn run(
+    state: &mut TransactionState,
+    event: Event,
+    now: Millis,
+    policy: &RetryPolicy,
+    rules: &Rules,
+) -> Effect {
     let policy = policy.with_interval_secs(state.transaction.options.retry_interval);
     state.transaction.updated_at = now;
     match event {
@@ -68,8 +93,8 @@ pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &Re
             }
         }
     }
-    check_timeout(state, now);
-    decide(state, now)
+    check_timeout(state, rules.timeout_in, now);
+    (rules.decide)(state, now)
 }
 
 /// Records an outcome. Returns a `Sleep` when the op must be retried later.
@@ -91,9 +116,9 @@ fn apply(
     branch_op.attempts = branch_op.attempts.saturating_add(1);
     branch_op.updated_at = now;
 
-    let outcome = match (op, outcome) {
-        (Op::Compensate, Outcome::Failed(m)) => {
-            Outcome::Error(format!("compensation refused ({m}); compensations are retried until they succeed"))
+    let outcome = match (op.settles(), outcome) {
+        (Some(what), Outcome::Failed(m)) => {
+            Outcome::Error(format!("{what} refused ({m}); {what}s are retried until they succeed"))
         }
         (_, o) => o,
     };
@@ -139,7 +164,7 @@ fn apply(
 }
 
 fn exhausted(op: Op, attempts: u32, retry_limit: Option<u32>) -> bool {
-    op == Op::Action && retry_limit.is_some_and(|limit| attempts > limit)
+    op.is_forward() && retry_limit.is_some_and(|limit| attempts > limit)
 }
 
 fn sleep_after_error(
@@ -155,9 +180,9 @@ fn sleep_after_error(
     Effect::Sleep { until }
 }
 
-fn check_timeout(state: &mut TransactionState, now: Millis) {
+fn check_timeout(state: &mut TransactionState, applies_in: Status, now: Millis) {
     let tx = &mut state.transaction;
-    if tx.status != Status::Submitted {
+    if tx.status != applies_in {
         return;
     }
     if let Some(secs) = tx.options.timeout_to_fail
@@ -199,7 +224,7 @@ fn decide(state: &mut TransactionState, now: Millis) -> Effect {
     }
 }
 
-fn finish(state: &mut TransactionState, status: Status, now: Millis) -> Effect {
+pub(super) fn finish(state: &mut TransactionState, status: Status, now: Millis) -> Effect {
     let tx = &mut state.transaction;
     tx.status = status;
     tx.finished_at = Some(now);

@@ -178,6 +178,44 @@ async fn the_switch_to_compensation_is_durable_before_any_compensation_runs() {
 }
 
 #[tokio::test]
+async fn a_tcc_decision_is_durable_before_any_op_carries_it_out() {
+    for colocated in [false, true] {
+        // Confirm: both tries succeed, then both confirms.
+        let script = Script::new(vec![], colocated);
+        let confirming = engine(script.clone(), ManualClock::new(T0)).await;
+        let state = run(&confirming, super::fixture::tcc("t1", 2, T0), false).await;
+        assert_eq!(state.transaction.status, Status::Succeeded);
+        let ops: Vec<_> = script.calls().into_iter().map(|(b, op, _)| format!("{b} {op}")).collect();
+        assert_eq!(ops, ["01 try", "02 try", "01 confirm", "02 confirm"]);
+        if colocated {
+            // It rides in the last try's commit, with that try's success.
+            let last_try = script
+                .carried()
+                .into_iter()
+                .find(|p| matches!(p, Progress::Save { ops, .. } if ops.iter().any(|o| o.branch_id.to_string() == "02" && o.op == Op::Try)));
+            let Some(Progress::Save { transaction, .. }) = last_try else { panic!("no commit of the last try") };
+            assert_eq!(transaction.status, Status::Submitted);
+        } else {
+            let seen = script.seen.lock().unwrap().clone();
+            assert_eq!(seen[2], Some(Status::Submitted), "the decision was stored before the first confirm ran");
+        }
+        let stored = confirming.store().load(&state.transaction.gid).await.unwrap().unwrap();
+        assert_eq!(stored.transaction.status, Status::Succeeded);
+
+        // Cancel: the second try is refused; the switch is stored before the first cancel.
+        let script = Script::new(vec![Outcome::Succeeded, Outcome::Failed("no".into())], colocated);
+        let cancelling = engine(script.clone(), ManualClock::new(T0)).await;
+        let state = run(&cancelling, super::fixture::tcc("t2", 2, T0), false).await;
+        assert_eq!(state.transaction.status, Status::Failed);
+        let ops: Vec<_> = script.calls().into_iter().map(|(b, op, _)| format!("{b} {op}")).collect();
+        assert_eq!(ops, ["01 try", "02 try", "02 cancel", "01 cancel"]);
+        if !colocated {
+            assert_eq!(script.seen.lock().unwrap()[2], Some(Status::Aborting));
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_deferred_create_that_finds_its_gid_taken_answers_with_the_stored_transaction() {
     let script = Script::new(vec![], true);
     let engine = engine(script.clone(), ManualClock::new(T0)).await;

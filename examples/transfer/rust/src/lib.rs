@@ -10,6 +10,15 @@
 //! | `trans-in` | same | credits `to`; refuses a missing account or an overflow |
 //! | `trans-in-revert` | same | debits `to` back |
 //! | `balance` | `{"id":"alice"}` | returns `{"id":"alice","balance":70}` |
+//! | `try-out` | `{"from","to","amount"}` | TCC: moves `amount` of `from` from `balance` to `frozen`; refuses a missing account or short funds |
+//! | `confirm-out` | same | TCC: the frozen amount leaves `from` |
+//! | `cancel-out` | same | TCC: the frozen amount goes back to `from`'s balance |
+//! | `try-in` | same | TCC: refuses a missing `to` account or a credit that would overflow; reserves nothing |
+//! | `confirm-in` | same | TCC: credits `to` |
+//! | `cancel-in` | same | TCC: nothing to undo (`try-in` changed nothing) |
+//!
+//! A TCC's cancel runs only if its try committed, and a try that arrives after
+//! its cancel does nothing (the host's barrier), so the cancels need not check.
 //!
 //! Every statement runs unchanged on SQLite and Postgres (`$N` placeholders,
 //! `BIGINT`, `ON CONFLICT ... DO UPDATE`). Business refusals are failures
@@ -161,7 +170,11 @@ fn setup(_ctx: &Context, payload: Object<Setup>) -> Result<SetupDone, BranchErro
     let setup = payload.read("setup", "payload")?;
     let accounts =
         setup.accounts.into_iter().map(|account| account.read("setup", "account")).collect::<Result<Vec<_>, _>>()?;
-    db::execute("CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)", &[])?;
+    db::execute(
+        "CREATE TABLE IF NOT EXISTS accounts \
+         (id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)",
+        &[],
+    )?;
     for account in &accounts {
         db::execute(
             "INSERT INTO accounts (id, balance) VALUES ($1, $2) \
@@ -223,6 +236,72 @@ fn trans_in_revert(_ctx: &Context, payload: Object<Transfer>) -> Result<(), Bran
     Ok(())
 }
 
+fn try_out(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("try-out", "payload")?;
+    let amount = t.amount()?;
+    let frozen = db::execute(
+        "UPDATE accounts SET balance = balance - $1, frozen = frozen + $1 WHERE id = $2 AND balance >= $1",
+        &[amount.into(), t.from.as_str().into()],
+    )?;
+    if frozen == 0 {
+        return Err(match balance_of(&t.from)? {
+            None => missing_account(&t.from),
+            Some(_) => BranchError::failure(format!("insufficient funds in {}", t.from)),
+        });
+    }
+    log::info!("froze {amount} of {}", t.from);
+    Ok(())
+}
+
+fn confirm_out(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("confirm-out", "payload")?;
+    unfreeze(&t.from, t.amount()?, "frozen = frozen - $1")
+}
+
+fn cancel_out(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("cancel-out", "payload")?;
+    unfreeze(&t.from, t.amount()?, "balance = balance + $1, frozen = frozen - $1")
+}
+
+/// Releases `amount` of what `try-out` froze on `id`, as `set` says. Less
+/// frozen than that means the try never committed here, which the barrier
+/// rules out: refused (and so retried, and visible) rather than made up.
+fn unfreeze(id: &str, amount: i64, set: &str) -> Result<(), BranchError> {
+    let sql = format!("UPDATE accounts SET {set} WHERE id = $2 AND frozen >= $1");
+    if db::execute(&sql, &[amount.into(), id.into()])? == 0 {
+        return Err(match balance_of(id)? {
+            None => missing_account(id),
+            Some(_) => BranchError::failure(format!("account {id} has less than {amount} frozen")),
+        });
+    }
+    Ok(())
+}
+
+fn try_in(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("try-in", "payload")?;
+    let amount = t.amount()?;
+    match balance_of(&t.to)? {
+        None => Err(missing_account(&t.to)),
+        Some(balance) if balance > i64::MAX - amount => Err(overflow(&t.to)),
+        Some(_) => Ok(()),
+    }
+}
+
+fn confirm_in(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    let t = payload.read("confirm-in", "payload")?;
+    if !credit(&t.to, t.amount()?)? {
+        return Err(missing_account(&t.to));
+    }
+    Ok(())
+}
+
+fn cancel_in(_ctx: &Context, payload: Object<Transfer>) -> Result<(), BranchError> {
+    // try-in changed nothing; the payload is still checked like the others'.
+    let t = payload.read("cancel-in", "payload")?;
+    t.amount()?;
+    Ok(())
+}
+
 fn balance(_ctx: &Context, payload: Object<AccountId>) -> Result<Balance, BranchError> {
     let account = payload.read("balance", "payload")?;
     match balance_of(&account.id)? {
@@ -274,6 +353,12 @@ wasmtx_guest::export_branch! {
     "trans-in" => trans_in,
     "trans-in-revert" => trans_in_revert,
     "balance" => balance,
+    "try-out" => try_out,
+    "confirm-out" => confirm_out,
+    "cancel-out" => cancel_out,
+    "try-in" => try_in,
+    "confirm-in" => confirm_in,
+    "cancel-in" => cancel_in,
 }
 
 // The database is only reachable inside the host; these tests cover what is
@@ -286,11 +371,17 @@ mod tests {
     use super::*;
 
     type Step = fn(&Context, Object<Transfer>) -> Result<(), BranchError>;
-    const STEPS: [(&str, Step); 4] = [
+    const STEPS: [(&str, Step); 10] = [
         ("trans-out", trans_out),
         ("trans-out-revert", trans_out_revert),
         ("trans-in", trans_in),
         ("trans-in-revert", trans_in_revert),
+        ("try-out", try_out),
+        ("confirm-out", confirm_out),
+        ("cancel-out", cancel_out),
+        ("try-in", try_in),
+        ("confirm-in", confirm_in),
+        ("cancel-in", cancel_in),
     ];
 
     fn transfer(amount: i64) -> Object<Transfer> {
@@ -313,16 +404,21 @@ mod tests {
     #[test]
     fn amounts_above_the_limit_are_refused_by_every_step() {
         let ctx = Context::new(Op::Action);
-        for (_, step) in STEPS {
+        for (name, step) in STEPS {
             for amount in [MAX_AMOUNT + 1, i64::MAX] {
                 assert_eq!(
                     step(&ctx, transfer(amount)),
                     Err(BranchError::failure(format!("amount must be at most 1000000000000000, got {amount}")))
                 );
             }
-            // The limit itself is allowed: natively the database call then fails.
+            // The limit itself is allowed: natively the database call then
+            // fails (cancel-in makes none).
             let result = step(&ctx, transfer(MAX_AMOUNT));
-            assert!(matches!(result, Err(BranchError::Retry(_))), "{result:?}");
+            if name == "cancel-in" {
+                assert_eq!(result, Ok(()));
+            } else {
+                assert!(matches!(result, Err(BranchError::Retry(_))), "{name}: {result:?}");
+            }
         }
     }
 
