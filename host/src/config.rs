@@ -285,6 +285,7 @@ impl Config {
             max_request_bytes: file.max_request_kb.map(|kb| kb << 10).unwrap_or(d.max_request_bytes),
             max_payload_bytes: file.max_payload_kb.map(|kb| kb << 10).unwrap_or(d.max_payload_bytes),
             max_branches: file.max_branches.unwrap_or(d.max_branches).max(1),
+            max_request_timeout: limits.deadline,
             ..d
         };
         let retry_defaults = RetryPolicy::default();

@@ -260,6 +260,14 @@ pub struct Options {
     /// Base retry interval in seconds (default 1). Backoff doubles it up to the cap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_interval: Option<u64>,
+    /// The longest wait between two attempts of an op, in seconds (default:
+    /// the server's `retry_cap_ms`; never below `retry_interval`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retry_interval: Option<u64>,
+    /// The deadline of one branch invocation, in seconds, within the server's
+    /// `deadline_ms` (the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<u64>,
     /// Headers handed to every branch in its context.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branch_headers: Vec<(String, String)>,

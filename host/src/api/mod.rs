@@ -51,6 +51,9 @@ pub struct ApiLimits {
     /// `branch_headers` entries, and the bytes of each name and value.
     pub max_headers: usize,
     pub max_header_bytes: usize,
+    /// The longest `request_timeout` a transaction may ask for: the
+    /// sandbox's invocation deadline.
+    pub max_request_timeout: std::time::Duration,
 }
 
 impl Default for ApiLimits {
@@ -61,6 +64,7 @@ impl Default for ApiLimits {
             max_branches: 256,
             max_headers: 32,
             max_header_bytes: 4096,
+            max_request_timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -208,8 +208,9 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     })
 }
 
-/// Options within sane bounds: a retry interval of at least a second, at most
-/// a day; a timeout of at most a year; headers few and short.
+/// Options within sane bounds: retry intervals of at least a second, at most a
+/// day, the cap not below the base; a timeout of at most a year; a request
+/// timeout within the server's deadline; headers few and short.
 fn check_options(options: &Options, limits: &super::ApiLimits) -> Result<(), ApiError> {
     let invalid = |m: String| Err(ApiError::bad_request("invalid_options", m));
     if let Some(secs) = options.retry_interval
@@ -221,6 +222,24 @@ fn check_options(options: &Options, limits: &super::ApiLimits) -> Result<(), Api
         && secs > 366 * 86_400
     {
         return invalid(format!("timeout_to_fail must be at most a year (31622400 seconds), got {secs}"));
+    }
+    if let Some(secs) = options.max_retry_interval
+        && !(1..=86_400).contains(&secs)
+    {
+        return invalid(format!("max_retry_interval must be between 1 and 86400 seconds, got {secs}"));
+    }
+    if let (Some(cap), Some(base)) = (options.max_retry_interval, options.retry_interval)
+        && cap < base
+    {
+        return invalid(format!("max_retry_interval ({cap} s) must not be below retry_interval ({base} s)"));
+    }
+    let most = limits.max_request_timeout.as_secs().max(1);
+    if let Some(secs) = options.request_timeout
+        && !(1..=most).contains(&secs)
+    {
+        return invalid(format!(
+            "request_timeout must be between 1 and {most} seconds (the server's deadline_ms), got {secs}"
+        ));
     }
     if options.branch_headers.len() > limits.max_headers {
         return invalid(format!("at most {} branch_headers, got {}", limits.max_headers, options.branch_headers.len()));

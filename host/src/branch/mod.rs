@@ -83,7 +83,8 @@ impl WasmBranches {
     }
 
     async fn run(&self, call: BranchCall) -> BranchResult {
-        let deadline = Instant::now() + self.sandbox.limits().deadline;
+        let budget = call.timeout.map_or(self.sandbox.limits().deadline, |t| t.min(self.sandbox.limits().deadline));
+        let deadline = Instant::now() + budget;
         let error = |m: String| BranchResult::of(Outcome::Error(m));
         let runner = match self.registry.runner(&call.target.module, &call.target.digest).await {
             Ok(c) => c,

@@ -177,6 +177,7 @@ impl Engine {
                         payload: branch_op.payload,
                         attempt,
                         headers: d.state.transaction.options.branch_headers.clone(),
+                        timeout: d.state.transaction.options.request_timeout.map(std::time::Duration::from_secs),
                         progress: after.as_ref().map(|(_, progress, _)| progress.clone()),
                     };
                     let result = self.inner.executor.execute(call).await;

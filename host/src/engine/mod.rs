@@ -54,6 +54,9 @@ pub struct BranchCall {
     /// 1-based.
     pub attempt: u32,
     pub headers: Vec<(String, String)>,
+    /// The transaction's `request_timeout`: the invocation's deadline, if
+    /// shorter than the executor's own.
+    pub timeout: Option<Duration>,
     /// The transaction's progress, to commit together with the op if it
     /// succeeds. Given only for a target [`BranchExecutor::colocated`] with
     /// the store.

@@ -76,7 +76,8 @@ pub(super) fn run(
     policy: &RetryPolicy,
     rules: &Rules,
 ) -> Effect {
-    let policy = policy.with_interval_secs(state.transaction.options.retry_interval);
+    let options = &state.transaction.options;
+    let policy = policy.with_interval_secs(options.retry_interval).with_cap_secs(options.max_retry_interval);
     state.transaction.updated_at = now;
     match event {
         Event::Resume => {

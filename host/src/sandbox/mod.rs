@@ -193,6 +193,8 @@ pub struct Prepared {
     pool: Option<(Arc<InstancePool>, u32)>,
     sandbox: Sandbox,
     deadline: Instant,
+    /// The time the invocation was given, for the message when it runs out.
+    budget: Duration,
     http: HttpGrant,
     _slot: OwnedSemaphorePermit,
 }
@@ -223,7 +225,7 @@ impl Prepared {
                 self.sandbox.check_sizes(outcome)
             }
             // A trapped instance is never entered again.
-            Err(e) => Err(self.sandbox.trap(e)),
+            Err(e) => Err(self.sandbox.trap(e, self.budget)),
         };
         (result, tx)
     }
@@ -430,8 +432,10 @@ impl Sandbox {
         let _slot = self.slot(deadline).await?;
         let mut store = self.store(None, "upload inspection".into());
         self.arm_deadline(&mut store, deadline);
-        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        let functions = instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e))?;
+        let budget = self.inner.limits.deadline;
+        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, budget))?;
+        let functions =
+            instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e, budget))?;
         let size: usize = functions.iter().map(String::len).sum();
         if functions.len() > 10_000 || size > self.inner.limits.max_output_bytes {
             return Err(InvokeError::Trap(format!(
@@ -472,6 +476,9 @@ impl Sandbox {
     /// module uploaded with reuse. Waits for one of the invocation slots
     /// ([`Limits::max_invocations`]); everything counts against `deadline`.
     pub async fn prepare(&self, runner: &Runner, deadline: Instant) -> Result<Prepared, InvokeError> {
+        // What the caller gave, to the nearest 10 ms (it was computed a moment ago).
+        let left = deadline.saturating_duration_since(Instant::now()).as_millis();
+        let budget = Duration::from_millis(u64::try_from(left.div_ceil(10) * 10).unwrap_or(u64::MAX));
         let slot = self.slot(deadline).await?;
         let http = runner.http.clone();
         let (compiled, pool) = match &runner.instances {
@@ -484,6 +491,7 @@ impl Sandbox {
                         pool: Some((pool.clone(), warm.uses)),
                         sandbox: self.clone(),
                         deadline,
+                        budget,
                         http,
                         _slot: slot,
                     });
@@ -493,8 +501,8 @@ impl Sandbox {
         };
         let mut store = self.store(None, String::new());
         self.arm_deadline(&mut store, deadline);
-        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e))?;
-        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline, http, _slot: slot })
+        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, budget))?;
+        Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline, budget, http, _slot: slot })
     }
 
     /// One of the invocation slots, waited for until `deadline`.
@@ -582,12 +590,10 @@ impl Sandbox {
 
     /// Describes a trap in words a module author can act on; a limit the
     /// host enforced names itself. No wasm backtrace: one line.
-    fn trap(&self, error: wasmtime::Error) -> InvokeError {
-        let limits = &self.inner.limits;
+    /// `budget` is the time the invocation was given.
+    fn trap(&self, error: wasmtime::Error, budget: Duration) -> InvokeError {
         let message = match error.downcast_ref::<wasmtime::Trap>() {
-            Some(wasmtime::Trap::Interrupt) => {
-                format!("deadline exceeded: the guest ran longer than {:?}", limits.deadline)
-            }
+            Some(wasmtime::Trap::Interrupt) => format!("deadline exceeded: the guest ran longer than {budget:?}"),
             Some(wasmtime::Trap::StackOverflow) => "stack overflow: the guest's call stack ran out".to_owned(),
             Some(trap) => format!("guest trapped: {trap}"),
             None => {

@@ -187,6 +187,8 @@ async fn create_then_load_round_trips_every_field(url: String) {
         timeout_to_fail: Some(60),
         retry_limit: Some(3),
         retry_interval: Some(2),
+        max_retry_interval: Some(30),
+        request_timeout: Some(5),
         branch_headers: vec![("x-tenant".to_owned(), "acme".to_owned())],
     };
     t.next_due = Some(at(500));

@@ -21,7 +21,7 @@ struct Misbehave;
 
 const FUNCTIONS: &[&str] = &[
     "echo", "context", "count", "spin", "grow", "trap", "fail", "retry", "sql", "script", "sleep", "env", "http",
-    "output", "error", "log", "recurse",
+    "output", "error", "log", "recurse", "retry-times",
 ];
 
 /// Calls served by this instance: tells a reused instance from a fresh one.
@@ -65,6 +65,12 @@ impl Guest for Misbehave {
             "trap" => panic!("the guest was asked to trap"),
             "fail" => Err(BranchError::Failure(text)),
             "retry" => Err(BranchError::Retry(text)),
+            // Asks to be called again until attempt `number() + 1`, saying
+            // which attempt it is and the headers it was given.
+            "retry-times" => {
+                let seen = format!("attempt {} headers {:?}", ctx.attempt, ctx.headers);
+                if (ctx.attempt as usize) <= number() { Err(BranchError::Retry(seen)) } else { Ok(seen.into_bytes()) }
+            }
             "sql" => match db::execute(&text, &[]) {
                 Ok(n) => Ok(n.to_string().into_bytes()),
                 Err(e) => Err(BranchError::Retry(format!("{}: {}", e.code.unwrap_or_default(), e.message))),
