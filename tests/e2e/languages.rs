@@ -2,10 +2,11 @@
 //! through the real server: the same scenarios, the same balances, the same
 //! statuses and the same messages, whichever language the module is written in.
 //!
-//! Every scenario runs once per language on SQLite; the successful transfer
-//! also runs on Postgres. Uploading the Python or JavaScript component compiles
-//! an interpreter (15-35 s in a debug host on 2 cores), so each test starts one
-//! server and uploads one module.
+//! Every scenario runs once per language on SQLite; the successful saga, the
+//! TCC that confirms and the TCC that cancels also run on Postgres. Uploading
+//! the Python or JavaScript component compiles an interpreter (15-35 s in a
+//! debug host on 2 cores), so each test starts one server and uploads one
+//! module.
 //!
 //! The assertions are the same for every language and must stay so: when one
 //! language answers differently, that example has a bug; do not loosen the
@@ -57,8 +58,11 @@ in_every_language!(
         credits_that_would_overflow_are_refused,
         amounts_above_the_limit_are_refused,
         payloads_are_decoded_alike,
+        tcc_transfer_confirms,
+        tcc_to_a_missing_account_cancels,
+        tcc_overdraft_is_refused_and_try_in_never_runs,
     ],
-    postgres: [transfer_succeeds],
+    postgres: [transfer_succeeds, tcc_transfer_confirms, tcc_to_a_missing_account_cancels],
 );
 
 /// Uploads `transfer-<lang>` as `module`, reporting how long the upload
@@ -112,6 +116,67 @@ fn expected_ops(statuses: [&str; 4]) -> Vec<(String, String)> {
         .zip(statuses)
         .map(|(op, status)| (op.to_owned(), status.to_owned()))
         .collect()
+}
+
+/// A TCC transfer over the bank module: `try-out` freezes the amount on
+/// `from`, `try-in` checks `to`; the confirms move the money, the cancels
+/// give the frozen amount back.
+fn tcc(module: &str, from: &str, to: &str, amount: i64) -> Value {
+    let payload = json!({ "from": from, "to": to, "amount": amount });
+    let f = |function: &str| json!({ "module": module, "function": function });
+    json!({
+        "mode": "tcc",
+        "wait": true,
+        "branches": [
+            { "try": f("try-out"), "confirm": f("confirm-out"), "cancel": f("cancel-out"), "payload": payload },
+            { "try": f("try-in"), "confirm": f("confirm-in"), "cancel": f("cancel-in"), "payload": payload },
+        ],
+    })
+}
+
+/// The six ops of a two-branch TCC with these statuses.
+fn expected_tcc_ops(statuses: [&str; 6]) -> Vec<(String, String)> {
+    ["01 try", "01 confirm", "01 cancel", "02 try", "02 confirm", "02 cancel"]
+        .into_iter()
+        .zip(statuses)
+        .map(|(op, status)| (op.to_owned(), status.to_owned()))
+        .collect()
+}
+
+/// `attempts` of every op of the transaction, in order.
+fn attempts(tx: &Value) -> Vec<u64> {
+    tx["branches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no branches in {tx}"))
+        .iter()
+        .map(|op| op["attempts"].as_u64().unwrap())
+        .collect()
+}
+
+/// `(id, frozen)` of every account, read from the business database itself:
+/// no function of the example reports `frozen`.
+async fn frozen(server: &Server, backend: Backend) -> Vec<(String, i64)> {
+    const SQL: &str = "SELECT id, frozen FROM accounts ORDER BY id";
+    let url = server.database_url("default");
+    match backend {
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://").split('?').next().expect("a path").to_owned();
+            let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap_or_else(|e| panic!("open {path}: {e}"));
+            let mut stmt = conn.prepare(SQL).expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").map(|r| r.expect("row")).collect()
+        }
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+            sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("query")
+        }
+    }
+}
+
+/// Every account of `ids` with nothing frozen.
+fn nothing_frozen(ids: &[&str]) -> Vec<(String, i64)> {
+    ids.iter().map(|id| (id.to_string(), 0)).collect()
 }
 
 async fn transfer_succeeds(lang: &str, backend: Backend) {
@@ -238,6 +303,16 @@ async fn credits_that_would_overflow_are_refused(lang: &str, backend: Backend) {
     assert_eq!(ops(&tx), expected_ops(["succeeded", "succeeded", "failed", "succeeded"]));
     assert_eq!(server.balance("bank", "alice").await, 5000, "the debit was compensated");
     assert_eq!(server.balance("bank", "bob").await, NEAR_MAX, "still an integer, unchanged");
+    // The same credit as a TCC: try-in refuses it before anything is confirmed.
+    let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "bob", 1000)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "balance of bob would overflow", "{body}");
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(ops(&tx), expected_tcc_ops(["succeeded", "prepared", "succeeded", "failed", "prepared", "succeeded"]));
+    assert_eq!(server.balance("bank", "alice").await, 5000, "the freeze was cancelled");
+    assert_eq!(server.balance("bank", "bob").await, NEAR_MAX);
+    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
 
     // Up to i64::MAX exactly is a credit like any other.
     let rest = i64::MAX - NEAR_MAX;
@@ -273,7 +348,9 @@ async fn amounts_above_the_limit_are_refused(lang: &str, backend: Backend) {
     let server = bank(lang, backend, &[("alice", LIMIT + 1), ("bob", 0)]).await;
 
     let above = json!({ "from": "alice", "to": "bob", "amount": LIMIT + 1 });
-    for function in ["trans-out", "trans-out-revert", "trans-in", "trans-in-revert"] {
+    let steps = ["trans-out", "trans-out-revert", "trans-in", "trans-in-revert"];
+    let tcc_steps = ["try-out", "confirm-out", "cancel-out", "try-in", "confirm-in", "cancel-in"];
+    for function in steps.into_iter().chain(tcc_steps) {
         let (status, body) = server.post(&format!("/v1/modules/bank/call/{function}"), &above).await;
         assert_eq!(status, 422, "{function}: {body}");
         assert_eq!(body, refusal("amount must be at most 1000000000000000, got 1000000000000001"), "{function}");
@@ -301,6 +378,8 @@ async fn payloads_are_decoded_alike(lang: &str, backend: Backend) {
         ("trans-out-revert", "null"),
         ("trans-in-revert", r#""alice""#),
         ("trans-out", "30"),
+        ("try-out", r#"["alice","bob",30]"#),
+        ("cancel-in", "null"),
     ];
     for (function, body) in not_objects {
         let (status, answer) = call_raw(&server, function, body).await;
@@ -374,4 +453,82 @@ async fn a_saga_mixing_python_and_c_commits_and_compensates_across_languages() {
     assert_eq!(ops(&tx), expected_ops(["succeeded", "succeeded", "failed", "succeeded"]));
     assert_eq!(server.balance("bank-c", "alice").await, 70, "the second debit was compensated");
     assert_eq!(server.balance("bank-py", "bob").await, 50);
+}
+
+async fn tcc_transfer_confirms(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+    let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "bob", 30)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    assert_eq!(server.balance("bank", "alice").await, 70);
+    assert_eq!(server.balance("bank", "bob").await, 30);
+    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]), "the confirm released the freeze");
+
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["mode"], "tcc");
+    assert_eq!(tx["status"], "succeeded");
+    assert_eq!(
+        ops(&tx),
+        expected_tcc_ops(["succeeded", "succeeded", "prepared", "succeeded", "succeeded", "prepared"])
+    );
+    assert_eq!(attempts(&tx), [1, 1, 0, 1, 1, 0], "every try and confirm ran once, no cancel ran");
+
+    // What the steps do on their own (called directly: no barrier). try-out
+    // moves the amount from the balance to `frozen`, cancel-out moves it back;
+    // try-in reserves nothing.
+    let t = json!({ "from": "alice", "to": "bob", "amount": 20 });
+    assert_eq!(server.call("bank", "try-out", t.clone()).await, Value::Null);
+    assert_eq!(server.balance("bank", "alice").await, 50);
+    assert_eq!(frozen(&server, backend).await, [("alice".to_owned(), 20), ("bob".to_owned(), 0)]);
+    assert_eq!(server.call("bank", "try-in", t.clone()).await, Value::Null);
+    assert_eq!(server.balance("bank", "bob").await, 30);
+    assert_eq!(server.call("bank", "cancel-out", t.clone()).await, Value::Null);
+    assert_eq!(server.balance("bank", "alice").await, 70);
+    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+    // A confirm or cancel of more than is frozen is refused and writes nothing.
+    for function in ["confirm-out", "cancel-out"] {
+        let (status, body) = server.post(&format!("/v1/modules/bank/call/{function}"), &t).await;
+        assert_eq!((status, body), (422, refusal("account alice has less than 20 frozen")), "{function}");
+    }
+    assert_eq!(server.balance("bank", "alice").await, 70);
+    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+}
+
+async fn tcc_to_a_missing_account_cancels(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 100)]).await;
+    let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "carol", 30)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "account carol does not exist", "{body}");
+    assert_eq!(server.balance("bank", "alice").await, 100, "cancel-out gave the frozen amount back");
+    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice"]));
+
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["status"], "failed");
+    assert_eq!(tx["rollback_reason"], "account carol does not exist");
+    assert_eq!(ops(&tx), expected_tcc_ops(["succeeded", "prepared", "succeeded", "failed", "prepared", "succeeded"]));
+    assert_eq!(tx["branches"][3]["last_error"], "account carol does not exist", "try-in keeps the guest's message");
+}
+
+async fn tcc_overdraft_is_refused_and_try_in_never_runs(lang: &str, backend: Backend) {
+    let server = bank(lang, backend, &[("alice", 10), ("bob", 0)]).await;
+    let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "bob", 30)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "failed", "{body}");
+    assert_eq!(body["rollback_reason"], "insufficient funds in alice", "{body}");
+    // cancel-out ran as a null cancel: nothing back for a freeze that never happened.
+    assert_eq!(server.balance("bank", "alice").await, 10);
+    assert_eq!(server.balance("bank", "bob").await, 0);
+    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["status"], "failed");
+    assert_eq!(ops(&tx), expected_tcc_ops(["failed", "prepared", "succeeded", "prepared", "prepared", "prepared"]));
+    let attempts = attempts(&tx);
+    assert_eq!(attempts[0], 1, "try-out ran once: a refusal is not retried");
+    assert_eq!(
+        [attempts[1], attempts[3], attempts[4], attempts[5]],
+        [0, 0, 0, 0],
+        "nothing ran after the refusal but cancel-out: {tx}"
+    );
 }

@@ -5,13 +5,19 @@
 // payload, frees what the host hands over, and turns each function's result
 // into the WIT one. Business refusals are failures (never retried); database
 // errors are retries.
+//
+// The TCC functions (`try-out`, `confirm-out`, `cancel-out`, `try-in`,
+// `confirm-in`, `cancel-in`) freeze the amount in the `frozen` column while the
+// transaction is undecided. A cancel runs only if its try committed, and a try
+// that arrives after its cancel does nothing (the host's barrier), so the
+// cancels need not check.
 #include "wasmtx.h"
 
 // The largest amount a transfer step accepts, as in the Rust version.
 #define MAX_AMOUNT INT64_C(1000000000000000)
 
-/// Payload of the four transfer steps: the action and its compensation get the
-/// same payload.
+/// Payload of the transfer steps: the action and its compensation (and a TCC's
+/// try, confirm and cancel) get the same payload.
 typedef struct {
   wasmtx_str from;
   wasmtx_str to;
@@ -85,7 +91,9 @@ static bool setup(wasmtx_call *call) {
       return false;
     }
   }
-  if (!wasmtx_db_execute(call, "CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)",
+  if (!wasmtx_db_execute(call,
+                         "CREATE TABLE IF NOT EXISTS accounts "
+                         "(id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)",
                          NULL, 0, NULL)) {
     return false;
   }
@@ -160,6 +168,80 @@ static bool trans_in_revert(wasmtx_call *call) {
   return true;
 }
 
+static bool try_out(wasmtx_call *call) {
+  transfer t;
+  uint64_t frozen;
+  bool found;
+  int64_t balance;
+  if (!read_transfer(call, &t) ||
+      !wasmtx_db_execute(call,
+                         "UPDATE accounts SET balance = balance - $1, frozen = frozen + $1 WHERE id = $2 AND balance >= $1",
+                         WASMTX_PARAMS(wasmtx_int(t.amount), wasmtx_text(t.from)), &frozen)) {
+    return false;
+  }
+  if (frozen == 0) {
+    if (!balance_of(call, t.from, &found, &balance)) return false;
+    if (!found) return missing_account(call, t.from);
+    return wasmtx_failure(call, "insufficient funds in %.*s", WASMTX_STR_ARG(t.from));
+  }
+  wasmtx_log_info("froze %lld of %.*s", (long long)t.amount, WASMTX_STR_ARG(t.from));
+  return true;
+}
+
+// The statement that releases what `try-out` froze on an account, as `set` says.
+#define UNFREEZE(set) "UPDATE accounts SET " set " WHERE id = $2 AND frozen >= $1"
+
+// Runs `sql` (an UNFREEZE) for `amount` on `id`. Less frozen than that means
+// the try never committed here, which the barrier rules out: refused (and so
+// retried, and visible) rather than made up.
+static bool unfreeze(wasmtx_call *call, wasmtx_str id, int64_t amount, const char *sql) {
+  uint64_t released;
+  bool found;
+  int64_t balance;
+  if (!wasmtx_db_execute(call, sql, WASMTX_PARAMS(wasmtx_int(amount), wasmtx_text(id)), &released)) return false;
+  if (released == 0) {
+    if (!balance_of(call, id, &found, &balance)) return false;
+    if (!found) return missing_account(call, id);
+    return wasmtx_failure(call, "account %.*s has less than %lld frozen", WASMTX_STR_ARG(id), (long long)amount);
+  }
+  return true;
+}
+
+static bool confirm_out(wasmtx_call *call) {
+  transfer t;
+  return read_transfer(call, &t) && unfreeze(call, t.from, t.amount, UNFREEZE("frozen = frozen - $1"));
+}
+
+static bool cancel_out(wasmtx_call *call) {
+  transfer t;
+  return read_transfer(call, &t) &&
+         unfreeze(call, t.from, t.amount, UNFREEZE("balance = balance + $1, frozen = frozen - $1"));
+}
+
+static bool try_in(wasmtx_call *call) {
+  transfer t;
+  bool found;
+  int64_t balance;
+  if (!read_transfer(call, &t) || !balance_of(call, t.to, &found, &balance)) return false;
+  if (!found) return missing_account(call, t.to);
+  // amount is positive, so INT64_MAX - amount does not overflow.
+  if (balance > INT64_MAX - t.amount) return overflow(call, t.to);
+  return true;
+}
+
+static bool confirm_in(wasmtx_call *call) {
+  transfer t;
+  bool found;
+  if (!read_transfer(call, &t) || !credit(call, t.to, t.amount, &found)) return false;
+  return found || missing_account(call, t.to);
+}
+
+static bool cancel_in(wasmtx_call *call) {
+  transfer t;
+  // try-in changed nothing; the payload is still checked like the others'.
+  return read_transfer(call, &t);
+}
+
 static bool balance(wasmtx_call *call) {
   const wasmtx_json *in = wasmtx_payload(call);
   wasmtx_str id;
@@ -183,6 +265,12 @@ static const wasmtx_function FUNCTIONS[] = {
     {"trans-in", trans_in},
     {"trans-in-revert", trans_in_revert},
     {"balance", balance},
+    {"try-out", try_out},
+    {"confirm-out", confirm_out},
+    {"cancel-out", cancel_out},
+    {"try-in", try_in},
+    {"confirm-in", confirm_in},
+    {"cancel-in", cancel_in},
 };
 
 WASMTX_EXPORT(FUNCTIONS);

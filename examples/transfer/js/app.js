@@ -5,6 +5,12 @@
 // spec. Business refusals are `Failure` (never retried); database errors are
 // `DbError`s, which are retries. The SDK parses the payload (integers as exact
 // BigInts), reads fields as strictly as serde, and answers `invoke`.
+//
+// The TCC functions (`try-out`, `confirm-out`, `cancel-out`, `try-in`,
+// `confirm-in`, `cancel-in`) freeze the amount in the `frozen` column while the
+// transaction is undecided. A cancel runs only if its try committed, and a try
+// that arrives after its cancel does nothing (the host's barrier), so the
+// cancels need not check.
 
 import { branch, db, fields, log, Failure } from 'wasmtx-guest';
 
@@ -14,7 +20,13 @@ import { branch, db, fields, log, Failure } from 'wasmtx-guest';
  */
 const MAX_AMOUNT = 10n ** 15n;
 
-/** Payload of the four transfer steps: the action and its compensation get the same. */
+/** The largest BIGINT (i64). */
+const I64_MAX = 2n ** 63n - 1n;
+
+/**
+ * Payload of the transfer steps: the action and its compensation (and a TCC's
+ * try, confirm and cancel) get the same.
+ */
 const TRANSFER = { from: 'string', to: 'string', amount: 'integer' };
 
 /** The transfer in `payload`, its amount refused unless positive and at most MAX_AMOUNT. */
@@ -73,7 +85,10 @@ function credit(id, amount) {
 function setup(_ctx, payload) {
   const { accounts } = fields(payload, { accounts: 'array' });
   const read = accounts.map((account) => fields(account, { id: 'string', balance: 'integer' }, 'account'));
-  db.execute('CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)');
+  db.execute(
+    'CREATE TABLE IF NOT EXISTS accounts ' +
+      '(id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)',
+  );
   for (const { id, balance } of read) {
     db.execute(
       'INSERT INTO accounts (id, balance) VALUES ($1, $2) ' +
@@ -127,6 +142,63 @@ function transInRevert(_ctx, payload) {
   }
 }
 
+function tryOut(_ctx, payload) {
+  const { from, amount } = transfer(payload);
+  const frozen = db.execute(
+    'UPDATE accounts SET balance = balance - $1, frozen = frozen + $1 WHERE id = $2 AND balance >= $1',
+    amount,
+    from,
+  );
+  if (frozen === 0) {
+    throw balanceOf(from) === null ? missingAccount(from) : new Failure(`insufficient funds in ${from}`);
+  }
+  log.info(`froze ${amount} of ${from}`);
+}
+
+function confirmOut(_ctx, payload) {
+  const { from, amount } = transfer(payload);
+  unfreeze(from, amount, 'frozen = frozen - $1');
+}
+
+function cancelOut(_ctx, payload) {
+  const { from, amount } = transfer(payload);
+  unfreeze(from, amount, 'balance = balance + $1, frozen = frozen - $1');
+}
+
+/**
+ * Releases `amount` of what `try-out` froze on `id`, as `set` says. Less
+ * frozen than that means the try never committed here, which the barrier
+ * rules out: refused (and so retried, and visible) rather than made up.
+ */
+function unfreeze(id, amount, set) {
+  if (db.execute(`UPDATE accounts SET ${set} WHERE id = $2 AND frozen >= $1`, amount, id) === 0) {
+    throw balanceOf(id) === null ? missingAccount(id) : new Failure(`account ${id} has less than ${amount} frozen`);
+  }
+}
+
+function tryIn(_ctx, payload) {
+  const { to, amount } = transfer(payload);
+  const balance = balanceOf(to);
+  if (balance === null) {
+    throw missingAccount(to);
+  }
+  if (balance > I64_MAX - amount) {
+    throw overflow(to);
+  }
+}
+
+function confirmIn(_ctx, payload) {
+  const { to, amount } = transfer(payload);
+  if (!credit(to, amount)) {
+    throw missingAccount(to);
+  }
+}
+
+function cancelIn(_ctx, payload) {
+  // try-in changed nothing; the payload is still checked like the others'.
+  transfer(payload);
+}
+
 function balance(_ctx, payload) {
   const { id } = fields(payload, { id: 'string' });
   const amount = balanceOf(id);
@@ -143,4 +215,10 @@ export const handler = branch({
   'trans-in': transIn,
   'trans-in-revert': transInRevert,
   balance,
+  'try-out': tryOut,
+  'confirm-out': confirmOut,
+  'cancel-out': cancelOut,
+  'try-in': tryIn,
+  'confirm-in': confirmIn,
+  'cancel-in': cancelIn,
 });

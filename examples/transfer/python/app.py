@@ -4,6 +4,12 @@ The same functions, SQL and messages as `examples/transfer/rust`, which is the
 spec, written on the wasmtx Python SDK (`guest-sdk/python`). Business refusals
 raise `Failure` (never retried); a database error left uncaught is a `retry`.
 The SDK reads payloads as strictly as serde reads them in the Rust version.
+
+The TCC functions (`try-out`, `confirm-out`, `cancel-out`, `try-in`,
+`confirm-in`, `cancel-in`) freeze the amount in the `frozen` column while the
+transaction is undecided. A cancel runs only if its try committed, and a try
+that arrives after its cancel does nothing (the host's barrier), so the
+cancels need not check.
 """
 
 from dataclasses import dataclass
@@ -14,6 +20,9 @@ from wasmtx import Context, Failure, Handler, branch, db, log  # noqa: F401
 
 # The largest amount a transfer step accepts (10^15), as in the Rust version.
 MAX_AMOUNT = 10**15
+
+# The largest BIGINT (i64).
+I64_MAX = 2**63 - 1
 
 
 @dataclass
@@ -31,8 +40,8 @@ class Setup:
 
 @dataclass
 class Transfer:
-    """Payload of the four transfer steps: the action and its compensation get
-    the same payload."""
+    """Payload of the transfer steps: the action and its compensation (and a
+    TCC's try, confirm and cancel) get the same payload."""
 
     from_: str  # the JSON key "from"
     to: str
@@ -54,7 +63,10 @@ class AccountId:
 
 @branch.function("setup")
 def setup(ctx: Context, payload: Setup) -> dict:
-    db.execute("CREATE TABLE IF NOT EXISTS accounts (id TEXT PRIMARY KEY, balance BIGINT NOT NULL)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS accounts "
+        "(id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)"
+    )
     for account in payload.accounts:
         db.execute(
             "INSERT INTO accounts (id, balance) VALUES ($1, $2) "
@@ -108,6 +120,65 @@ def trans_in_revert(ctx: Context, t: Transfer) -> None:
     )
     if debited == 0 and balance_of(t.to) is not None:
         raise overflow(t.to)
+
+
+@branch.function("try-out")
+def try_out(ctx: Context, t: Transfer) -> None:
+    amount = t.checked_amount()
+    frozen = db.execute(
+        "UPDATE accounts SET balance = balance - $1, frozen = frozen + $1 WHERE id = $2 AND balance >= $1",
+        amount,
+        t.from_,
+    )
+    if frozen == 0:
+        if balance_of(t.from_) is None:
+            raise missing_account(t.from_)
+        raise Failure(f"insufficient funds in {t.from_}")
+    log.info(f"froze {amount} of {t.from_}")
+
+
+@branch.function("confirm-out")
+def confirm_out(ctx: Context, t: Transfer) -> None:
+    unfreeze(t.from_, t.checked_amount(), "frozen = frozen - $1")
+
+
+@branch.function("cancel-out")
+def cancel_out(ctx: Context, t: Transfer) -> None:
+    unfreeze(t.from_, t.checked_amount(), "balance = balance + $1, frozen = frozen - $1")
+
+
+def unfreeze(account: str, amount: int, set_: str) -> None:
+    """Releases `amount` of what `try-out` froze on `account`, as `set_` says.
+
+    Less frozen than that means the try never committed here, which the
+    barrier rules out: refused (and so retried, and visible) rather than made up.
+    """
+    if db.execute(f"UPDATE accounts SET {set_} WHERE id = $2 AND frozen >= $1", amount, account) == 0:
+        if balance_of(account) is None:
+            raise missing_account(account)
+        raise Failure(f"account {account} has less than {amount} frozen")
+
+
+@branch.function("try-in")
+def try_in(ctx: Context, t: Transfer) -> None:
+    amount = t.checked_amount()
+    balance = balance_of(t.to)
+    if balance is None:
+        raise missing_account(t.to)
+    if balance > I64_MAX - amount:
+        raise overflow(t.to)
+
+
+@branch.function("confirm-in")
+def confirm_in(ctx: Context, t: Transfer) -> None:
+    if not credit(t.to, t.checked_amount()):
+        raise missing_account(t.to)
+
+
+@branch.function("cancel-in")
+def cancel_in(ctx: Context, t: Transfer) -> None:
+    # try-in changed nothing; the payload is still checked like the others'.
+    t.checked_amount()
 
 
 @branch.function("balance")

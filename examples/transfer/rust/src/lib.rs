@@ -133,8 +133,8 @@ struct SetupDone {
     accounts: usize,
 }
 
-/// Payload of the four transfer steps: the action and its compensation get the
-/// same payload.
+/// Payload of the transfer steps: the action and its compensation (and a TCC's
+/// try, confirm and cancel) get the same payload.
 #[derive(Debug, Deserialize)]
 struct Transfer {
     from: String,
