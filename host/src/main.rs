@@ -1,14 +1,18 @@
 //! The `wasmtx` command: `wasmtx serve [--listen ADDR] [--data-dir DIR]
-//! [--store URL] [--database NAME=URL]... [--config FILE]`.
+//! [--store URL] [--database NAME=URL]... [--config FILE]`, and
+//! `wasmtx guest new|build` for writing branch modules ([`guest`]).
 //!
 //! A start-up failure exits with status 1 and one line on stderr saying what
 //! to fix; the error's chain of causes and a backtrace follow only when
-//! `RUST_BACKTRACE` asks for them.
+//! `RUST_BACKTRACE` asks for them. A `guest` failure is one line too, its
+//! causes joined into it.
+
+mod guest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use wasmtx::config::{Config, Overrides};
 
@@ -28,26 +32,34 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the coordinator and its HTTP API.
-    Serve {
-        /// Address to listen on [default: 127.0.0.1:36789].
-        #[arg(long, env = "WASMTX_LISTEN")]
-        listen: Option<String>,
-        /// Directory for the embedded SQLite files, the node id and the compile cache [default: ./wasmtx-data].
-        #[arg(long, env = "WASMTX_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Coordinator store: sqlite://PATH or postgres://… [default: SQLite in the data dir].
-        #[arg(long, env = "WASMTX_STORE")]
-        store: Option<String>,
-        /// Bind a business database: NAME=URL (repeatable; `default=URL` replaces the default one).
-        #[arg(long = "database", value_name = "NAME=URL")]
-        databases: Vec<String>,
-        /// TOML config file; flags and WASMTX_* variables override it. Relative paths in it are relative to its folder.
-        #[arg(long, env = "WASMTX_CONFIG")]
-        config: Option<PathBuf>,
-        /// A bearer token with rights: NAME:RIGHTS:TOKEN, rights comma-separated from read, submit, admin (repeatable).
-        #[arg(long = "auth-token", value_name = "NAME:RIGHTS:TOKEN")]
-        auth_tokens: Vec<String>,
+    Serve(ServeArgs),
+    /// Write and build branch modules: `new` scaffolds one, `build` makes its component.
+    Guest {
+        #[command(subcommand)]
+        command: guest::GuestCommand,
     },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:36789].
+    #[arg(long, env = "WASMTX_LISTEN")]
+    listen: Option<String>,
+    /// Directory for the embedded SQLite files, the node id and the compile cache [default: ./wasmtx-data].
+    #[arg(long, env = "WASMTX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Coordinator store: sqlite://PATH or postgres://… [default: SQLite in the data dir].
+    #[arg(long, env = "WASMTX_STORE")]
+    store: Option<String>,
+    /// Bind a business database: NAME=URL (repeatable; `default=URL` replaces the default one).
+    #[arg(long = "database", value_name = "NAME=URL")]
+    databases: Vec<String>,
+    /// TOML config file; flags and WASMTX_* variables override it. Relative paths in it are relative to its folder.
+    #[arg(long, env = "WASMTX_CONFIG")]
+    config: Option<PathBuf>,
+    /// A bearer token with rights: NAME:RIGHTS:TOKEN, rights comma-separated from read, submit, admin (repeatable).
+    #[arg(long = "auth-token", value_name = "NAME:RIGHTS:TOKEN")]
+    auth_tokens: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -56,7 +68,19 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match serve(cli) {
+    let args = match cli.command {
+        Command::Serve(args) => args,
+        Command::Guest { command } => {
+            return match guest::run(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -73,8 +97,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let Command::Serve { listen, data_dir, store, databases, config, auth_tokens } = cli.command;
+fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+    let ServeArgs { listen, data_dir, store, databases, config, auth_tokens } = args;
     let token = std::env::var("WASMTX_TOKEN").ok();
     let overrides = Overrides { listen, data_dir, store, databases, token, auth_tokens };
     let config = Config::load(config.as_deref(), overrides)?;

@@ -8,6 +8,7 @@ mod harness;
 mod languages;
 mod readme;
 mod retries;
+mod scaffold;
 mod startup;
 mod tcc;
 mod uploads;

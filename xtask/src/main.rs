@@ -14,24 +14,24 @@
 //!
 //! - [`process`]: runs a child command; a failure names the command and its exit code.
 //! - [`apt`]: installs missing Debian packages a step needs.
-//! - [`examples`]: the list of example components and one builder per language.
+//! - [`examples`]: the list of example components; the builders, one per
+//!   language, are the `wasmtx-toolchain` crate's, shared with `wasmtx guest build`.
 //! - [`postgres`]: makes sure the test Postgres answers.
 //! - [`test`], [`lint`]: the commands of the same names.
 //!
 //! xtask never edits sources; it only builds, checks and runs.
 
-mod apt;
 mod bench;
 mod examples;
 mod lint;
 mod postgres;
-mod process;
 mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::bail;
+use wasmtx_toolchain::{apt, process};
 
 const USAGE: &str = "\
 usage: cargo xtask <command>

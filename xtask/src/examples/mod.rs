@@ -2,32 +2,29 @@
 //! `target/examples/<example>-<lang>.wasm` and checks that each output is a
 //! WebAssembly component.
 //!
-//! One file per language holds its builder, a `fn(root, example, out)` that
-//! turns `examples/<example>/<lang>/` into the component file `out`. To add an
-//! example or a language, add a line to [`EXAMPLES`] (and the builder's `mod`).
-//! Builders must not write outside `target/` and the output path.
-
-pub mod c;
-pub mod js;
-pub mod python;
-pub mod rust;
+//! The builders are `wasmtx-toolchain`'s (the same ones `wasmtx guest build`
+//! runs); this file only lists the examples and says where things go. To add
+//! an example, add a line to [`EXAMPLES`]. Builds must not write outside
+//! `target/` and the output path: tools go to `target/tools`, intermediate
+//! files to `target/guests/<lang>/<example>`, Rust builds to `target/guests`
+//! with the workspace's `guest` profile (size-optimised, LTO,
+//! `panic = "abort"`), so that they never wait for the lock of the main build.
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-
-/// Builds `examples/<example>/<lang>/` into the component file `out`.
-type Builder = fn(root: &Path, example: &str, out: &Path) -> Result<()>;
+use wasmtx_toolchain::{Lang, Toolchain};
 
 /// One example in one language.
 #[derive(Debug)]
 struct Example {
-    /// Directory under `examples/`.
+    /// The example's name: its directory under `examples/`.
     example: &'static str,
-    /// Directory under `examples/<example>/`; also the suffix of the output name.
-    lang: &'static str,
-    build: Builder,
+    /// Also the suffix of the output name.
+    lang: Lang,
+    /// The module's directory, relative to the workspace root.
+    dir: &'static str,
 }
 
 impl Example {
@@ -39,20 +36,24 @@ impl Example {
 
 /// Every example component, in build order.
 const EXAMPLES: &[Example] = &[
-    Example { example: "transfer", lang: "rust", build: rust::build },
-    Example { example: "transfer", lang: "python", build: python::build },
-    Example { example: "transfer", lang: "js", build: js::build },
-    Example { example: "transfer", lang: "c", build: c::build },
-    // Not an example: the sandbox's test guest, `tests/guests/misbehave`.
-    Example { example: "misbehave", lang: "rust", build: rust::build_test_guest },
+    Example { example: "transfer", lang: Lang::Rust, dir: "examples/transfer/rust" },
+    Example { example: "transfer", lang: Lang::Python, dir: "examples/transfer/python" },
+    Example { example: "transfer", lang: Lang::Js, dir: "examples/transfer/js" },
+    Example { example: "transfer", lang: Lang::C, dir: "examples/transfer/c" },
+    // Not an example: the sandbox's test guest.
+    Example { example: "misbehave", lang: Lang::Rust, dir: "tests/guests/misbehave" },
 ];
 
 /// Where the components land, relative to the workspace root.
 pub const OUT_DIR: &str = "target/examples";
 
-/// The first bytes of a component: `\0asm`, then version 0x0d and layer 1 (a
-/// core module has version 1, layer 0).
-const COMPONENT_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+/// The Rust target, for `xtask test`'s first step.
+pub mod rust {
+    /// `rustup target add wasm32-wasip2` for the workspace's toolchain.
+    pub fn ensure_target() -> anyhow::Result<()> {
+        wasmtx_toolchain::rust::ensure_target(&crate::project_root())
+    }
+}
 
 /// Builds the examples selected by `filters` (example names such as
 /// `transfer-rust`, example directories such as `transfer`, or languages such
@@ -65,61 +66,47 @@ pub fn build(root: &Path, filters: &[String]) -> Result<()> {
         let name = example.name();
         let out = out_dir.join(format!("{name}.wasm"));
         eprintln!("==> building example {name}");
-        (example.build)(root, example.example, &out).with_context(|| format!("building example {name} failed"))?;
-        let size = check_component(&out)?;
-        println!("{name}: {} ({})", out.display(), human_size(size));
+        let size = wasmtx_toolchain::build(example.lang, &root.join(example.dir), &out, &toolchain(root, example))
+            .with_context(|| format!("building example {name} failed"))?;
+        println!("{name}: {} ({})", out.display(), wasmtx_toolchain::human_size(size));
     }
     Ok(())
 }
 
+/// Where an example's build finds its tools and puts its intermediate files.
+fn toolchain(root: &Path, example: &Example) -> Toolchain {
+    Toolchain {
+        checkout: root.to_owned(),
+        tools: root.join("target/tools"),
+        work: root.join("target/guests").join(example.lang.name()).join(example.example),
+        cargo_profile: "guest".to_owned(),
+        cargo_target_dir: Some(root.join("target/guests")),
+        install_packages: true,
+    }
+}
+
 fn select<'a>(examples: &'a [Example], filters: &[String]) -> Result<Vec<&'a Example>> {
+    let matches = |e: &Example, f: &str| f == e.name() || f == e.example || f == e.lang.name();
     if filters.is_empty() {
         return Ok(examples.iter().collect());
     }
     for filter in filters {
-        let known = examples.iter().any(|e| [e.name().as_str(), e.example, e.lang].contains(&filter.as_str()));
-        if !known {
+        if !examples.iter().any(|e| matches(e, filter)) {
             let names: Vec<String> = examples.iter().map(Example::name).collect();
             bail!("no example matches {filter:?}; known: {}", names.join(", "));
         }
     }
-    Ok(examples.iter().filter(|e| filters.iter().any(|f| *f == e.name() || f == e.example || f == e.lang)).collect())
-}
-
-/// The size of the component at `path`; an error if it is not a component.
-fn check_component(path: &Path) -> Result<u64> {
-    let bytes = fs::read(path).with_context(|| format!("the builder did not write {}", path.display()))?;
-    if !bytes.starts_with(&COMPONENT_HEADER) {
-        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        bail!(
-            "{} is not a WebAssembly component: it starts with [{}], expected [00 61 73 6d 0d 00 01 00]",
-            path.display(),
-            head.join(" ")
-        );
-    }
-    Ok(bytes.len() as u64)
-}
-
-fn human_size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 10 * 1024 * 1024 => format!("{} MiB, {b} bytes", b / (1024 * 1024)),
-        b if b >= 10 * 1024 => format!("{} KiB, {b} bytes", b / 1024),
-        b => format!("{b} bytes"),
-    }
+    Ok(examples.iter().filter(|e| filters.iter().any(|f| matches(e, f))).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn never(_: &Path, _: &str, _: &Path) -> Result<()> {
-        bail!("not in unit tests")
-    }
-
     const LIST: &[Example] = &[
-        Example { example: "transfer", lang: "rust", build: never },
-        Example { example: "transfer", lang: "python", build: never },
-        Example { example: "counter", lang: "rust", build: never },
+        Example { example: "transfer", lang: Lang::Rust, dir: "examples/transfer/rust" },
+        Example { example: "transfer", lang: Lang::Python, dir: "examples/transfer/python" },
+        Example { example: "counter", lang: Lang::Rust, dir: "examples/counter/rust" },
     ];
 
     fn names(selected: Vec<&Example>) -> Vec<String> {
@@ -156,16 +143,11 @@ mod tests {
     }
 
     #[test]
-    fn component_header_is_required() {
-        let dir = std::env::temp_dir().join(format!("xtask-header-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let component = dir.join("c.wasm");
-        fs::write(&component, [&COMPONENT_HEADER[..], b"rest"].concat()).unwrap();
-        assert_eq!(check_component(&component).unwrap(), 12);
-        let module = dir.join("m.wasm");
-        fs::write(&module, [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]).unwrap();
-        let e = check_component(&module).unwrap_err().to_string();
-        assert!(e.contains("is not a WebAssembly component: it starts with [00 61 73 6d 01 00 00 00]"), "{e}");
-        fs::remove_dir_all(&dir).unwrap();
+    fn every_listed_directory_holds_a_module_of_its_language() {
+        let root = crate::project_root();
+        for example in EXAMPLES {
+            let lang = Lang::detect(&root.join(example.dir)).unwrap();
+            assert_eq!(lang, example.lang, "{}", example.dir);
+        }
     }
 }

@@ -1,6 +1,7 @@
-//! Runs child commands for the xtask commands. Every command is echoed before
-//! it runs, and a failure names the command and its exit code
-//! ([`CommandFailed`], which `main` turns back into the exit code).
+//! Runs child commands for the builders (and for xtask's other commands).
+//! Every command is echoed on stderr before it runs, and a failure names the
+//! command and its exit code ([`CommandFailed`], which xtask's `main` turns
+//! back into its own exit code).
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -34,11 +35,12 @@ pub fn command(program: impl AsRef<OsStr>) -> Command {
     Command::new(program)
 }
 
-/// `cargo`, run in the workspace root: the cargo that runs xtask (`$CARGO`), so
-/// that every step uses the pinned toolchain.
-pub fn cargo(root: &Path) -> Command {
+/// `cargo`, run in `dir`: the cargo that runs this program when cargo runs it
+/// (`$CARGO`, so that every xtask step uses the pinned toolchain), else the
+/// `cargo` on the `PATH`.
+pub fn cargo(dir: &Path) -> Command {
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(root);
+    cargo.current_dir(dir);
     cargo
 }
 

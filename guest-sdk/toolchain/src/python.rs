@@ -1,35 +1,35 @@
-//! Builds a Python example with componentize-py.
+//! Builds a Python module (`app.py` and whatever it imports from its
+//! directory) with componentize-py.
 //!
-//! componentize-py comes from PyPI, pinned, in a venv under `target/tools/venv`
-//! that is made once and reused. It generates the bindings from `wit/` itself,
-//! so nothing generated lives in the example's directory, except the
-//! `__pycache__` that its bundled interpreter writes there and in the SDK's
-//! (git ignores it). The Python SDK, `guest-sdk/python`, is put on the path
-//! next to the example, so that the app's `import wasmtx` resolves.
+//! componentize-py comes from PyPI, pinned, in a venv under the toolchain's
+//! tools directory (`venv/`) that is made once and reused. It generates the
+//! bindings from the WIT package itself, so nothing generated lives in the
+//! module's directory, except the `__pycache__` that its bundled interpreter
+//! writes there and in the SDK's. The Python SDK, `guest-sdk/python`, is put on
+//! the path next to the module, so that the app's `import wasmtx` resolves.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::process;
+use crate::{Toolchain, process};
 
-const COMPONENTIZE_PY: &str = "0.25.1";
-const VENV: &str = "target/tools/venv";
-/// The directory holding the `wasmtx` package, relative to the workspace root.
-const SDK: &str = "guest-sdk/python";
+pub const COMPONENTIZE_PY: &str = "0.25.1";
 
-/// Builds `examples/<example>/python/app.py`, with the SDK, into the component `out`.
-pub fn build(root: &Path, example: &str, out: &Path) -> Result<()> {
-    let source = root.join("examples").join(example).join("python");
-    let tool = componentize_py(&root.join(VENV))?;
+/// Builds `dir/app.py`, with the SDK, into the component `out`.
+pub fn build(dir: &Path, out: &Path, toolchain: &Toolchain) -> Result<()> {
+    if !dir.join("app.py").is_file() {
+        bail!("{} has no app.py: a Python module is the module `app`", dir.display());
+    }
+    let tool = componentize_py(&toolchain.tools.join("venv"))?;
     let mut componentize = process::command(&tool);
     componentize
         .arg("-d")
-        .arg(root.join("wit"))
+        .arg(toolchain.wit())
         .args(["-w", "branch", "componentize", "-p"])
-        .arg(&source)
+        .arg(dir)
         .arg("-p")
-        .arg(root.join(SDK))
+        .arg(toolchain.sdk("python"))
         .arg("app")
         .arg("-o")
         .arg(out);
@@ -47,7 +47,7 @@ fn componentize_py(venv: &Path) -> Result<PathBuf> {
         let mut make_venv = process::command("python3");
         make_venv.args(["-m", "venv"]).arg(venv);
         process::run(&mut make_venv).context(
-            "Python examples need python3 (3.10 or newer) with the venv module \
+            "Python modules need python3 (3.10 or newer) with the venv module \
              (on Debian: apt-get install python3-venv)",
         )?;
     }
@@ -73,10 +73,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_sdk_pins_the_componentize_py_that_builds_the_examples() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(SDK).join("pyproject.toml");
+    fn the_sdk_pins_the_componentize_py_that_builds_modules() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/pyproject.toml");
         let pyproject = std::fs::read_to_string(&path).expect("guest-sdk/python/pyproject.toml");
         let pin = format!("\"componentize-py=={COMPONENTIZE_PY}\"");
-        assert!(pyproject.contains(&pin), "{} must pin {pin}, as the xtask installs it", path.display());
+        assert!(pyproject.contains(&pin), "{} must pin {pin}, as the toolchain installs it", path.display());
     }
 }

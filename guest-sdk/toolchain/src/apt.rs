@@ -1,6 +1,6 @@
-//! Installs Debian packages a step needs when they are missing (the test
-//! command must work on a fresh machine). Needs root; otherwise it says which
-//! command to run.
+//! Installs Debian packages a step needs when they are missing (xtask's test
+//! command must work on a fresh machine). Needs root; otherwise, or when the
+//! caller does not want packages installed, it says which command to run.
 
 use anyhow::{Context, Result, bail};
 
@@ -27,6 +27,15 @@ pub fn ensure(what: &str, packages: &[&str], ready: impl Fn() -> bool) -> Result
         bail!("{what}: still not usable after `{command}`");
     }
     Ok(())
+}
+
+/// An error saying which packages to install unless `ready()` is true; installs
+/// nothing (for a command a person runs, which should not call apt by itself).
+pub fn require(what: &str, packages: &[&str], ready: impl Fn() -> bool) -> Result<()> {
+    if ready() {
+        return Ok(());
+    }
+    bail!("{what} needs {}; install them (on Debian: apt-get install {})", packages.join(", "), packages.join(" "));
 }
 
 /// Whether every one of `packages` is installed according to dpkg.
