@@ -164,6 +164,17 @@ string_enum!(
     Mode { Saga => "saga", Tcc => "tcc" }
 );
 
+impl Mode {
+    /// The status a new transaction starts in: a saga is `submitted` (its
+    /// decision to go forward is taken), a TCC `prepared` until its tries are done.
+    pub fn initial_status(self) -> Status {
+        match self {
+            Mode::Saga => Status::Submitted,
+            Mode::Tcc => Status::Prepared,
+        }
+    }
+}
+
 string_enum!(
     /// Global transaction status (DTM's lifecycle, with `succeeded` for DTM's `succeed`).
     Status {
@@ -396,5 +407,50 @@ mod tests {
         assert_eq!(Op::Action.origin(), None);
         assert_eq!(Op::parse("compensate"), Some(Op::Compensate));
         assert_eq!(Status::Succeeded.as_str(), "succeeded");
+    }
+}
+
+/// One line of a transaction's history: a status change, one attempt of one
+/// op, or an operator's control.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub gid: Gid,
+    pub at: Millis,
+    /// `created`, `status`, `attempt`, `abort`, `force-stop` or `retry-now`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch_id: Option<BranchId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<Op>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// An attempt's outcome (`succeeded`, `failed`, `retry`, `error`), or the
+    /// new status of a status change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// An attempt's error, a status change's reason, a control's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Who asked, for a control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+}
+
+impl HistoryEntry {
+    pub fn new(gid: &Gid, at: Millis, kind: &str) -> Self {
+        Self {
+            gid: gid.clone(),
+            at,
+            kind: kind.to_owned(),
+            branch_id: None,
+            op: None,
+            attempt: None,
+            outcome: None,
+            detail: None,
+            duration_ms: None,
+            actor: None,
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! coordinator store and the business database on the same kind).
 
 mod catalog;
+mod controls;
 mod crash;
 mod harness;
 mod languages;

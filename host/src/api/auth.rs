@@ -111,15 +111,23 @@ fn needed(method: &Method, path: &str) -> Right {
     }
 }
 
+/// Who made a request: the name of its token, or `local` for a loopback
+/// request to a server without tokens. Handlers record it (operators' controls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
 /// The `/v1` gate: browser checks, then host or token checks.
-pub(super) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Err(refusal) = check(&state.auth, request.method(), request.uri().path(), request.headers()) {
-        return refusal.into_response();
+pub(super) async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match check(&state.auth, request.method(), request.uri().path(), request.headers()) {
+        Ok(caller) => {
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.into_response(),
     }
-    next.run(request).await
 }
 
-fn check(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+fn check(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let host = text(header::HOST).unwrap_or_default();
     if text(header::HeaderName::from_static("sec-fetch-site")) == Some("cross-site") {
@@ -139,7 +147,7 @@ fn check(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Resul
                  127.0.0.1, [::1])",
             ));
         }
-        return Ok(());
+        return Ok(Caller("local".to_owned()));
     }
     let presented = text(header::AUTHORIZATION).and_then(|v| v.strip_prefix("Bearer "));
     let Some(entry) = presented.and_then(|p| auth.find(p)) else {
@@ -153,7 +161,7 @@ fn check(auth: &Auth, method: &Method, path: &str, headers: &HeaderMap) -> Resul
             format!("{right:?}").to_lowercase()
         )));
     }
-    Ok(())
+    Ok(Caller(entry.name.clone()))
 }
 
 fn forbidden(message: &str) -> ApiError {

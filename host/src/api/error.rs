@@ -7,7 +7,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use crate::engine::EngineError;
+use crate::engine::{ControlError, EngineError};
 use crate::registry::UploadError;
 use crate::sandbox::CompileError;
 use crate::store::StoreError;
@@ -66,6 +66,19 @@ impl From<EngineError> for ApiError {
             EngineError::ShuttingDown => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down")
             }
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound(gid) => {
+                ApiError::not_found("unknown_transaction", format!("no transaction with gid {:?}", gid.as_str()))
+            }
+            ControlError::Refused(m) => ApiError::new(StatusCode::CONFLICT, "not_applicable", m),
+            ControlError::Busy(m) => ApiError::new(StatusCode::CONFLICT, "busy", m),
+            ControlError::Engine(e) => e.into(),
         }
     }
 }

@@ -80,6 +80,9 @@ pub fn router(state: AppState) -> Router {
         .route("/modules/{name}/call/{function}", post(modules::call))
         .route("/transactions", get(transactions::list).post(transactions::submit))
         .route("/transactions/{gid}", get(transactions::get))
+        .route("/transactions/{gid}/abort", post(transactions::abort))
+        .route("/transactions/{gid}/force-stop", post(transactions::force_stop))
+        .route("/transactions/{gid}/retry-now", post(transactions::retry_now))
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes));
     let v1 = upload.merge(json).route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     Router::new()

@@ -5,15 +5,18 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use super::auth::Caller;
 use super::{ApiError, AppState, body_error, time};
+use crate::engine::control::{Control, Request};
 use crate::model::{
-    BranchId, BranchOp, Gid, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options, Status, Target, Transaction,
-    TransactionState,
+    BranchId, BranchOp, Gid, HistoryEntry, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options, Status, Target,
+    Transaction, TransactionState,
 };
+use crate::store::ListFilter;
 use axum::extract::rejection::BytesRejection;
 
 #[derive(Debug, Deserialize)]
@@ -187,11 +190,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         transaction: Transaction {
             gid,
             mode,
-            // A TCC is undecided while its tries run (DTM's `prepared`).
-            status: match mode {
-                Mode::Saga => Status::Submitted,
-                Mode::Tcc => Status::Prepared,
-            },
+            status: mode.initial_status(),
             options: request.options,
             next_due: Some(now),
             attempts: 0,
@@ -325,6 +324,9 @@ pub struct TransactionView {
     finished_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     branches: Option<Vec<BranchOpView>>,
+    /// Status changes, op attempts and controls, oldest first (one transaction's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<Vec<serde_json::Value>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -373,8 +375,12 @@ fn view(t: Transaction, ops: Option<Vec<BranchOp>>) -> TransactionView {
                 })
                 .collect()
         }),
+        history: None,
     }
 }
+
+/// History entries shown with a transaction, at most (the oldest first).
+const MAX_HISTORY: u32 = 1000;
 
 pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Result<Json<TransactionView>, ApiError> {
     let parsed = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
@@ -383,22 +389,149 @@ pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Resu
         .snapshot(&parsed)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid:?}")))?;
-    Ok(Json(view(s.transaction, Some(s.ops))))
+    let history = state.engine.store().history(&parsed, MAX_HISTORY).await?;
+    let mut view = view(s.transaction, Some(s.ops));
+    view.history = Some(history.into_iter().map(history_view).collect());
+    Ok(Json(view))
+}
+
+/// One history entry as the API shows it.
+fn history_view(e: HistoryEntry) -> serde_json::Value {
+    let mut v = serde_json::json!({ "at": time::rfc3339(e.at), "kind": e.kind });
+    let fields = [
+        ("branch_id", e.branch_id.map(|b| serde_json::json!(b.to_string()))),
+        ("op", e.op.map(|op| serde_json::json!(op))),
+        ("attempt", e.attempt.map(|a| serde_json::json!(a))),
+        ("outcome", e.outcome.map(|o| serde_json::json!(o))),
+        ("detail", e.detail.map(|d| serde_json::json!(d))),
+        ("duration_ms", e.duration_ms.map(|d| serde_json::json!(d))),
+        ("actor", e.actor.map(|a| serde_json::json!(a))),
+    ];
+    for (name, value) in fields {
+        if let Some(value) = value {
+            v[name] = value;
+        }
+    }
+    v
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     limit: Option<u32>,
+    status: Option<String>,
+    mode: Option<String>,
+    module: Option<String>,
+    cursor: Option<String>,
 }
 
+/// `GET /v1/transactions`: newest first, filtered by status, mode and module,
+/// a page of `limit` (default 100, at most 1000) after `cursor` (the
+/// `next_cursor` of the page before).
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = params.limit.unwrap_or(100).clamp(1, 1000);
-    let list: Vec<TransactionView> =
-        state.engine.store().list(limit).await?.into_iter().map(|t| view(t, None)).collect();
-    Ok(Json(serde_json::json!({ "transactions": list })))
+    let invalid = |m: String| ApiError::bad_request("invalid_query", m);
+    let limit = params.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid(format!("limit must be between 1 and 1000, got {limit}")));
+    }
+    if let Some(status) = &params.status
+        && Status::parse(status).is_none()
+    {
+        return Err(invalid(format!(
+            "status must be prepared, submitted, aborting, succeeded or failed, got {status:?}"
+        )));
+    }
+    if let Some(mode) = &params.mode
+        && Mode::parse(mode).is_none()
+    {
+        return Err(invalid(format!("mode must be saga or tcc, got {mode:?}")));
+    }
+    if let Some(module) = &params.module {
+        ModuleName::parse(module).map_err(|e| invalid(format!("module: {}", e.0)))?;
+    }
+    if let Some(cursor) = &params.cursor {
+        let gid = Gid::parse(cursor).map_err(|e| invalid(format!("cursor: {}", e.0)))?;
+        if state.engine.store().load(&gid).await?.is_none() {
+            return Err(invalid(format!("cursor {cursor:?} names no transaction")));
+        }
+    }
+    let filter =
+        ListFilter { status: params.status, mode: params.mode, module: params.module, cursor: params.cursor, limit };
+    let page = state.engine.store().list_filtered(&filter).await?;
+    let next_cursor = (page.len() == limit as usize).then(|| page.last().map(|t| t.gid.to_string())).flatten();
+    let list: Vec<TransactionView> = page.into_iter().map(|t| view(t, None)).collect();
+    Ok(Json(serde_json::json!({ "transactions": list, "next_cursor": next_cursor })))
+}
+
+/// The optional body of a control (none, `null` or an object): why.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlBody {
+    reason: Option<String>,
+}
+
+/// The longest reason a control may give, in bytes.
+const MAX_REASON_BYTES: usize = 1000;
+
+pub async fn abort(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    gid: Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TransactionView>, ApiError> {
+    control(state, caller, gid, body, Control::Abort).await
+}
+
+pub async fn force_stop(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    gid: Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TransactionView>, ApiError> {
+    control(state, caller, gid, body, Control::ForceStop).await
+}
+
+pub async fn retry_now(
+    state: State<AppState>,
+    caller: Extension<Caller>,
+    gid: Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<TransactionView>, ApiError> {
+    control(state, caller, gid, body, Control::RetryNow).await
+}
+
+/// Applies `control` as the caller asked; answers with the transaction right
+/// after the change (it goes on from there: compensations run, the retry
+/// starts). `409` when it does not apply (final, a decided TCC, driven by
+/// another instance right now).
+async fn control(
+    State(state): State<AppState>,
+    Extension(Caller(actor)): Extension<Caller>,
+    Path(gid): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+    control: Control,
+) -> Result<Json<TransactionView>, ApiError> {
+    let gid = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
+    let body = body.map_err(body_error)?;
+    let ControlBody { reason } = if body.iter().all(u8::is_ascii_whitespace) {
+        ControlBody::default()
+    } else {
+        serde_json::from_slice::<Option<ControlBody>>(&body)
+            .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid control request: {e}")))?
+            .unwrap_or_default()
+    };
+    if let Some(reason) = &reason
+        && reason.len() > MAX_REASON_BYTES
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("reason is {} bytes; at most {MAX_REASON_BYTES}", reason.len()),
+        ));
+    }
+    let after = state.engine.control(&gid, Request { control, actor, reason }).await?;
+    Ok(Json(view(after.transaction, Some(after.ops))))
 }

@@ -26,8 +26,8 @@ use std::collections::BTreeSet;
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::saga::{self, Effect, Event};
-use super::{BranchCall, Carried, Engine, Live, duration_ms};
+use super::saga::{self, Effect, Event, Outcome};
+use super::{BranchCall, Carried, Engine, Live, control, duration_ms, history};
 use crate::model::{BranchId, Millis, Op, Status, TransactionState};
 use crate::store::{Lease, Progress, StoreError};
 
@@ -66,11 +66,14 @@ impl Driving {
         Progress::Save { lease: self.lease.clone(), transaction: state.transaction.clone(), ops, release }
     }
 
-    fn written(&mut self, status: Status) {
+    /// Notes a write that brought the store to `status`; true when it was the create.
+    fn written(&mut self, status: Status) -> bool {
+        let created = !self.stored;
         self.stored = true;
         self.durable_status = status;
         self.durable_lease = self.state.transaction.lease_expires;
         self.dirty.clear();
+        created
     }
 }
 
@@ -88,6 +91,8 @@ impl Engine {
     pub(super) async fn drive(&self, mut d: Driving, _permit: OwnedSemaphorePermit) {
         let gid = d.lease.gid.clone();
         let outcome = self.drive_loop(&mut d).await;
+        // Controls that came too late for this driver: their callers look at the store.
+        let _late = ControlsDropper { engine: self, gid: gid.clone() };
         match outcome {
             Ok(()) => {
                 let update = if d.state.transaction.status.is_final() {
@@ -136,7 +141,13 @@ impl Engine {
             if let Event::Outcome { branch_id, op, .. } = &event {
                 d.dirty.insert((branch_id.clone(), *op));
             }
-            let effect = super::step(&mut d.state, event, now, &retry);
+            let before = d.state.transaction.status;
+            let mut effect = super::step(&mut d.state, event, now, &retry);
+            if self.apply_controls(d, now) {
+                // What comes next is decided afresh (a step is pure in the state).
+                effect = super::step(&mut d.state, Event::Resume, now, &retry);
+            }
+            self.note_status(d, before, now);
             d.state.transaction.lease_expires = Some(now.plus_ms(lease_ms));
             self.publish(&d.lease.gid, Live::Running { state: d.state.clone(), stored: d.stored });
 
@@ -181,12 +192,23 @@ impl Engine {
                         progress: after.as_ref().map(|(_, progress, _)| progress.clone()),
                     };
                     let result = self.inner.executor.execute(call).await;
+                    let ended = self.now();
+                    let took = u64::try_from(ended.0 - now.0).unwrap_or_default();
+                    let attempted = match (&result.progress, &after) {
+                        (Carried::Written, Some(_)) => Outcome::Succeeded,
+                        _ => result.outcome.clone(),
+                    };
+                    self.record(history::attempt(&d.lease.gid, ended, &branch_id, op, attempt, &attempted, took));
                     match (result.progress, after) {
                         (Carried::Written, Some((after, _, finished))) => {
                             // The op's commit held its success and the state
                             // after it: go on from exactly that state.
+                            let before = d.state.transaction.status;
                             d.state = after;
-                            d.written(d.state.transaction.status);
+                            self.note_status(d, before, ended);
+                            if d.written(d.state.transaction.status) {
+                                self.note_created(d, now);
+                            }
                             if finished {
                                 d.durable_lease = None;
                             }
@@ -245,7 +267,9 @@ impl Engine {
         let progress = d.progress(&d.state, &d.dirty, release);
         match self.inner.store.write(&progress).await {
             Ok(()) => {
-                d.written(d.state.transaction.status);
+                if d.written(d.state.transaction.status) {
+                    self.note_created(d, d.state.transaction.updated_at);
+                }
                 if release {
                     d.durable_lease = None;
                 }
@@ -255,5 +279,56 @@ impl Engine {
             Err(StoreError::GidTaken { .. }) => Err(Stop::GidTaken),
             Err(e) => Err(Stop::Store(e)),
         }
+    }
+}
+
+impl Engine {
+    /// Applies the controls waiting for this transaction, answering each;
+    /// true if any changed the state.
+    fn apply_controls(&self, d: &mut Driving, now: Millis) -> bool {
+        let Some(requests) = self.controls().remove(&d.lease.gid) else { return false };
+        let mut changed = false;
+        for (request, answer) in requests {
+            let result = control::apply(&mut d.state, &request, now);
+            if let Ok(entry) = &result {
+                self.record(entry.clone());
+                changed = true;
+            }
+            // The caller may have given up waiting; the control stands.
+            let _ = answer.send(result.map(|_| d.state.clone()));
+        }
+        changed
+    }
+
+    /// Records a status change since `before`.
+    pub(super) fn note_status(&self, d: &Driving, before: Status, at: Millis) {
+        let tx = &d.state.transaction;
+        if tx.status != before {
+            let reason = if matches!(tx.status, Status::Aborting | Status::Failed) {
+                tx.rollback_reason.as_deref()
+            } else {
+                None
+            };
+            self.record(history::status(&tx.gid, at, before, tx.status, reason));
+        }
+    }
+
+    /// Records the creation of a transaction whose create was just written.
+    fn note_created(&self, d: &Driving, at: Millis) {
+        let tx = &d.state.transaction;
+        self.record(history::created(&tx.gid, at, tx.mode.initial_status(), tx.mode.as_str()));
+    }
+}
+
+/// Drops the controls still waiting for a driver that has stopped, once
+/// it is no longer live (their callers then ask the store).
+struct ControlsDropper<'a> {
+    engine: &'a Engine,
+    gid: crate::model::Gid,
+}
+
+impl Drop for ControlsDropper<'_> {
+    fn drop(&mut self) {
+        self.engine.controls().remove(&self.gid);
     }
 }

@@ -14,7 +14,9 @@
 //! clock directly: time comes from the injected [`Clock`].
 
 pub mod clock;
+pub mod control;
 mod driver;
+mod history;
 pub mod retry;
 pub mod saga;
 pub mod tcc;
@@ -182,14 +184,37 @@ struct Inner {
     /// One permit per transaction being driven.
     permits: Arc<Semaphore>,
     shutdown: watch::Sender<bool>,
+    history: history::History,
+    /// Controls waiting for the driver of their transaction to apply them at
+    /// its next step boundary, each with where to answer.
+    controls: Mutex<HashMap<Gid, Vec<PendingControl>>>,
+}
+
+type PendingControl = (control::Request, tokio::sync::oneshot::Sender<Result<TransactionState, String>>);
+
+/// Why [`Engine::control`] did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("no transaction {0}")]
+    NotFound(Gid),
+    /// It does not apply to the transaction as it is (final, decided, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Another instance drives it right now.
+    #[error("{0}")]
+    Busy(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 impl Engine {
     pub fn new(store: Store, executor: Arc<dyn BranchExecutor>, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
         let permits = Arc::new(Semaphore::new(config.max_concurrent.max(1)));
         let (shutdown, _) = watch::channel(false);
+        let history = history::History::start(store.clone());
         Self {
             inner: Arc::new(Inner {
+                history,
                 store,
                 executor,
                 clock,
@@ -197,6 +222,7 @@ impl Engine {
                 live: Mutex::new(HashMap::new()),
                 permits,
                 shutdown,
+                controls: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -256,7 +282,9 @@ impl Engine {
         let defer = wait && first.is_some_and(|t| self.inner.executor.colocated(&t));
         if !defer {
             match self.inner.store.create_transaction(&state).await? {
-                Created::New => {}
+                Created::New => {
+                    self.record(history::created(&gid, now, state.transaction.status, state.transaction.mode.as_str()))
+                }
                 Created::Existing(existing) => {
                     // Nudge it only if nobody is driving it now: claiming a live
                     // lease (even our own) would fence the driver mid-step.
@@ -335,7 +363,7 @@ impl Engine {
     }
 
     /// Stops claiming work, lets in-flight steps finish (up to `grace`) and
-    /// releases their leases.
+    /// releases their leases, then writes the history recorded so far.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.shutdown.send_replace(true);
         let all = u32::try_from(self.inner.config.max_concurrent.max(1)).unwrap_or(u32::MAX);
@@ -343,6 +371,82 @@ impl Engine {
             Ok(_) => tracing::info!("engine stopped cleanly"),
             Err(_) => tracing::warn!(?grace, "engine stopped with steps still in flight; their leases will expire"),
         }
+        self.inner.history.flush(Duration::from_secs(2)).await;
+    }
+
+    /// Waits (at most `grace`) until the history recorded so far is written.
+    pub async fn flush_history(&self, grace: Duration) {
+        self.inner.history.flush(grace).await;
+    }
+
+    fn record(&self, entry: crate::model::HistoryEntry) {
+        self.inner.history.record(entry);
+    }
+
+    /// Applies an operator's control to `gid`. A transaction driven here gets
+    /// it at its driver's next step boundary (after the op in flight); an idle
+    /// one is claimed (fencing any stale owner), changed and driven on from
+    /// there. Answers with the state right after the change.
+    pub async fn control(&self, gid: &Gid, request: control::Request) -> Result<TransactionState, ControlError> {
+        if self.watch(gid).is_some() {
+            let (answer, answered) = tokio::sync::oneshot::channel();
+            self.controls().entry(gid.clone()).or_default().push((request.clone(), answer));
+            if self.watch(gid).is_some() {
+                // The driver answers, or drops the request when it ends
+                // without another step: then the store decides below.
+                if let Ok(result) = answered.await {
+                    return result.map_err(ControlError::Refused);
+                }
+            } else {
+                self.controls().remove(gid);
+            }
+        }
+        let now = self.now();
+        let until = now.plus_ms(duration_ms(self.inner.config.lease));
+        let Some(lease) =
+            self.inner.store.claim(gid, &self.inner.config.node, now, until).await.map_err(EngineError::from)?
+        else {
+            return match self.inner.store.load(gid).await.map_err(EngineError::from)? {
+                None => Err(ControlError::NotFound(gid.clone())),
+                Some(s) if s.transaction.status.is_final() => {
+                    Err(ControlError::Refused(format!("transaction {gid} has already {}", s.transaction.status)))
+                }
+                Some(s) => Err(ControlError::Busy(format!(
+                    "transaction {gid} is being driven by {}; try again in a moment",
+                    s.transaction.lease_owner.as_deref().unwrap_or("another instance")
+                ))),
+            };
+        };
+        let Some(state) = self.inner.store.load(gid).await.map_err(EngineError::from)? else {
+            return Err(ControlError::NotFound(gid.clone()));
+        };
+        let before = state.transaction.status;
+        let mut driving = driver::Driving::new(lease.clone(), state, true);
+        match control::apply(&mut driving.state, &request, now) {
+            Err(refusal) => {
+                if let Err(e) = self.inner.store.release(&lease).await {
+                    tracing::warn!(%gid, error = %e, "could not release the lease taken for a refused control");
+                }
+                Err(ControlError::Refused(refusal))
+            }
+            Ok(entry) => {
+                self.record(entry);
+                self.note_status(&driving, before, now);
+                let state = driving.state.clone();
+                let (sender, _) = watch::channel(Live::Running { state: state.clone(), stored: true });
+                self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(gid.clone(), sender);
+                let engine = self.clone();
+                tokio::spawn(async move {
+                    let Ok(permit) = engine.inner.permits.clone().acquire_owned().await else { return };
+                    engine.drive(driving, permit).await;
+                });
+                Ok(state)
+            }
+        }
+    }
+
+    fn controls(&self) -> std::sync::MutexGuard<'_, HashMap<Gid, Vec<PendingControl>>> {
+        self.inner.controls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn watch(&self, gid: &Gid) -> Option<watch::Receiver<Live>> {

@@ -312,6 +312,57 @@ async fn a_zombie_owner_is_fenced_once_another_node_claims_the_transaction() {
     assert_eq!(stored.ops[0].status, OpStatus::Prepared, "the zombie's write did not land");
 }
 
+#[tokio::test]
+async fn a_control_reaches_a_running_driver_at_its_next_step() {
+    let paused = Arc::new(Paused { entered: Default::default(), release: Default::default(), calls: Mutex::new(0) });
+    let store = Store::connect(&fresh_sqlite()).await.expect("store");
+    let config = EngineConfig { node: "node-a".to_owned(), ..EngineConfig::default() };
+    let engine = Engine::new(store.clone(), paused.clone(), Arc::new(ManualClock::new(T0)), config);
+    let submitted = engine.submit(saga("g5", 3), false).await.unwrap();
+    let gid = Gid::parse("g5").unwrap();
+
+    // Abort while branch 01's action is in flight: the driver finishes that
+    // op, then rolls back from there instead of going on to branch 02.
+    paused.entered.notified().await;
+    let request = control::Request { control: control::Control::Abort, actor: "ops".into(), reason: None };
+    let asked = tokio::spawn({
+        let engine = engine.clone();
+        let gid = gid.clone();
+        async move { engine.control(&gid, request).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!asked.is_finished(), "the answer waits for the op in flight");
+    paused.release.notify_one();
+    let after = asked.await.unwrap().expect("applied");
+    assert_eq!(after.transaction.status, Status::Aborting);
+    assert_eq!(after.transaction.rollback_reason.as_deref(), Some("aborted by ops"));
+    // Branch 01's compensation runs next (and is held like every call).
+    paused.entered.notified().await;
+    paused.release.notify_one();
+    let state = engine.wait(&gid, submitted.live, Duration::from_secs(5)).await.unwrap().unwrap();
+    assert_eq!(state.transaction.status, Status::Failed);
+    assert_eq!(*paused.calls.lock().unwrap(), 2, "01 action, 01 compensate; nothing of 02 or 03");
+    engine.flush_history(Duration::from_secs(5)).await;
+    let kinds: Vec<String> = store
+        .history(&gid, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{} {}", e.kind, e.outcome.unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "created submitted",
+            "attempt succeeded",
+            "abort aborting",
+            "status aborting",
+            "attempt succeeded",
+            "status failed"
+        ]
+    );
+}
+
 /// Co-located; holds its first call until released, then commits the
 /// progress it carries (as a branch commit would) and succeeds.
 struct HeldColocated {

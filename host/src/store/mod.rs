@@ -27,8 +27,8 @@
 use std::fmt;
 
 use crate::model::{
-    BranchId, BranchOp, DatabaseName, Digest, Gid, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options,
-    Status, Target, Transaction, TransactionState,
+    BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus,
+    Options, Status, Target, Transaction, TransactionState,
 };
 
 mod postgres;
@@ -36,6 +36,7 @@ mod queries;
 mod sqlite;
 
 pub(crate) use postgres::{progress_json as progress_json_postgres, progress_refusal as progress_refusal_postgres};
+pub use queries::ListFilter;
 pub(crate) use sqlite::write_progress as write_progress_sqlite;
 
 #[cfg(test)]
@@ -324,6 +325,24 @@ impl Store {
         dispatch!(self, b => b.modules().await)
     }
 
+    /// Appends history entries (of any transactions), in order.
+    pub async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, b => b.append_history(entries).await)
+    }
+
+    /// The first `limit` history entries of `gid`, oldest first.
+    pub async fn history(&self, gid: &Gid, limit: u32) -> Result<Vec<HistoryEntry>, StoreError> {
+        dispatch!(self, b => b.history(gid, limit).await)
+    }
+
+    /// Transactions as `filter` says, newest first.
+    pub async fn list_filtered(&self, filter: &ListFilter) -> Result<Vec<Transaction>, StoreError> {
+        dispatch!(self, b => b.list_filtered(filter).await)
+    }
+
     /// The bytes stored under a digest.
     pub async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, b => b.module_bytes(digest).await)
@@ -394,6 +413,57 @@ fn to_u32(column: &str, n: i64) -> Result<u32, StoreError> {
 
 fn to_u64(column: &str, n: i64) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{column} out of range: {n}")))
+}
+
+/// A `history` row as stored (columns in the order of [`queries::HISTORY_COLUMNS`]).
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    gid: String,
+    at: i64,
+    kind: String,
+    branch_id: Option<String>,
+    op: Option<String>,
+    attempt: Option<i64>,
+    outcome: Option<String>,
+    detail: Option<String>,
+    duration_ms: Option<i64>,
+    actor: Option<String>,
+}
+
+impl HistoryRow {
+    fn encode(e: &HistoryEntry) -> Self {
+        Self {
+            gid: e.gid.to_string(),
+            at: e.at.0,
+            kind: e.kind.clone(),
+            branch_id: e.branch_id.as_ref().map(ToString::to_string),
+            op: e.op.map(|op| op.as_str().to_owned()),
+            attempt: e.attempt.map(i64::from),
+            outcome: e.outcome.clone(),
+            detail: e.detail.clone(),
+            duration_ms: e.duration_ms.map(|d| i64::try_from(d).unwrap_or(i64::MAX)),
+            actor: e.actor.clone(),
+        }
+    }
+
+    fn decode(self) -> Result<HistoryEntry, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("history of {}: {what}", self.gid));
+        Ok(HistoryEntry {
+            gid: Gid::parse(&self.gid).map_err(|e| corrupt(&e.0))?,
+            at: Millis(self.at),
+            kind: self.kind.clone(),
+            branch_id: self.branch_id.clone().map(BranchId::from_trusted),
+            op: match &self.op {
+                Some(op) => Some(parse_text("op", op, Op::parse)?),
+                None => None,
+            },
+            attempt: self.attempt.map(|a| u32::try_from(a).unwrap_or(u32::MAX)),
+            outcome: self.outcome.clone(),
+            detail: self.detail.clone(),
+            duration_ms: self.duration_ms.map(|d| u64::try_from(d).unwrap_or_default()),
+            actor: self.actor.clone(),
+        })
+    }
 }
 
 /// A `transactions` row as stored, before decoding into the model (columns

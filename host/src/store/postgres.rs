@@ -16,15 +16,25 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use super::queries::Sql;
+use super::queries::{HISTORY_COLUMNS, ListFilter, Sql};
 use super::{
-    ClaimedRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, db_error, decode_state, functions_json,
-    leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
+    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, db_error, decode_state,
+    functions_json, leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
 };
-use crate::model::{BranchOp, Digest, Gid, Millis, ModuleName, ModuleRecord, Transaction, TransactionState};
+use crate::model::{
+    BranchOp, Digest, Gid, HistoryEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
+};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("wasmtx."));
+
+/// History entries in one statement, their columns as arrays.
+static HISTORY_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO wasmtx.history ({HISTORY_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], \
+         $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::text[])"
+    )
+});
 
 const MAX_CONNECTIONS: u32 = 10;
 /// How long a call waits for a pooled connection before reporting `Unavailable`.
@@ -112,6 +122,57 @@ impl PostgresStore {
             .map_err(db_error)?
             .into_iter()
             .map(TransactionRow::decode)
+            .collect()
+    }
+
+    pub(super) async fn list_filtered(&self, filter: &ListFilter) -> Result<Vec<Transaction>, StoreError> {
+        let (sql, params) = SQL.list_filtered(filter);
+        let mut query = sqlx::query_as::<_, TransactionRow>(&sql);
+        for p in params {
+            query = query.bind(p);
+        }
+        query
+            .bind(limit_i64(filter.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(TransactionRow::decode)
+            .collect()
+    }
+
+    /// One statement (one round trip, one commit) for the whole batch: the
+    /// columns travel as arrays.
+    pub(super) async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        let rows: Vec<HistoryRow> = entries.iter().map(HistoryRow::encode).collect();
+        let column = |f: fn(&HistoryRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+        let number = |f: fn(&HistoryRow) -> Option<i64>| rows.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(&HISTORY_BATCH)
+            .bind(column(|r| Some(r.gid.clone())))
+            .bind(number(|r| Some(r.at)))
+            .bind(column(|r| Some(r.kind.clone())))
+            .bind(column(|r| r.branch_id.clone()))
+            .bind(column(|r| r.op.clone()))
+            .bind(number(|r| r.attempt))
+            .bind(column(|r| r.outcome.clone()))
+            .bind(column(|r| r.detail.clone()))
+            .bind(number(|r| r.duration_ms))
+            .bind(column(|r| r.actor.clone()))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn history(&self, gid: &Gid, limit: u32) -> Result<Vec<HistoryEntry>, StoreError> {
+        sqlx::query_as::<_, HistoryRow>(&SQL.select_history)
+            .bind(gid.as_str())
+            .bind(limit_i64(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(HistoryRow::decode)
             .collect()
     }
 

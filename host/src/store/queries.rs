@@ -26,7 +26,27 @@ pub(super) struct Sql {
     pub unfinished: String,
     /// Whether anything is due now (a read, before claiming on the writer).
     pub any_due: String,
+    pub insert_history: String,
+    pub select_history: String,
+    /// Table names, for statements built per call ([`Sql::list_filtered`]).
+    transactions: String,
+    ops: String,
 }
+
+/// Which transactions a list shows: newest first, after `cursor` (the gid of
+/// the last one of the previous page), at most `limit`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    pub mode: Option<String>,
+    /// Transactions with an op of this module.
+    pub module: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// Columns of `history` after its id, in the order row decoding expects.
+pub(super) const HISTORY_COLUMNS: &str = "gid, at, kind, branch_id, op, attempt, outcome, detail, duration_ms, actor";
 
 /// Columns of `transactions`, in the order row decoding expects.
 pub(super) const TRANSACTION_COLUMNS: &str = "gid, mode, status, options, next_due, attempts, last_error, \
@@ -55,6 +75,7 @@ impl Sql {
         let t = |table: &str| format!("{prefix}{table}");
         let (transactions, ops, blobs, versions) =
             (t("transactions"), t("branch_ops"), t("module_blobs"), t("module_versions"));
+        let history = t("history");
         let op_insert = format!(
             "INSERT INTO {ops} (gid, branch_id, op, module, digest, database, function, payload, status, attempts, \
              last_error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -121,6 +142,43 @@ impl Sql {
                  AND status NOT IN ('succeeded', 'failed') AND {})",
                 lease_free!("$1")
             ),
+            insert_history: format!(
+                "INSERT INTO {history} ({HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ),
+            select_history: format!("SELECT {HISTORY_COLUMNS} FROM {history} WHERE gid = $1 ORDER BY id LIMIT $2"),
+            transactions,
+            ops,
         }
+    }
+}
+
+impl Sql {
+    /// The list statement for `filter`, with only the conditions it uses (so
+    /// that each is served by its index: `(status, id)`, `(mode, id)`,
+    /// `branch_ops (module, gid)`, the primary key for the cursor), and its
+    /// text parameters in order; the limit is the last parameter.
+    pub fn list_filtered(&self, filter: &ListFilter) -> (String, Vec<String>) {
+        let (transactions, ops) = (&self.transactions, &self.ops);
+        let mut conditions = Vec::new();
+        let mut params = Vec::new();
+        let mut param = |value: &str| {
+            params.push(value.to_owned());
+            format!("${}", params.len())
+        };
+        if let Some(status) = &filter.status {
+            conditions.push(format!("status = {}", param(status)));
+        }
+        if let Some(mode) = &filter.mode {
+            conditions.push(format!("mode = {}", param(mode)));
+        }
+        if let Some(module) = &filter.module {
+            conditions.push(format!("gid IN (SELECT gid FROM {ops} WHERE module = {})", param(module)));
+        }
+        if let Some(cursor) = &filter.cursor {
+            conditions.push(format!("id < (SELECT id FROM {transactions} WHERE gid = {})", param(cursor)));
+        }
+        let limit = format!("${}", params.len() + 1);
+        let filter = if conditions.is_empty() { String::new() } else { format!("WHERE {} ", conditions.join(" AND ")) };
+        (format!("SELECT {TRANSACTION_COLUMNS} FROM {transactions} {filter}ORDER BY id DESC LIMIT {limit}"), params)
     }
 }

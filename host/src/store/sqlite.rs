@@ -17,21 +17,24 @@ use std::sync::LazyLock;
 use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, Row};
 
-use super::queries::Sql;
+use super::queries::{ListFilter, Sql};
 use super::{
-    ClaimedRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, decode_state, functions_json,
-    leases_oldest_first, limit_i64, options_json, to_i64,
+    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, decode_state,
+    functions_json, leases_oldest_first, limit_i64, options_json, to_i64,
 };
-use crate::model::{BranchOp, Digest, Gid, Millis, ModuleName, ModuleRecord, Transaction, TransactionState};
+use crate::model::{
+    BranchOp, Digest, Gid, HistoryEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
+};
 use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("main.wasmtx_"));
 
 /// The schema this code reads and writes, and the steps to each version.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
 const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
 const SCHEMA_V2: &str = include_str!("../../migrations/sqlite/0002_http_hosts.sql");
+const SCHEMA_V3: &str = include_str!("../../migrations/sqlite/0003_history.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -92,6 +95,74 @@ impl SqliteStore {
                     .into_iter()
                     .map(TransactionRow::decode)
                     .collect()
+            })
+            .await
+            .map_err(file_error)?
+    }
+
+    pub(super) async fn list_filtered(&self, filter: &ListFilter) -> Result<Vec<Transaction>, StoreError> {
+        let (sql, params) = SQL.list_filtered(filter);
+        let limit = limit_i64(filter.limit);
+        self.file
+            .read(move |conn| {
+                let mut bound: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+                bound.push(&limit);
+                query(conn, &sql, &bound, TransactionRow::from_sqlite)?
+                    .into_iter()
+                    .map(TransactionRow::decode)
+                    .collect()
+            })
+            .await
+            .map_err(file_error)?
+    }
+
+    pub(super) async fn append_history(&self, entries: &[HistoryEntry]) -> Result<(), StoreError> {
+        let rows: Vec<HistoryRow> = entries.iter().map(HistoryRow::encode).collect();
+        self.write(move |conn| {
+            for r in &rows {
+                execute(
+                    conn,
+                    &SQL.insert_history,
+                    &[
+                        &r.gid,
+                        &r.at,
+                        &r.kind,
+                        &r.branch_id,
+                        &r.op,
+                        &r.attempt,
+                        &r.outcome,
+                        &r.detail,
+                        &r.duration_ms,
+                        &r.actor,
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn history(&self, gid: &Gid, limit: u32) -> Result<Vec<HistoryEntry>, StoreError> {
+        let gid = gid.clone();
+        self.file
+            .read(move |conn| {
+                query(conn, &SQL.select_history, &[&gid.as_str(), &limit_i64(limit)], |r| {
+                    Ok(HistoryRow {
+                        gid: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        branch_id: r.get(3)?,
+                        op: r.get(4)?,
+                        attempt: r.get(5)?,
+                        outcome: r.get(6)?,
+                        detail: r.get(7)?,
+                        duration_ms: r.get(8)?,
+                        actor: r.get(9)?,
+                    })
+                })?
+                .into_iter()
+                .map(HistoryRow::decode)
+                .collect()
             })
             .await
             .map_err(file_error)?
@@ -298,7 +369,8 @@ fn migrate(w: &Writer) -> Result<(), StoreError> {
         let step = match next {
             1 if table_exists("_sqlx_migrations")? && table_exists("transactions")? => UPGRADE_FROM_SQLX,
             1 => SCHEMA_V1,
-            _ => SCHEMA_V2,
+            2 => SCHEMA_V2,
+            _ => SCHEMA_V3,
         };
         conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version {next}: {e}")))?;
         conn.pragma_update(None, "user_version", next).map_err(sql_error)?;

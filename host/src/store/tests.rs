@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
-use super::{Created, Lease, Store, StoreError};
+use super::{Created, Lease, ListFilter, Store, StoreError};
 use crate::model::{
-    BranchId, BranchOp, DatabaseName, Digest, Gid, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus, Options,
-    Status, Target, Transaction, TransactionState,
+    BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus,
+    Options, Status, Target, Transaction, TransactionState,
 };
 
 /// Expands each listed test into `sqlite::<name>` and `postgres::<name>`.
@@ -60,6 +60,8 @@ on_both_backends!(
     unknown_status_text_and_bad_json_are_reported_as_corrupt,
     reconnecting_keeps_the_data_and_applies_no_migration_twice,
     concurrent_writers_all_succeed,
+    history_is_appended_and_read_back_in_order,
+    list_filtered_pages_newest_first_by_status_mode_and_module,
 );
 
 // ---------------------------------------------------------------------------
@@ -799,5 +801,100 @@ fn the_final_statuses_named_in_sql_are_the_models() {
     for text in ["prepared", "submitted", "aborting", "succeeded", "failed"] {
         let status = Status::parse(text).expect("a model status");
         assert_eq!(status.is_final(), ["succeeded", "failed"].contains(&text), "{text}");
+    }
+}
+
+async fn history_is_appended_and_read_back_in_order(url: String) {
+    let store = open(&url).await;
+    let entry = |g: &str, kind: &str, at_ms: i64| HistoryEntry::new(&gid(g), at(at_ms), kind);
+    let attempt = HistoryEntry {
+        branch_id: Some(BranchId::from_index(1)),
+        op: Some(Op::Compensate),
+        attempt: Some(3),
+        outcome: Some("error".to_owned()),
+        detail: Some("down".to_owned()),
+        duration_ms: Some(12),
+        ..entry("order-1", "attempt", 2)
+    };
+    let abort =
+        HistoryEntry { actor: Some("ops".to_owned()), detail: Some("why".to_owned()), ..entry("order-1", "abort", 3) };
+    store
+        .append_history(&[entry("order-1", "created", 1), entry("order-2", "created", 1), attempt.clone()])
+        .await
+        .unwrap();
+    store.append_history(std::slice::from_ref(&abort)).await.unwrap();
+    store.append_history(&[]).await.unwrap();
+    assert_eq!(store.history(&gid("order-1"), 10).await.unwrap(), [entry("order-1", "created", 1), attempt, abort]);
+    assert_eq!(store.history(&gid("order-1"), 1).await.unwrap().len(), 1, "the limit holds");
+    assert!(store.history(&gid("order-3"), 10).await.unwrap().is_empty());
+}
+
+async fn list_filtered_pages_newest_first_by_status_mode_and_module(url: String) {
+    let store = open(&url).await;
+    for i in 0..30 {
+        let mut state = saga(&format!("t-{i:02}"), at(i));
+        if i % 3 == 0 {
+            state.transaction.status = Status::Failed;
+        }
+        if i % 5 == 0 {
+            state.transaction.mode = Mode::Tcc;
+        }
+        if i % 2 == 0 {
+            for op in &mut state.ops {
+                op.target.module = ModuleName::parse("other").unwrap();
+            }
+        }
+        create(&store, &state).await;
+    }
+    let page = |filter: ListFilter| {
+        let store = store.clone();
+        async move { store.list_filtered(&filter).await.unwrap().into_iter().map(|t| t.gid.to_string()).collect::<Vec<_>>() }
+    };
+    let names = |pick: &dyn Fn(i64) -> bool| {
+        (0..30).rev().filter(|i| pick(*i)).map(|i| format!("t-{i:02}")).collect::<Vec<_>>()
+    };
+    let all = ListFilter { limit: 100, ..ListFilter::default() };
+    assert_eq!(page(all.clone()).await, names(&|_| true));
+    assert_eq!(page(ListFilter { status: Some("failed".into()), ..all.clone() }).await, names(&|i| i % 3 == 0));
+    assert_eq!(page(ListFilter { mode: Some("tcc".into()), ..all.clone() }).await, names(&|i| i % 5 == 0));
+    assert_eq!(page(ListFilter { module: Some("other".into()), ..all.clone() }).await, names(&|i| i % 2 == 0));
+    let both = ListFilter { status: Some("failed".into()), module: Some("other".into()), ..all.clone() };
+    assert_eq!(page(both).await, names(&|i| i % 6 == 0));
+    // Pages of 4 after a cursor continue exactly where the last one ended.
+    let first = page(ListFilter { limit: 4, ..all.clone() }).await;
+    let second = page(ListFilter { limit: 4, cursor: first.last().cloned(), ..all.clone() }).await;
+    assert_eq!([first, second].concat(), names(&|i| i >= 22));
+}
+
+/// Every filter of the transaction list is served by an index on SQLite (the
+/// embedded default), never by a scan of every transaction.
+#[test]
+fn every_list_filter_is_served_by_an_index() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    for migration in [
+        include_str!("../../migrations/sqlite/0001_coordinator.sql"),
+        include_str!("../../migrations/sqlite/0002_http_hosts.sql"),
+        include_str!("../../migrations/sqlite/0003_history.sql"),
+    ] {
+        conn.execute_batch(migration).unwrap();
+    }
+    let sql = super::queries::Sql::new("main.wasmtx_");
+    let some = |s: &str| Some(s.to_owned());
+    for (filter, index) in [
+        (ListFilter { status: some("failed"), ..ListFilter::default() }, "wasmtx_transactions_status"),
+        (ListFilter { mode: some("tcc"), ..ListFilter::default() }, "wasmtx_transactions_mode"),
+        (ListFilter { module: some("bank"), ..ListFilter::default() }, "wasmtx_branch_ops_module"),
+    ] {
+        let (text, params) = sql.list_filtered(&ListFilter { limit: 10, ..filter });
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+        let mut bound: Vec<&dyn rusqlite::ToSql> = params.iter().map(|p| p as &dyn rusqlite::ToSql).collect();
+        bound.push(&10);
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(bound.iter()), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(plan.iter().any(|step| step.contains(index)), "{text}: {plan:?}");
+        assert!(!plan.iter().any(|step| step == "SCAN wasmtx_transactions"), "{text}: {plan:?}");
     }
 }

@@ -20,8 +20,24 @@ use wasmtx::runtime::types::{BranchContext, BranchError};
 struct Misbehave;
 
 const FUNCTIONS: &[&str] = &[
-    "echo", "context", "count", "spin", "grow", "trap", "fail", "retry", "sql", "script", "sleep", "env", "http",
-    "output", "error", "log", "recurse", "retry-times",
+    "echo",
+    "context",
+    "count",
+    "spin",
+    "grow",
+    "trap",
+    "fail",
+    "retry",
+    "sql",
+    "script",
+    "sleep",
+    "env",
+    "http",
+    "output",
+    "error",
+    "log",
+    "recurse",
+    "retry-times",
 ];
 
 /// Calls served by this instance: tells a reused instance from a fresh one.

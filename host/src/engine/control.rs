@@ -1,0 +1,186 @@
+//! Operators' controls as a pure function over a transaction's state: what
+//! `abort`, `force-stop` and `retry-now` change, and when they are refused.
+//! The engine applies them at a step boundary of the driver (or to a claimed,
+//! idle transaction) and drives on from there.
+
+use crate::model::{HistoryEntry, Millis, Mode, Status, TransactionState};
+
+/// What an operator asks of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Roll back: a saga not finished, a TCC not decided. Compensations (or
+    /// cancels) run as after a refused forward op.
+    Abort,
+    /// Mark it failed now, running nothing more, compensations included.
+    ForceStop,
+    /// Run the next attempt now instead of at its retry time.
+    RetryNow,
+}
+
+impl Control {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Control::Abort => "abort",
+            Control::ForceStop => "force-stop",
+            Control::RetryNow => "retry-now",
+        }
+    }
+}
+
+/// Who asks, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub control: Control,
+    pub actor: String,
+    pub reason: Option<String>,
+}
+
+/// Applies `request` to `state` at `now`, or says why it does not apply.
+/// Returns the history entry that records it.
+pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Result<HistoryEntry, String> {
+    let tx = &mut state.transaction;
+    if tx.status.is_final() {
+        return Err(format!("transaction {} has already {}", tx.gid, tx.status));
+    }
+    let asked = match &request.reason {
+        Some(reason) => format!("{} by {}: {reason}", past(request.control), request.actor),
+        None => format!("{} by {}", past(request.control), request.actor),
+    };
+    match request.control {
+        Control::Abort => {
+            if tx.status == Status::Aborting {
+                return Err(format!("transaction {} is already aborting", tx.gid));
+            }
+            if tx.mode == Mode::Tcc && tx.status == Status::Submitted {
+                return Err(format!(
+                    "transaction {} has decided to confirm every branch; a decided TCC only goes forward",
+                    tx.gid
+                ));
+            }
+            tx.status = Status::Aborting;
+            tx.rollback_reason = Some(asked);
+            tx.next_due = Some(now);
+        }
+        Control::ForceStop => {
+            tx.status = Status::Failed;
+            tx.rollback_reason = Some(format!("{asked} (nothing was compensated)"));
+            tx.finished_at = Some(now);
+            tx.next_due = None;
+        }
+        Control::RetryNow => tx.next_due = Some(now),
+    }
+    tx.attempts = 0;
+    tx.last_error = None;
+    tx.updated_at = now;
+    Ok(HistoryEntry {
+        actor: Some(request.actor.clone()),
+        detail: request.reason.clone(),
+        outcome: Some(tx.status.to_string()),
+        ..HistoryEntry::new(&tx.gid, now, request.control.as_str())
+    })
+}
+
+fn past(control: Control) -> &'static str {
+    match control {
+        Control::Abort => "aborted",
+        Control::ForceStop => "force-stopped",
+        Control::RetryNow => "retried now",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fixture;
+    use crate::engine::retry::RetryPolicy;
+    use crate::engine::saga::{self, Effect, Event, Outcome};
+    use crate::model::{BranchId, Op};
+
+    const T0: Millis = Millis(1_000_000);
+
+    fn request(control: Control, reason: Option<&str>) -> Request {
+        Request { control, actor: "ops".to_owned(), reason: reason.map(str::to_owned) }
+    }
+
+    fn invoke(branch: usize, op: Op, attempt: u32) -> Effect {
+        Effect::Invoke { branch_id: BranchId::from_index(branch), op, attempt }
+    }
+
+    #[test]
+    fn abort_rolls_a_running_saga_back_from_where_it_is() {
+        let p = RetryPolicy::default();
+        let mut s = fixture::saga("g1", 3, T0);
+        saga::step(&mut s, Event::Resume, T0, &p);
+        let event = Event::Outcome { branch_id: BranchId::from_index(0), op: Op::Action, outcome: Outcome::Succeeded };
+        assert_eq!(saga::step(&mut s, event, T0, &p), invoke(1, Op::Action, 1));
+        let entry = apply(&mut s, &request(Control::Abort, Some("wrong amount")), T0.plus_ms(5)).unwrap();
+        assert_eq!(s.transaction.status, Status::Aborting);
+        assert_eq!(s.transaction.rollback_reason.as_deref(), Some("aborted by ops: wrong amount"));
+        assert_eq!(
+            (entry.kind.as_str(), entry.actor.as_deref(), entry.detail.as_deref()),
+            ("abort", Some("ops"), Some("wrong amount"))
+        );
+        // Branch 2's action was about to run, never attempted: only branch 1 is compensated.
+        assert_eq!(saga::step(&mut s, Event::Resume, T0.plus_ms(5), &p), invoke(0, Op::Compensate, 1));
+    }
+
+    #[test]
+    fn a_decided_tcc_cannot_be_aborted_but_an_undecided_one_cancels() {
+        let p = RetryPolicy::default();
+        let mut s = fixture::tcc("t1", 1, T0);
+        let undecided = s.clone();
+        crate::engine::tcc::step(&mut s, Event::Resume, T0, &p);
+        let event = Event::Outcome { branch_id: BranchId::from_index(0), op: Op::Try, outcome: Outcome::Succeeded };
+        crate::engine::tcc::step(&mut s, event, T0, &p);
+        assert_eq!(s.transaction.status, Status::Submitted);
+        let refused = apply(&mut s, &request(Control::Abort, None), T0).unwrap_err();
+        assert!(refused.contains("decided to confirm"), "{refused}");
+        assert_eq!(s.transaction.status, Status::Submitted, "a refusal changes nothing");
+
+        let mut s = undecided;
+        apply(&mut s, &request(Control::Abort, None), T0).unwrap();
+        assert_eq!(s.transaction.rollback_reason.as_deref(), Some("aborted by ops"));
+        // Nothing was tried, so nothing is cancelled.
+        assert_eq!(
+            crate::engine::tcc::step(&mut s, Event::Resume, T0, &p),
+            Effect::Finished { status: Status::Failed }
+        );
+    }
+
+    #[test]
+    fn force_stop_ends_at_once_without_compensation() {
+        let p = RetryPolicy::default();
+        let mut s = fixture::saga("g1", 2, T0);
+        saga::step(&mut s, Event::Resume, T0, &p);
+        let event = Event::Outcome {
+            branch_id: BranchId::from_index(0),
+            op: Op::Action,
+            outcome: Outcome::Error("down".into()),
+        };
+        assert!(matches!(saga::step(&mut s, event, T0, &p), Effect::Sleep { .. }));
+        apply(&mut s, &request(Control::ForceStop, Some("bad data")), T0).unwrap();
+        assert_eq!(
+            s.transaction.rollback_reason.as_deref(),
+            Some("force-stopped by ops: bad data (nothing was compensated)")
+        );
+        assert_eq!(s.transaction.last_error, None);
+        assert_eq!(saga::step(&mut s, Event::Resume, T0, &p), Effect::Finished { status: Status::Failed });
+        assert!(apply(&mut s, &request(Control::RetryNow, None), T0).unwrap_err().contains("has already failed"));
+    }
+
+    #[test]
+    fn retry_now_runs_the_next_attempt_before_its_time() {
+        let p = RetryPolicy { base_ms: 60_000, cap_ms: 60_000 };
+        let mut s = fixture::saga("g1", 1, T0);
+        saga::step(&mut s, Event::Resume, T0, &p);
+        let event = Event::Outcome {
+            branch_id: BranchId::from_index(0),
+            op: Op::Action,
+            outcome: Outcome::Retry("busy".into()),
+        };
+        assert_eq!(saga::step(&mut s, event, T0, &p), Effect::Sleep { until: T0.plus_ms(60_000) });
+        let now = T0.plus_ms(10);
+        apply(&mut s, &request(Control::RetryNow, None), now).unwrap();
+        assert_eq!(saga::step(&mut s, Event::Resume, now, &p), invoke(0, Op::Action, 2));
+    }
+}
