@@ -101,7 +101,7 @@ async fn bad_transaction_requests_are_refused_and_nothing_is_stored() {
         (unknown_field, "invalid_request", "brnaches"),
         (bad_gid, "invalid_gid", "gid"),
         (no_branches, "no_branches", "at least one branch"),
-        (missing_compensate, "invalid_request", "compensate"),
+        (missing_compensate, "invalid_branch", "`compensate` is missing"),
     ];
     for (request, code, text) in cases {
         let (status, body) = server.post("/v1/transactions", &request).await;
