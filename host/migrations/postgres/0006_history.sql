@@ -17,4 +17,4 @@ CREATE TABLE wasmtx.history (
 CREATE INDEX history_gid ON wasmtx.history (gid, id);
 CREATE INDEX transactions_status_id ON wasmtx.transactions (status, id);
 CREATE INDEX transactions_mode_id ON wasmtx.transactions (mode, id);
-CREATE INDEX branch_ops_module ON wasmtx.branch_ops (module, gid);
+CREATE INDEX branch_ops_module ON wasmtx.branch_ops (module, gid) WHERE op IN ('action', 'try');

@@ -2,7 +2,7 @@
 -- operators' controls), written beside the driver's writes, not in them; and
 -- an index behind each filter of the transaction list.
 CREATE TABLE wasmtx_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    id INTEGER PRIMARY KEY,
     gid TEXT NOT NULL,
     at BIGINT NOT NULL,
     kind TEXT NOT NULL,
@@ -17,4 +17,4 @@ CREATE TABLE wasmtx_history (
 CREATE INDEX wasmtx_history_gid ON wasmtx_history (gid, id);
 CREATE INDEX wasmtx_transactions_status ON wasmtx_transactions (status, id);
 CREATE INDEX wasmtx_transactions_mode ON wasmtx_transactions (mode, id);
-CREATE INDEX wasmtx_branch_ops_module ON wasmtx_branch_ops (module, gid);
+CREATE INDEX wasmtx_branch_ops_module ON wasmtx_branch_ops (module, gid) WHERE op IN ('action', 'try');

@@ -390,8 +390,14 @@ pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Resu
         .await?
         .ok_or_else(|| ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid:?}")))?;
     let history = state.engine.store().history(&parsed, MAX_HISTORY).await?;
+    // The creation is not a history row: the transaction's own row has it.
+    let t = &s.transaction;
+    let created = serde_json::json!({
+        "at": time::rfc3339(t.created_at), "kind": "created",
+        "outcome": t.mode.initial_status(), "detail": format!("mode {}", t.mode),
+    });
     let mut view = view(s.transaction, Some(s.ops));
-    view.history = Some(history.into_iter().map(history_view).collect());
+    view.history = Some(std::iter::once(created).chain(history.into_iter().map(history_view)).collect());
     Ok(Json(view))
 }
 

@@ -66,14 +66,11 @@ impl Driving {
         Progress::Save { lease: self.lease.clone(), transaction: state.transaction.clone(), ops, release }
     }
 
-    /// Notes a write that brought the store to `status`; true when it was the create.
-    fn written(&mut self, status: Status) -> bool {
-        let created = !self.stored;
+    fn written(&mut self, status: Status) {
         self.stored = true;
         self.durable_status = status;
         self.durable_lease = self.state.transaction.lease_expires;
         self.dirty.clear();
-        created
     }
 }
 
@@ -206,9 +203,7 @@ impl Engine {
                             let before = d.state.transaction.status;
                             d.state = after;
                             self.note_status(d, before, ended);
-                            if d.written(d.state.transaction.status) {
-                                self.note_created(d, now);
-                            }
+                            d.written(d.state.transaction.status);
                             if finished {
                                 d.durable_lease = None;
                             }
@@ -267,9 +262,7 @@ impl Engine {
         let progress = d.progress(&d.state, &d.dirty, release);
         match self.inner.store.write(&progress).await {
             Ok(()) => {
-                if d.written(d.state.transaction.status) {
-                    self.note_created(d, d.state.transaction.updated_at);
-                }
+                d.written(d.state.transaction.status);
                 if release {
                     d.durable_lease = None;
                 }
@@ -311,12 +304,6 @@ impl Engine {
             };
             self.record(history::status(&tx.gid, at, before, tx.status, reason));
         }
-    }
-
-    /// Records the creation of a transaction whose create was just written.
-    fn note_created(&self, d: &Driving, at: Millis) {
-        let tx = &d.state.transaction;
-        self.record(history::created(&tx.gid, at, tx.mode.initial_status(), tx.mode.as_str()));
     }
 }
 

@@ -1,5 +1,5 @@
 //! Each transaction's history (status changes, op attempts, operators'
-//! controls), written beside the driver's writes and never in them: the
+//! controls; its creation is in its own row), written beside the driver's writes and never in them: the
 //! drive loop hands entries to a channel and goes on; one writer task appends
 //! what has queued up in one store write. History is for people: the entries
 //! not yet written when the process dies are lost, the transaction's state is
@@ -21,6 +21,8 @@ use super::saga::Outcome;
 const QUEUE: usize = 65_536;
 /// Entries in one store write, at most.
 const BATCH: usize = 512;
+/// How long the writer gathers entries before a write.
+const GATHER: Duration = Duration::from_millis(50);
 
 /// Where the engine records history.
 pub(super) struct History {
@@ -40,6 +42,16 @@ impl History {
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(BATCH);
             while receiver.recv_many(&mut batch, BATCH).await > 0 {
+                // Gather for a moment: one write of many entries costs the
+                // store about what one write of one entry does.
+                let gather = tokio::time::Instant::now() + GATHER;
+                while batch.len() < BATCH {
+                    let room = BATCH - batch.len();
+                    match tokio::time::timeout_at(gather, receiver.recv_many(&mut batch, room)).await {
+                        Ok(n) if n > 0 => {}
+                        _ => break,
+                    }
+                }
                 if let Err(e) = store.append_history(&batch).await {
                     tracing::warn!(error = %e, entries = batch.len(), "could not write transaction history; dropped");
                 }
@@ -67,15 +79,6 @@ impl History {
         while self.pending.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-    }
-}
-
-/// A transaction was created with `status`.
-pub(super) fn created(gid: &Gid, at: Millis, status: Status, mode: &str) -> HistoryEntry {
-    HistoryEntry {
-        outcome: Some(status.to_string()),
-        detail: Some(format!("mode {mode}")),
-        ..HistoryEntry::new(gid, at, "created")
     }
 }
 

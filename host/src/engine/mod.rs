@@ -282,9 +282,7 @@ impl Engine {
         let defer = wait && first.is_some_and(|t| self.inner.executor.colocated(&t));
         if !defer {
             match self.inner.store.create_transaction(&state).await? {
-                Created::New => {
-                    self.record(history::created(&gid, now, state.transaction.status, state.transaction.mode.as_str()))
-                }
+                Created::New => {}
                 Created::Existing(existing) => {
                     // Nudge it only if nobody is driving it now: claiming a live
                     // lease (even our own) would fence the driver mid-step.

@@ -39,7 +39,7 @@ pub(super) struct Sql {
 pub struct ListFilter {
     pub status: Option<String>,
     pub mode: Option<String>,
-    /// Transactions with an op of this module.
+    /// Transactions with a forward op (`action`, `try`) of this module.
     pub module: Option<String>,
     pub cursor: Option<String>,
     pub limit: u32,
@@ -172,7 +172,11 @@ impl Sql {
             conditions.push(format!("mode = {}", param(mode)));
         }
         if let Some(module) = &filter.module {
-            conditions.push(format!("gid IN (SELECT gid FROM {ops} WHERE module = {})", param(module)));
+            // Forward ops only: their index is half the size (see the migrations).
+            conditions.push(format!(
+                "gid IN (SELECT gid FROM {ops} WHERE module = {} AND op IN ('action', 'try'))",
+                param(module)
+            ));
         }
         if let Some(cursor) = &filter.cursor {
             conditions.push(format!("id < (SELECT id FROM {transactions} WHERE gid = {})", param(cursor)));
