@@ -276,20 +276,7 @@ async fn the_list_filters_and_pages_across_a_thousand_transactions(backend: Back
     }
 }
 
-macro_rules! on_both {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
-
-on_both!(
+on_both_backends!(
     abort_rolls_back_a_stuck_saga_and_says_who_asked,
     force_stop_ends_a_stuck_saga_without_compensating,
     retry_now_runs_the_next_attempt_at_once,

@@ -2,6 +2,22 @@
 //! Postgres, driven over HTTP. Every scenario runs on both backends (the
 //! coordinator store and the business database on the same kind).
 
+/// Declares one async test per backend: `sqlite::<name>` and
+/// `postgres::<name>` call `<name>(Backend)`. Defined before the modules, so
+/// that every one of them can use it.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })+
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })+
+        }
+    };
+}
+
 mod catalog;
 mod controls;
 mod crash;
@@ -18,20 +34,6 @@ use std::time::Duration;
 
 use harness::{Backend, Server, example, transfer};
 use serde_json::{Value, json};
-
-/// Declares one async test per backend.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
 
 on_both_backends!(
     transfer_succeeds,

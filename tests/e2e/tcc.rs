@@ -195,20 +195,7 @@ async fn an_undecided_tcc_is_prepared_and_times_out_into_cancels(backend: Backen
     assert_eq!(accounts(&server, backend).await, ["alice 100 0", "bob 0 0"]);
 }
 
-macro_rules! on_both {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Sqlite).await })+
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::Backend::Postgres).await })+
-        }
-    };
-}
-
-on_both!(
+on_both_backends!(
     confirms_every_branch,
     a_refused_try_cancels_what_was_tried,
     a_cancel_whose_try_never_committed_is_null,

@@ -204,24 +204,28 @@ fn decide(state: &mut TransactionState, now: Millis) -> Effect {
                 None => finish(state, Status::Succeeded, now),
             }
         }
-        Status::Aborting => {
-            let attempted: Vec<&BranchId> = state
-                .ops
-                .iter()
-                .filter(|o| o.op == Op::Action && (o.status != OpStatus::Prepared || o.attempts > 0))
-                .map(|o| &o.branch_id)
-                .collect();
-            let next = state.ops.iter().rev().find(|o| {
-                o.op == Op::Compensate && o.status != OpStatus::Succeeded && attempted.contains(&&o.branch_id)
-            });
-            match next {
-                Some(o) => {
-                    Effect::Invoke { branch_id: o.branch_id.clone(), op: Op::Compensate, attempt: o.attempts + 1 }
-                }
-                None => finish(state, Status::Failed, now),
-            }
-        }
+        Status::Aborting => undo_next(state, Op::Action, Op::Compensate, now),
         status @ (Status::Succeeded | Status::Failed) => Effect::Finished { status },
+    }
+}
+
+/// While aborting: the `undo` op of the last branch whose `forward` op was
+/// attempted and that is not undone yet; when none is left, the end (`failed`).
+pub(super) fn undo_next(state: &mut TransactionState, forward: Op, undo: Op, now: Millis) -> Effect {
+    let attempted: Vec<&BranchId> = state
+        .ops
+        .iter()
+        .filter(|o| o.op == forward && (o.status != OpStatus::Prepared || o.attempts > 0))
+        .map(|o| &o.branch_id)
+        .collect();
+    let next = state
+        .ops
+        .iter()
+        .rev()
+        .find(|o| o.op == undo && o.status != OpStatus::Succeeded && attempted.contains(&&o.branch_id));
+    match next {
+        Some(o) => Effect::Invoke { branch_id: o.branch_id.clone(), op: undo, attempt: o.attempts + 1 },
+        None => finish(state, Status::Failed, now),
     }
 }
 

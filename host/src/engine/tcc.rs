@@ -17,7 +17,7 @@
 //!   A cancel of a try that never committed is a no-op (the barrier's null
 //!   compensation), and a try arriving after its cancel does nothing.
 
-use crate::model::{BranchId, Millis, Op, OpStatus, Status, TransactionState};
+use crate::model::{Millis, Op, OpStatus, Status, TransactionState};
 
 use super::retry::RetryPolicy;
 use super::saga::{self, Effect, Event, Rules};
@@ -40,22 +40,7 @@ fn decide(state: &mut TransactionState, now: Millis) -> Effect {
         Status::Prepared | Status::Submitted => {
             first_unfinished(state, Op::Confirm).unwrap_or_else(|| saga::finish(state, Status::Succeeded, now))
         }
-        Status::Aborting => {
-            let attempted: Vec<&BranchId> = state
-                .ops
-                .iter()
-                .filter(|o| o.op == Op::Try && (o.status != OpStatus::Prepared || o.attempts > 0))
-                .map(|o| &o.branch_id)
-                .collect();
-            let next =
-                state.ops.iter().rev().find(|o| {
-                    o.op == Op::Cancel && o.status != OpStatus::Succeeded && attempted.contains(&&o.branch_id)
-                });
-            match next {
-                Some(o) => Effect::Invoke { branch_id: o.branch_id.clone(), op: Op::Cancel, attempt: o.attempts + 1 },
-                None => saga::finish(state, Status::Failed, now),
-            }
-        }
+        Status::Aborting => saga::undo_next(state, Op::Try, Op::Cancel, now),
         status @ (Status::Succeeded | Status::Failed) => Effect::Finished { status },
     }
 }
@@ -73,7 +58,7 @@ fn first_unfinished(state: &TransactionState, op: Op) -> Option<Effect> {
 mod tests {
     use super::*;
     use crate::engine::saga::Outcome;
-    use crate::model::Options;
+    use crate::model::{BranchId, Options};
 
     const T0: Millis = Millis(1_000_000);
 
