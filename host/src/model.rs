@@ -282,6 +282,22 @@ pub struct Options {
     /// Headers handed to every branch in its context.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub branch_headers: Vec<(String, String)>,
+    /// A saga whose actions run at once as soon as their prerequisites
+    /// (`orders`) have succeeded, and whose compensations run in reverse
+    /// dependency order.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub concurrent: bool,
+    /// For a concurrent saga: branch index (as text, as DTM writes it) → the
+    /// indices of the branches that must succeed before it runs.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub orders: std::collections::BTreeMap<String, Vec<usize>>,
+}
+
+impl Options {
+    /// The prerequisites of branch `index` (none unless `orders` names it).
+    pub fn prerequisites(&self, index: usize) -> &[usize] {
+        self.orders.get(&index.to_string()).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// One global transaction as stored (without its branch ops).

@@ -266,6 +266,23 @@ impl Server {
     }
 }
 
+/// The final transaction `gid` once its history holds the change to its final
+/// status (history is written a moment after the transaction).
+pub async fn history_settled(server: &Server, gid: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let tx = server.wait_final(gid, Duration::from_secs(10)).await;
+        let settled = tx["history"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|e| e["kind"] == "status" && e["outcome"] == tx["status"]));
+        if settled {
+            return tx;
+        }
+        assert!(Instant::now() < deadline, "the history of {gid} never showed its end: {tx}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();

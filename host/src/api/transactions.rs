@@ -153,6 +153,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         ));
     }
     check_options(&request.options, limits)?;
+    check_concurrency(&request.options, mode, request.branches.len())?;
     let now = state.engine.now();
     let mut modules: HashMap<String, ModuleRecord> = HashMap::new();
     let mut ops = Vec::with_capacity(request.branches.len() * 3);
@@ -205,6 +206,19 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         },
         ops,
     })
+}
+
+/// `concurrent` and `orders`: for sagas only, orders only with `concurrent`,
+/// and orders that name real branches without a cycle.
+fn check_concurrency(options: &Options, mode: Mode, branches: usize) -> Result<(), ApiError> {
+    let invalid = |m: String| Err(ApiError::bad_request("invalid_options", m));
+    if options.concurrent && mode != Mode::Saga {
+        return invalid(format!("concurrent applies to sagas, not to a {mode}"));
+    }
+    if !options.concurrent && !options.orders.is_empty() {
+        return invalid("orders apply to a concurrent saga: add \"concurrent\": true".to_owned());
+    }
+    crate::engine::saga::check_orders(&options.orders, branches).or_else(invalid)
 }
 
 /// Options within sane bounds: retry intervals of at least a second, at most a

@@ -160,6 +160,11 @@ impl Engine {
                             "{gid}: no {op} op for branch {branch_id}"
                         ))));
                     };
+                    if d.state.transaction.options.concurrent {
+                        self.run_wave(d, now, lease_ms).await?;
+                        event = Event::Resume;
+                        continue;
+                    }
                     let colocated = self.inner.executor.colocated(&branch_op.target);
                     let after = colocated.then(|| self.after_success(d, &branch_id, op, now));
                     if after.is_none() {
@@ -168,13 +173,7 @@ impl Engine {
                         // cancel, the decision to confirm), before this op may
                         // commit; and a lease that would lapse before the op
                         // ends is renewed first.
-                        let settling = op.settles().is_some();
-                        let must_write = !d.stored || (settling && d.durable_status != d.state.transaction.status);
-                        let half_lease = i64::try_from(lease_ms / 2).unwrap_or(i64::MAX);
-                        let lapsing = d.durable_lease.is_none_or(|until| until.0 - now.0 < half_lease);
-                        if must_write || (d.stored && lapsing) {
-                            self.persist(d, false).await?;
-                        }
+                        self.write_before(d, op.settles().is_some(), now, lease_ms).await?;
                     }
                     let call = BranchCall {
                         gid: d.lease.gid.clone(),
@@ -276,6 +275,61 @@ impl Engine {
 }
 
 impl Engine {
+    /// Writes what must be durable before an op commits: the create, the
+    /// decision a settling op carries out, a lease about to lapse.
+    async fn write_before(&self, d: &mut Driving, settling: bool, now: Millis, lease_ms: u64) -> Result<(), Stop> {
+        let must_write = !d.stored || (settling && d.durable_status != d.state.transaction.status);
+        let half_lease = i64::try_from(lease_ms / 2).unwrap_or(i64::MAX);
+        let lapsing = d.durable_lease.is_none_or(|until| until.0 - now.0 < half_lease);
+        if must_write || (d.stored && lapsing) {
+            self.persist(d, false).await?;
+        }
+        Ok(())
+    }
+
+    /// A concurrent saga: runs every op that may run now (at most
+    /// `max_parallel_ops`) at once and records their outcomes in branch
+    /// order. Progress is never carried in these ops' commits (they would
+    /// each carry a state the others change); the write rules are those of
+    /// ops whose database is not the store's.
+    async fn run_wave(&self, d: &mut Driving, now: Millis, lease_ms: u64) -> Result<(), Stop> {
+        let mut wave = saga::ready(&d.state);
+        wave.truncate(self.inner.config.max_parallel_ops.max(1));
+        let settling = wave.iter().any(|(_, op, _)| op.settles().is_some());
+        self.write_before(d, settling, now, lease_ms).await?;
+        let options = &d.state.transaction.options;
+        let calls = wave.iter().filter_map(|(branch_id, op, attempt)| {
+            let branch_op = d.state.op(branch_id, *op)?;
+            Some(self.inner.executor.execute(BranchCall {
+                gid: d.lease.gid.clone(),
+                mode: d.state.transaction.mode,
+                branch_id: branch_id.clone(),
+                op: *op,
+                target: branch_op.target.clone(),
+                payload: branch_op.payload.clone(),
+                attempt: *attempt,
+                headers: options.branch_headers.clone(),
+                timeout: options.request_timeout.map(std::time::Duration::from_secs),
+                progress: None,
+            }))
+        });
+        let results = futures_util::future::join_all(calls).await;
+        let ended = self.now();
+        let took = u64::try_from(ended.0 - now.0).unwrap_or_default();
+        let retry = self.inner.config.retry;
+        for ((branch_id, op, attempt), result) in wave.into_iter().zip(results) {
+            self.record(history::attempt(&d.lease.gid, ended, &branch_id, op, attempt, &result.outcome, took));
+            if let Outcome::Error(m) | Outcome::Retry(m) = &result.outcome {
+                tracing::warn!(gid = %d.lease.gid, %branch_id, %op, attempt, error = %m, "branch op did not succeed");
+            }
+            d.dirty.insert((branch_id.clone(), op));
+            let before = d.state.transaction.status;
+            super::step(&mut d.state, Event::Outcome { branch_id, op, outcome: result.outcome }, ended, &retry);
+            self.note_status(d, before, ended);
+        }
+        Ok(())
+    }
+
     /// Applies the controls waiting for this transaction, answering each;
     /// true if any changed the state.
     fn apply_controls(&self, d: &mut Driving, now: Millis) -> bool {

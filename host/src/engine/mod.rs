@@ -117,6 +117,8 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// Transactions driven at once by this instance.
     pub max_concurrent: usize,
+    /// Branch ops one concurrent saga runs at once, at most.
+    pub max_parallel_ops: usize,
     pub retry: RetryPolicy,
 }
 
@@ -127,6 +129,7 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(30),
             poll: Duration::from_millis(200),
             max_concurrent: 512,
+            max_parallel_ops: 8,
             retry: RetryPolicy::default(),
         }
     }

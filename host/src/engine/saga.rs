@@ -196,6 +196,14 @@ fn check_timeout(state: &mut TransactionState, applies_in: Status, now: Millis) 
 }
 
 fn decide(state: &mut TransactionState, now: Millis) -> Effect {
+    if state.transaction.options.concurrent {
+        return match ready(state).into_iter().next() {
+            Some((branch_id, op, attempt)) => Effect::Invoke { branch_id, op, attempt },
+            None if state.transaction.status == Status::Aborting => finish(state, Status::Failed, now),
+            None if !state.transaction.status.is_final() => finish(state, Status::Succeeded, now),
+            None => Effect::Finished { status: state.transaction.status },
+        };
+    }
     match state.transaction.status {
         Status::Prepared | Status::Submitted => {
             let next = state.ops.iter().find(|o| o.op == Op::Action && o.status != OpStatus::Succeeded);
@@ -207,6 +215,81 @@ fn decide(state: &mut TransactionState, now: Millis) -> Effect {
         Status::Aborting => undo_next(state, Op::Action, Op::Compensate, now),
         status @ (Status::Succeeded | Status::Failed) => Effect::Finished { status },
     }
+}
+
+/// For a concurrent saga, every op that may run now, last branch first while
+/// aborting: actions whose prerequisites have all succeeded; once aborting,
+/// the compensation of each attempted branch that every branch depending on
+/// it has finished compensating (or never attempted). Empty when nothing is
+/// left to do (the end) — never while an op that may run is pending.
+pub fn ready(state: &TransactionState) -> Vec<(BranchId, Op, u32)> {
+    let options = &state.transaction.options;
+    let op = |index: usize, op: Op| state.op(&BranchId::from_index(index), op);
+    let branches = state.ops.iter().filter(|o| o.op == Op::Action).count();
+    let succeeded = |index: usize, kind: Op| op(index, kind).is_some_and(|o| o.status == OpStatus::Succeeded);
+    let attempted =
+        |index: usize| op(index, Op::Action).is_some_and(|o| o.status != OpStatus::Prepared || o.attempts > 0);
+    let invoke = |index: usize, kind: Op| op(index, kind).map(|o| (o.branch_id.clone(), kind, o.attempts + 1));
+    match state.transaction.status {
+        Status::Prepared | Status::Submitted => (0..branches)
+            .filter(|&i| !succeeded(i, Op::Action))
+            .filter(|&i| options.prerequisites(i).iter().all(|&p| succeeded(p, Op::Action)))
+            .filter_map(|i| invoke(i, Op::Action))
+            .collect(),
+        Status::Aborting => (0..branches)
+            .rev()
+            .filter(|&i| attempted(i) && !succeeded(i, Op::Compensate))
+            .filter(|&i| {
+                // Every branch that depends on `i` is compensated or never ran.
+                (0..branches)
+                    .filter(|&j| options.prerequisites(j).contains(&i))
+                    .all(|j| !attempted(j) || succeeded(j, Op::Compensate))
+            })
+            .filter_map(|i| invoke(i, Op::Compensate))
+            .collect(),
+        Status::Succeeded | Status::Failed => Vec::new(),
+    }
+}
+
+/// Refuses `orders` that name a branch out of range, a branch depending on
+/// itself, or a cycle; `branches` is how many the saga has.
+pub fn check_orders(orders: &std::collections::BTreeMap<String, Vec<usize>>, branches: usize) -> Result<(), String> {
+    let mut edges = vec![Vec::new(); branches];
+    for (key, prerequisites) in orders {
+        let index =
+            key.parse::<usize>().ok().filter(|&i| i < branches).ok_or_else(|| {
+                format!("orders: {key:?} is not a branch index (0 to {})", branches.saturating_sub(1))
+            })?;
+        for &p in prerequisites {
+            if p >= branches {
+                return Err(format!("orders: branch {index} waits for {p}, which is not a branch index"));
+            }
+            if p == index {
+                return Err(format!("orders: branch {index} waits for itself"));
+            }
+            edges[index].push(p);
+        }
+    }
+    // Depth-first search for a cycle: 0 unseen, 1 on the path, 2 done.
+    fn visit(i: usize, edges: &[Vec<usize>], mark: &mut [u8]) -> Result<(), usize> {
+        match mark[i] {
+            1 => return Err(i),
+            2 => return Ok(()),
+            _ => {}
+        }
+        mark[i] = 1;
+        for &p in &edges[i] {
+            visit(p, edges, mark)?;
+        }
+        mark[i] = 2;
+        Ok(())
+    }
+    let mut mark = vec![0u8; branches];
+    for i in 0..branches {
+        visit(i, &edges, &mut mark)
+            .map_err(|at| format!("orders: branches wait for each other in a cycle (through branch {at})"))?;
+    }
+    Ok(())
 }
 
 /// While aborting: the `undo` op of the last branch whose `forward` op was
@@ -400,5 +483,72 @@ mod tests {
         let mut s = saga(1, Options::default());
         s.transaction.status = Status::Failed;
         assert_eq!(step(&mut s, Event::Resume, T0, &p), Effect::Finished { status: Status::Failed });
+    }
+
+    fn concurrent(branches: usize, orders: &[(usize, &[usize])]) -> TransactionState {
+        let orders = orders.iter().map(|(i, p)| (i.to_string(), p.to_vec())).collect();
+        saga(branches, Options { concurrent: true, orders, ..Options::default() })
+    }
+
+    fn ready_ops(s: &TransactionState) -> Vec<String> {
+        ready(s).into_iter().map(|(b, op, _)| format!("{b} {op}")).collect()
+    }
+
+    #[test]
+    fn a_concurrent_saga_runs_what_is_ready_and_waits_for_prerequisites() {
+        let p = RetryPolicy::default();
+        // Branch 3 (index 2) waits for the other two.
+        let mut s = concurrent(3, &[(2, &[0, 1])]);
+        assert_eq!(ready_ops(&s), ["01 action", "02 action"]);
+        assert_eq!(step(&mut s, Event::Resume, T0, &p), invoke(0, Op::Action, 1));
+        step(&mut s, outcome(0, Op::Action, Outcome::Succeeded), T0, &p);
+        assert_eq!(ready_ops(&s), ["02 action"], "03 still waits for 02");
+        step(&mut s, outcome(1, Op::Action, Outcome::Succeeded), T0, &p);
+        assert_eq!(ready_ops(&s), ["03 action"]);
+        let end = step(&mut s, outcome(2, Op::Action, Outcome::Succeeded), T0, &p);
+        assert_eq!(end, Effect::Finished { status: Status::Succeeded });
+        assert!(ready(&s).is_empty());
+    }
+
+    #[test]
+    fn a_concurrent_saga_compensates_in_reverse_dependency_order() {
+        let p = RetryPolicy::default();
+        // 02 depends on 01; 03 is independent and fails.
+        let mut s = concurrent(3, &[(1, &[0])]);
+        step(&mut s, outcome(0, Op::Action, Outcome::Succeeded), T0, &p);
+        step(&mut s, outcome(1, Op::Action, Outcome::Succeeded), T0, &p);
+        step(&mut s, outcome(2, Op::Action, Outcome::Failed("no".into())), T0, &p);
+        assert_eq!(s.transaction.status, Status::Aborting);
+        // 01's compensation waits until 02 (which depends on it) is compensated.
+        assert_eq!(ready_ops(&s), ["03 compensate", "02 compensate"]);
+        step(&mut s, outcome(1, Op::Compensate, Outcome::Succeeded), T0, &p);
+        assert_eq!(ready_ops(&s), ["03 compensate", "01 compensate"]);
+        step(&mut s, outcome(2, Op::Compensate, Outcome::Succeeded), T0, &p);
+        let end = step(&mut s, outcome(0, Op::Compensate, Outcome::Succeeded), T0, &p);
+        assert_eq!(end, Effect::Finished { status: Status::Failed });
+    }
+
+    #[test]
+    fn a_failed_prerequisite_keeps_its_dependents_from_running_at_all() {
+        let p = RetryPolicy::default();
+        let mut s = concurrent(2, &[(1, &[0])]);
+        assert_eq!(ready_ops(&s), ["01 action"]);
+        step(&mut s, outcome(0, Op::Action, Outcome::Failed("insufficient funds".into())), T0, &p);
+        assert_eq!(ready_ops(&s), ["01 compensate"], "02 never ran, so only 01 is compensated");
+        let end = step(&mut s, outcome(0, Op::Compensate, Outcome::Succeeded), T0, &p);
+        assert_eq!(end, Effect::Finished { status: Status::Failed });
+        assert_eq!(statuses(&s), ["failed", "succeeded", "prepared", "prepared"]);
+    }
+
+    #[test]
+    fn orders_naming_no_branch_or_forming_a_cycle_are_refused() {
+        let orders = |pairs: &[(&str, &[usize])]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect();
+        assert_eq!(check_orders(&orders(&[("2", &[0, 1]), ("1", &[0])]), 3), Ok(()));
+        assert!(check_orders(&orders(&[("3", &[0])]), 3).unwrap_err().contains("\"3\" is not a branch index"));
+        assert!(check_orders(&orders(&[("x", &[0])]), 3).unwrap_err().contains("is not a branch index"));
+        assert!(check_orders(&orders(&[("1", &[5])]), 3).unwrap_err().contains("waits for 5"));
+        assert!(check_orders(&orders(&[("1", &[1])]), 3).unwrap_err().contains("waits for itself"));
+        let cycle = check_orders(&orders(&[("0", &[2]), ("1", &[0]), ("2", &[1])]), 3).unwrap_err();
+        assert!(cycle.contains("cycle"), "{cycle}");
     }
 }

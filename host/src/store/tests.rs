@@ -192,6 +192,8 @@ async fn create_then_load_round_trips_every_field(url: String) {
         max_retry_interval: Some(30),
         request_timeout: Some(5),
         branch_headers: vec![("x-tenant".to_owned(), "acme".to_owned())],
+        concurrent: true,
+        orders: [("1".to_owned(), vec![0])].into(),
     };
     t.next_due = Some(at(500));
     t.attempts = 4;
