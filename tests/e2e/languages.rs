@@ -61,6 +61,7 @@ in_every_language!(
         tcc_transfer_confirms,
         tcc_to_a_missing_account_cancels,
         tcc_overdraft_is_refused_and_try_in_never_runs,
+        flaky_retries_then_succeeds,
     ],
     postgres: [transfer_succeeds, tcc_transfer_confirms, tcc_to_a_missing_account_cancels],
 );
@@ -531,4 +532,35 @@ async fn tcc_overdraft_is_refused_and_try_in_never_runs(lang: &str, backend: Bac
         [0, 0, 0, 0],
         "nothing ran after the refusal but cancel-out: {tx}"
     );
+}
+
+async fn flaky_retries_then_succeeds(lang: &str, backend: Backend) {
+    let server = Server::start(backend).await;
+    server.ready().await;
+    upload(&server, "bank", lang).await;
+
+    // Two retries a second apart, well within the server's wait timeout.
+    let flaky = json!({ "module": "bank", "function": "flaky" });
+    let request = json!({
+        "mode": "saga",
+        "wait": true,
+        "branches": [{ "action": flaky, "compensate": flaky, "payload": { "retries": 2 } }],
+        "options": { "retry_interval": 1 },
+    });
+    let (status, body) = server.post("/v1/transactions", &request).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "succeeded", "{body}");
+    let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
+    assert_eq!(tx["status"], "succeeded");
+    assert_eq!(
+        ops(&tx),
+        [("01 action".to_owned(), "succeeded".to_owned()), ("01 compensate".to_owned(), "prepared".to_owned())]
+    );
+    assert_eq!(attempts(&tx), [3, 0], "two retries, then the success; no compensation: {tx}");
+
+    // Called directly (a first attempt): no retries succeeds at once, and a
+    // count out of range is refused.
+    assert_eq!(server.call("bank", "flaky", json!({ "retries": 0 })).await, json!({ "attempts": 1 }));
+    let (status, body) = server.post("/v1/modules/bank/call/flaky", &json!({ "retries": 5000 })).await;
+    assert_eq!((status, body), (422, refusal("retries must be between 0 and 1000, got 5000")));
 }

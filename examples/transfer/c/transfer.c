@@ -11,10 +11,15 @@
 // transaction is undecided. A cancel runs only if its try committed, and a try
 // that arrives after its cancel does nothing (the host's barrier), so the
 // cancels need not check.
+//
+// `flaky` asks to be retried `retries` times, then succeeds; it touches no table.
 #include "wasmtx.h"
 
 // The largest amount a transfer step accepts, as in the Rust version.
 #define MAX_AMOUNT INT64_C(1000000000000000)
+
+// The most retries `flaky` accepts, as in the Rust version.
+#define MAX_RETRIES INT64_C(1000)
 
 /// Payload of the transfer steps: the action and its compensation (and a TCC's
 /// try, confirm and cancel) get the same payload.
@@ -258,6 +263,23 @@ static bool balance(wasmtx_call *call) {
   return true;
 }
 
+// Answers `retry` on the first `retries` attempts and succeeds on the next.
+static bool flaky(wasmtx_call *call) {
+  const wasmtx_json *in = wasmtx_payload(call);
+  int64_t retries;
+  if (!wasmtx_object(call, in, "payload") || !wasmtx_get_i64(call, in, "retries", &retries)) return false;
+  if (retries < 0 || retries > MAX_RETRIES) {
+    return wasmtx_failure(call, "retries must be between 0 and %lld, got %lld", (long long)MAX_RETRIES,
+                          (long long)retries);
+  }
+  uint32_t attempt = wasmtx_context_of(call)->attempt;
+  if ((int64_t)attempt <= retries) {
+    return wasmtx_retry(call, "attempt %lu of %lld", (unsigned long)attempt, (long long)(retries + 1));
+  }
+  wasmtx_out_printf(call, "{\"attempts\":%lu}", (unsigned long)attempt);
+  return true;
+}
+
 static const wasmtx_function FUNCTIONS[] = {
     {"setup", setup},
     {"trans-out", trans_out},
@@ -271,6 +293,7 @@ static const wasmtx_function FUNCTIONS[] = {
     {"try-in", try_in},
     {"confirm-in", confirm_in},
     {"cancel-in", cancel_in},
+    {"flaky", flaky},
 };
 
 WASMTX_EXPORT(FUNCTIONS);

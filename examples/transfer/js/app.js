@@ -11,8 +11,10 @@
 // transaction is undecided. A cancel runs only if its try committed, and a try
 // that arrives after its cancel does nothing (the host's barrier), so the
 // cancels need not check.
+//
+// `flaky` asks to be retried `retries` times, then succeeds; it touches no table.
 
-import { branch, db, fields, log, Failure } from 'wasmtx-guest';
+import { branch, db, fields, log, Failure, Retry } from 'wasmtx-guest';
 
 /**
  * The largest amount a transfer step accepts (10^15): every language computes
@@ -22,6 +24,9 @@ const MAX_AMOUNT = 10n ** 15n;
 
 /** The largest BIGINT (i64). */
 const I64_MAX = 2n ** 63n - 1n;
+
+/** The most retries `flaky` accepts, as in the Rust version. */
+const MAX_RETRIES = 1000n;
 
 /**
  * Payload of the transfer steps: the action and its compensation (and a TCC's
@@ -208,6 +213,19 @@ function balance(_ctx, payload) {
   return { id, balance: amount };
 }
 
+/** Answers `retry` on the first `retries` attempts and succeeds on the next. */
+function flaky(ctx, payload) {
+  const { retries } = fields(payload, { retries: 'integer' });
+  if (retries < 0n || retries > MAX_RETRIES) {
+    throw new Failure(`retries must be between 0 and ${MAX_RETRIES}, got ${retries}`);
+  }
+  const attempt = BigInt(ctx.attempt);
+  if (attempt <= retries) {
+    throw new Retry(`attempt ${attempt} of ${retries + 1n}`);
+  }
+  return { attempts: attempt };
+}
+
 export const handler = branch({
   setup,
   'trans-out': transOut,
@@ -221,4 +239,5 @@ export const handler = branch({
   'try-in': tryIn,
   'confirm-in': confirmIn,
   'cancel-in': cancelIn,
+  flaky,
 });

@@ -10,19 +10,24 @@ The TCC functions (`try-out`, `confirm-out`, `cancel-out`, `try-in`,
 transaction is undecided. A cancel runs only if its try committed, and a try
 that arrives after its cancel does nothing (the host's barrier), so the
 cancels need not check.
+
+`flaky` asks to be retried `retries` times, then succeeds; it touches no table.
 """
 
 from dataclasses import dataclass
 from typing import List, Optional
 
 # `Handler` is the component's export: componentize-py looks for `app.Handler`.
-from wasmtx import Context, Failure, Handler, branch, db, log  # noqa: F401
+from wasmtx import Context, Failure, Handler, Retry, branch, db, log  # noqa: F401
 
 # The largest amount a transfer step accepts (10^15), as in the Rust version.
 MAX_AMOUNT = 10**15
 
 # The largest BIGINT (i64).
 I64_MAX = 2**63 - 1
+
+# The most retries `flaky` accepts, as in the Rust version.
+MAX_RETRIES = 1000
 
 
 @dataclass
@@ -59,6 +64,11 @@ class Transfer:
 @dataclass
 class AccountId:
     id: str
+
+
+@dataclass
+class Flaky:
+    retries: int
 
 
 @branch.function("setup")
@@ -187,6 +197,16 @@ def balance(ctx: Context, account: AccountId) -> dict:
     if amount is None:
         raise missing_account(account.id)
     return {"id": account.id, "balance": amount}
+
+
+@branch.function("flaky")
+def flaky(ctx: Context, payload: Flaky) -> dict:
+    """Answers `retry` on the first `retries` attempts and succeeds on the next."""
+    if not 0 <= payload.retries <= MAX_RETRIES:
+        raise Failure(f"retries must be between 0 and {MAX_RETRIES}, got {payload.retries}")
+    if ctx.attempt <= payload.retries:
+        raise Retry(f"attempt {ctx.attempt} of {payload.retries + 1}")
+    return {"attempts": ctx.attempt}
 
 
 def credit(account: str, amount: int) -> bool:

@@ -16,6 +16,7 @@
 //! | `try-in` | same | TCC: refuses a missing `to` account or a credit that would overflow; reserves nothing |
 //! | `confirm-in` | same | TCC: credits `to` |
 //! | `cancel-in` | same | TCC: nothing to undo (`try-in` changed nothing) |
+//! | `flaky` | `{"retries":2}` | asks to be retried `retries` times, then returns `{"attempts":n}`; touches no table |
 //!
 //! A TCC's cancel runs only if its try committed, and a try that arrives after
 //! its cancel does nothing (the host's barrier), so the cancels need not check.
@@ -116,6 +117,9 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
     }
 }
 
+/// The most retries `flaky` accepts.
+const MAX_RETRIES: i64 = 1000;
+
 /// An account and the balance `setup` gives it.
 #[derive(Debug, Deserialize)]
 struct Account {
@@ -164,6 +168,18 @@ struct AccountId {
 struct Balance {
     id: String,
     balance: i64,
+}
+
+/// Payload of `flaky`. An `i64` (not a `u32`), so that a negative count is
+/// refused with the range message, as in the other languages.
+#[derive(Debug, Deserialize)]
+struct Flaky {
+    retries: i64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+struct FlakyDone {
+    attempts: u32,
 }
 
 fn setup(_ctx: &Context, payload: Object<Setup>) -> Result<SetupDone, BranchError> {
@@ -310,6 +326,23 @@ fn balance(_ctx: &Context, payload: Object<AccountId>) -> Result<Balance, Branch
     }
 }
 
+/// Answers `retry` on the first `retries` attempts and succeeds on the next:
+/// a branch that shows the host's retries without a database in the way.
+fn flaky(ctx: &Context, payload: Object<Flaky>) -> Result<FlakyDone, BranchError> {
+    let flaky = payload.read("flaky", "payload")?;
+    if !(0..=MAX_RETRIES).contains(&flaky.retries) {
+        return Err(BranchError::failure(format!(
+            "retries must be between 0 and {MAX_RETRIES}, got {}",
+            flaky.retries
+        )));
+    }
+    let attempt = ctx.attempt();
+    if i64::from(attempt) <= flaky.retries {
+        return Err(BranchError::retry(format!("attempt {attempt} of {}", flaky.retries + 1)));
+    }
+    Ok(FlakyDone { attempts: attempt })
+}
+
 /// Adds `amount` to the balance of `id`; `false` if there is no such account.
 ///
 /// The guard keeps the balance within `BIGINT`: past `i64::MAX`, SQLite would
@@ -359,6 +392,7 @@ wasmtx_guest::export_branch! {
     "try-in" => try_in,
     "confirm-in" => confirm_in,
     "cancel-in" => cancel_in,
+    "flaky" => flaky,
 }
 
 // The database is only reachable inside the host; these tests cover what is
@@ -439,6 +473,10 @@ mod tests {
             balance(&ctx, Object::NotAnObject),
             Err(BranchError::failure("invalid payload for balance: payload must be a JSON object"))
         );
+        assert_eq!(
+            flaky(&ctx, Object::NotAnObject),
+            Err(BranchError::failure("invalid payload for flaky: payload must be a JSON object"))
+        );
         let accounts = vec![Object::Object(Account { id: "alice".into(), balance: 1 }), Object::NotAnObject];
         assert_eq!(
             setup(&ctx, Object::Object(Setup { accounts })),
@@ -468,5 +506,30 @@ mod tests {
         // Natively every db call fails, which shows the mapping to `Retry`.
         let result = trans_out(&Context::new(Op::Action), transfer(30));
         assert!(matches!(result, Err(BranchError::Retry(_))), "{result:?}");
+    }
+
+    #[test]
+    fn flaky_asks_for_a_retry_until_its_attempt_is_past_the_retries() {
+        let run = |attempt: u32, retries: i64| {
+            flaky(&Context::new(Op::Action).with_attempt(attempt), Object::Object(Flaky { retries }))
+        };
+        assert_eq!(run(1, 2), Err(BranchError::retry("attempt 1 of 3")));
+        assert_eq!(run(2, 2), Err(BranchError::retry("attempt 2 of 3")));
+        assert_eq!(run(3, 2), Ok(FlakyDone { attempts: 3 }));
+        assert_eq!(run(4, 2), Ok(FlakyDone { attempts: 4 }), "a later attempt succeeds too");
+        assert_eq!(run(1, 0), Ok(FlakyDone { attempts: 1 }), "no retries: the first attempt succeeds");
+        assert_eq!(run(1000, 1000), Err(BranchError::retry("attempt 1000 of 1001")));
+        assert_eq!(run(1001, 1000), Ok(FlakyDone { attempts: 1001 }));
+    }
+
+    #[test]
+    fn flaky_refuses_retries_out_of_range() {
+        let ctx = Context::new(Op::Action);
+        for retries in [-1, 1001, 5000, i64::MIN, i64::MAX] {
+            assert_eq!(
+                flaky(&ctx, Object::Object(Flaky { retries })),
+                Err(BranchError::failure(format!("retries must be between 0 and 1000, got {retries}")))
+            );
+        }
     }
 }
