@@ -44,19 +44,7 @@ async fn balances(server: &Server) -> Vec<i64> {
 /// `branch op status` of every op, and the history's attempts in order.
 async fn ops_and_attempts(server: &Server, gid: &str) -> (Vec<String>, Vec<String>) {
     let tx = crate::harness::history_settled(server, gid).await;
-    let ops = tx["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            format!(
-                "{} {} {}",
-                b["branch_id"].as_str().unwrap(),
-                b["op"].as_str().unwrap(),
-                b["status"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let ops = crate::harness::op_statuses(&tx);
     let attempts = tx["history"]
         .as_array()
         .unwrap()

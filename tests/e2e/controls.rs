@@ -95,19 +95,7 @@ async fn abort_rolls_back_a_stuck_saga_and_says_who_asked(backend: Backend) {
     let tx = server.wait_final(&gid, Duration::from_secs(15)).await;
     assert_eq!(tx["status"], "failed", "{tx}");
     assert_eq!(tx["rollback_reason"], "aborted by local: wrong amount");
-    let ops: Vec<String> = tx["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| {
-            format!(
-                "{} {} {}",
-                b["branch_id"].as_str().unwrap(),
-                b["op"].as_str().unwrap(),
-                b["status"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let ops: Vec<String> = crate::harness::op_statuses(&tx);
     assert_eq!(
         ops,
         ["01 action succeeded", "01 compensate succeeded", "02 action prepared", "02 compensate succeeded"]

@@ -266,6 +266,19 @@ impl Server {
     }
 }
 
+/// A transaction view's ops as `branch op status` lines, in stored order.
+pub fn op_statuses(tx: &Value) -> Vec<String> {
+    tx["branches"]
+        .as_array()
+        .expect("a transaction view with its branches")
+        .iter()
+        .map(|b| {
+            let text = |key: &str| b[key].as_str().unwrap_or_default().to_owned();
+            format!("{} {} {}", text("branch_id"), text("op"), text("status"))
+        })
+        .collect()
+}
+
 /// The final transaction `gid` once its history holds the change to its final
 /// status (history is written a moment after the transaction).
 pub async fn history_settled(server: &Server, gid: &str) -> Value {

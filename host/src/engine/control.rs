@@ -91,10 +91,10 @@ fn past(control: Control) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::fixture;
+    use crate::engine::fixture::{self, invoke, outcome};
     use crate::engine::retry::RetryPolicy;
     use crate::engine::saga::{self, Effect, Event, Outcome};
-    use crate::model::{BranchId, Op};
+    use crate::model::Op;
 
     const T0: Millis = Millis(1_000_000);
 
@@ -102,16 +102,12 @@ mod tests {
         Request { control, actor: "ops".to_owned(), reason: reason.map(str::to_owned) }
     }
 
-    fn invoke(branch: usize, op: Op, attempt: u32) -> Effect {
-        Effect::Invoke { branch_id: BranchId::from_index(branch), op, attempt }
-    }
-
     #[test]
     fn abort_rolls_a_running_saga_back_from_where_it_is() {
         let p = RetryPolicy::default();
         let mut s = fixture::saga("g1", 3, T0);
         saga::step(&mut s, Event::Resume, T0, &p);
-        let event = Event::Outcome { branch_id: BranchId::from_index(0), op: Op::Action, outcome: Outcome::Succeeded };
+        let event = outcome(0, Op::Action, Outcome::Succeeded);
         assert_eq!(saga::step(&mut s, event, T0, &p), invoke(1, Op::Action, 1));
         let entry = apply(&mut s, &request(Control::Abort, Some("wrong amount")), T0.plus_ms(5)).unwrap();
         assert_eq!(s.transaction.status, Status::Aborting);
@@ -130,7 +126,7 @@ mod tests {
         let mut s = fixture::tcc("t1", 1, T0);
         let undecided = s.clone();
         crate::engine::tcc::step(&mut s, Event::Resume, T0, &p);
-        let event = Event::Outcome { branch_id: BranchId::from_index(0), op: Op::Try, outcome: Outcome::Succeeded };
+        let event = outcome(0, Op::Try, Outcome::Succeeded);
         crate::engine::tcc::step(&mut s, event, T0, &p);
         assert_eq!(s.transaction.status, Status::Submitted);
         let refused = apply(&mut s, &request(Control::Abort, None), T0).unwrap_err();
@@ -152,11 +148,7 @@ mod tests {
         let p = RetryPolicy::default();
         let mut s = fixture::saga("g1", 2, T0);
         saga::step(&mut s, Event::Resume, T0, &p);
-        let event = Event::Outcome {
-            branch_id: BranchId::from_index(0),
-            op: Op::Action,
-            outcome: Outcome::Error("down".into()),
-        };
+        let event = outcome(0, Op::Action, Outcome::Error("down".into()));
         assert!(matches!(saga::step(&mut s, event, T0, &p), Effect::Sleep { .. }));
         apply(&mut s, &request(Control::ForceStop, Some("bad data")), T0).unwrap();
         assert_eq!(
@@ -173,11 +165,7 @@ mod tests {
         let p = RetryPolicy { base_ms: 60_000, cap_ms: 60_000 };
         let mut s = fixture::saga("g1", 1, T0);
         saga::step(&mut s, Event::Resume, T0, &p);
-        let event = Event::Outcome {
-            branch_id: BranchId::from_index(0),
-            op: Op::Action,
-            outcome: Outcome::Retry("busy".into()),
-        };
+        let event = outcome(0, Op::Action, Outcome::Retry("busy".into()));
         assert_eq!(saga::step(&mut s, event, T0, &p), Effect::Sleep { until: T0.plus_ms(60_000) });
         let now = T0.plus_ms(10);
         apply(&mut s, &request(Control::RetryNow, None), now).unwrap();

@@ -436,11 +436,7 @@ impl Engine {
                 let state = driving.state.clone();
                 let (sender, _) = watch::channel(Live::Running { state: state.clone(), stored: true });
                 self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(gid.clone(), sender);
-                let engine = self.clone();
-                tokio::spawn(async move {
-                    let Ok(permit) = engine.inner.permits.clone().acquire_owned().await else { return };
-                    engine.drive(driving, permit).await;
-                });
+                self.spawn_driver(driving);
                 Ok(state)
             }
         }
@@ -547,6 +543,18 @@ mod tests;
 /// Test data shared by the state-machine and driver tests.
 #[cfg(test)]
 pub(crate) mod fixture {
+    use crate::engine::saga::{Effect, Event, Outcome};
+
+    /// The outcome of branch `index`'s `op`, as the driver reports it.
+    pub fn outcome(index: usize, op: Op, outcome: Outcome) -> Event {
+        Event::Outcome { branch_id: BranchId::from_index(index), op, outcome }
+    }
+
+    /// The effect that runs branch `index`'s `op`.
+    pub fn invoke(index: usize, op: Op, attempt: u32) -> Effect {
+        Effect::Invoke { branch_id: BranchId::from_index(index), op, attempt }
+    }
+
     use crate::model::{
         BranchId, BranchOp, DatabaseName, Digest, Gid, Millis, Mode, ModuleName, Op, OpStatus, Options, Status, Target,
         Transaction, TransactionState,

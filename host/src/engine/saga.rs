@@ -325,6 +325,7 @@ pub(super) fn finish(state: &mut TransactionState, status: Status, now: Millis) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fixture::{invoke, outcome};
     use crate::model::Options;
 
     const T0: Millis = Millis(1_000_000);
@@ -333,18 +334,6 @@ mod tests {
         let mut s = crate::engine::fixture::saga("g1", branches, T0);
         s.transaction.options = options;
         s
-    }
-
-    fn b(i: usize) -> BranchId {
-        BranchId::from_index(i)
-    }
-
-    fn outcome(branch: usize, op: Op, outcome: Outcome) -> Event {
-        Event::Outcome { branch_id: b(branch), op, outcome }
-    }
-
-    fn invoke(branch: usize, op: Op, attempt: u32) -> Effect {
-        Effect::Invoke { branch_id: b(branch), op, attempt }
     }
 
     fn statuses(s: &TransactionState) -> Vec<&'static str> {

@@ -57,8 +57,9 @@ fn first_unfinished(state: &TransactionState, op: Op) -> Option<Effect> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::fixture::{invoke, outcome};
     use crate::engine::saga::Outcome;
-    use crate::model::{BranchId, Options};
+    use crate::model::Options;
 
     const T0: Millis = Millis(1_000_000);
 
@@ -66,18 +67,6 @@ mod tests {
         let mut s = crate::engine::fixture::tcc("g1", branches, T0);
         s.transaction.options = options;
         s
-    }
-
-    fn b(i: usize) -> BranchId {
-        BranchId::from_index(i)
-    }
-
-    fn outcome(branch: usize, op: Op, outcome: Outcome) -> Event {
-        Event::Outcome { branch_id: b(branch), op, outcome }
-    }
-
-    fn invoke(branch: usize, op: Op, attempt: u32) -> Effect {
-        Effect::Invoke { branch_id: b(branch), op, attempt }
     }
 
     /// Op statuses as `branch op status`, in stored order.
