@@ -46,6 +46,53 @@ pub fn ensure_running() -> Result<()> {
     bail!("postgres is still not ready at {url} after {} s ({why})", WAIT.as_secs())
 }
 
+/// Prepared transactions the test server allows when it allows none
+/// (Postgres's default): XA tests prepare several at once, in parallel.
+const PREPARED_TRANSACTIONS: u32 = 64;
+
+/// XA tests need prepared transactions: when the test server has
+/// `max_prepared_transactions = 0`, sets it (`ALTER SYSTEM`) and restarts the
+/// local cluster, which is the only way Postgres takes that setting.
+pub fn ensure_prepared_transactions() -> Result<()> {
+    let url = admin_url();
+    let current = || -> Result<u32> {
+        let shown = process::output(process::command("psql").args([
+            "--no-psqlrc",
+            "-At",
+            "-d",
+            &url,
+            "-c",
+            "SHOW max_prepared_transactions",
+        ]))?;
+        shown.trim().parse().with_context(|| format!("max_prepared_transactions is {shown:?}"))
+    };
+    let now = current()?;
+    if now > 0 {
+        eprintln!("postgres allows {now} prepared transactions");
+        return Ok(());
+    }
+    eprintln!(
+        "postgres allows no prepared transactions (XA tests need them): setting {PREPARED_TRANSACTIONS} and restarting it"
+    );
+    let set = format!("ALTER SYSTEM SET max_prepared_transactions = {PREPARED_TRANSACTIONS}");
+    process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &url, "-c", &set]))
+        .context("enabling prepared transactions needs a superuser in WASMTX_TEST_POSTGRES")?;
+    let version = cluster_version(Path::new(CLUSTERS))?;
+    process::run(process::command("pg_ctlcluster").args(["--skip-systemctl-redirect", &version, "main", "restart"]))
+        .context("restarting the local Postgres cluster so that max_prepared_transactions takes effect")?;
+    ensure_running()?;
+    match current()? {
+        0 => bail!(
+            "max_prepared_transactions is still 0 at {url} after a restart of cluster {version}/main: is that \
+             the server WASMTX_TEST_POSTGRES names? Set it there and restart that server"
+        ),
+        n => {
+            eprintln!("postgres allows {n} prepared transactions");
+            Ok(())
+        }
+    }
+}
+
 /// The admin URL of the test (and bench) Postgres.
 pub fn admin_url() -> String {
     std::env::var("WASMTX_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_owned())
@@ -87,8 +134,19 @@ pub fn create_database(prefix: &str) -> Result<(String, String)> {
     Ok((format!("{base}/{name}"), name))
 }
 
-/// Drops a database, even with connections left open to it.
+/// Drops a database, even with connections left open to it or transactions
+/// left prepared in it (an XA test killed midway), which are rolled back first.
 pub fn drop_database(name: &str) -> Result<()> {
+    let admin = admin_url();
+    let prepared = format!("SELECT gid FROM pg_prepared_xacts WHERE database = '{}'", name.replace('\'', "''"));
+    let xids = process::output(process::command("psql").args(["--no-psqlrc", "-At", "-d", &admin, "-c", &prepared]))?;
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+    for xid in xids.lines().map(str::trim).filter(|x| !x.is_empty()) {
+        // Only from inside its own database, and by a superuser.
+        let rollback = format!("ROLLBACK PREPARED '{}'", xid.replace('\'', "''"));
+        let db = format!("{base}/{name}");
+        process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &db, "-c", &rollback]))?;
+    }
     let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
     process::run_quietly(process::command("psql").args(["--no-psqlrc", "-q", "-d", &admin_url(), "-c", &drop]))
 }

@@ -2,7 +2,9 @@
 //! a developer's (it is what `.ci/run` calls).
 //!
 //! 1. the `wasm32-wasip2` Rust target;
-//! 2. Postgres answering (started if needed), and curl for the README's quick start;
+//! 2. Postgres answering (started if needed) with prepared transactions
+//!    enabled for the XA tests (set and restarted once if they were off), and
+//!    curl for the README's quick start;
 //! 3. the example components (the end-to-end tests upload them);
 //! 4. every test binary and the server binary `target/debug/wasmtx` (the
 //!    end-to-end tests start it), built once with the feature set the test
@@ -26,8 +28,9 @@ pub fn run(root: &Path) -> Result<()> {
     step(1, "Rust target wasm32-wasip2");
     rust::ensure_target()?;
 
-    step(2, "Postgres and curl");
+    step(2, "Postgres (with prepared transactions) and curl");
     postgres::ensure_running()?;
+    postgres::ensure_prepared_transactions()?;
     postgres::drop_test_databases()?;
     apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;
     apt::ensure("the C guest library's tests", &["gcc", "make"], || apt::runs("gcc") && apt::runs("make"))?;
