@@ -63,6 +63,9 @@ pub struct Config {
     pub retry: RetryPolicy,
     pub lease: Duration,
     pub wait_timeout: Duration,
+    /// An XA branch prepared this long ago whose transaction will never
+    /// finish it (failed, or not stored) is finished by the host.
+    pub xa_orphan_after: Duration,
 }
 
 /// The config file's shape. Every key is optional.
@@ -123,6 +126,9 @@ pub struct FileConfig {
     pub retry_cap_ms: Option<u64>,
     pub lease_secs: Option<u64>,
     pub wait_timeout_secs: Option<u64>,
+    /// How long an XA branch may stay prepared, seconds, before the host
+    /// rolls it back if its transaction failed or is unknown.
+    pub xa_orphan_secs: Option<u64>,
 }
 
 /// One `[[tokens]]` entry of the config file.
@@ -321,6 +327,7 @@ impl Config {
             retry,
             lease,
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),
+            xa_orphan_after: Duration::from_secs(file.xa_orphan_secs.unwrap_or(60).max(1)),
         })
     }
 }

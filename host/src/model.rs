@@ -161,17 +161,25 @@ macro_rules! string_enum {
 
 string_enum!(
     /// Transaction mode: how the host drives a transaction's branches.
-    Mode { Saga => "saga", Tcc => "tcc" }
+    Mode { Saga => "saga", Tcc => "tcc", Xa => "xa" }
 );
 
 impl Mode {
     /// The status a new transaction starts in: a saga is `submitted` (its
-    /// decision to go forward is taken), a TCC `prepared` until its tries are done.
+    /// decision to go forward is taken), a TCC `prepared` until its tries are
+    /// done, an XA `prepared` until every branch has prepared.
     pub fn initial_status(self) -> Status {
         match self {
             Mode::Saga => Status::Submitted,
-            Mode::Tcc => Status::Prepared,
+            Mode::Tcc | Mode::Xa => Status::Prepared,
         }
+    }
+
+    /// Whether a branch op's local commit may carry the transaction's progress
+    /// (co-location). Not in XA: an action ends in `PREPARE TRANSACTION`, so
+    /// anything written in it would stay invisible until phase 2.
+    pub fn carries_progress(self) -> bool {
+        !matches!(self, Mode::Xa)
     }
 }
 

@@ -48,6 +48,7 @@ pub struct Started {
     databases: Arc<Databases>,
     due_loop: tokio::task::JoinHandle<()>,
     eviction: tokio::task::JoinHandle<()>,
+    xa_sweep: tokio::task::JoinHandle<()>,
 }
 
 /// Opens everything the server needs, in the order a failure is easiest to
@@ -85,6 +86,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     };
     let engine = Engine::new(store.clone(), Arc::new(branches.clone()), Arc::new(SystemClock), engine_config);
     let due_loop = engine.start().await?;
+    let xa_sweep = spawn_xa_sweep(branches.clone(), store.clone(), config.xa_orphan_after);
 
     let databases_shown: Vec<String> =
         config.databases.iter().map(|(name, url)| format!("{name}={}", redact_url(url))).collect();
@@ -105,7 +107,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         limits: config.api.clone(),
         wait_timeout: config.wait_timeout,
     };
-    Ok(Started { state, store, databases, due_loop, eviction })
+    Ok(Started { state, store, databases, due_loop, eviction, xa_sweep })
 }
 
 impl Started {
@@ -115,13 +117,14 @@ impl Started {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), StartError> {
-        let Started { state, store, databases, due_loop, eviction } = self;
+        let Started { state, store, databases, due_loop, eviction, xa_sweep } = self;
         let engine = state.engine.clone();
         let served = axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await;
         tracing::info!("shutting down");
         engine.shutdown(Duration::from_secs(15)).await;
         due_loop.abort();
         eviction.abort();
+        xa_sweep.abort();
         store.close().await;
         databases.close().await;
         served.map_err(StartError::Serve)
@@ -135,6 +138,20 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
     start(config).await?.serve(listener, shutdown).await
+}
+
+/// Every `older_than / 2` (at least every second), finishes XA branches left
+/// prepared longer than `older_than` by transactions that will never finish
+/// them ([`WasmBranches::sweep_prepared`]).
+fn spawn_xa_sweep(branches: WasmBranches, store: Store, older_than: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval((older_than / 2).max(Duration::from_secs(1)));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            branches.sweep_prepared(&store, older_than).await;
+        }
+    })
 }
 
 /// This instance's stable identity, kept in the data directory so a restart

@@ -177,6 +177,11 @@ impl Server {
         }
     }
 
+    /// The `--store` URL a Postgres server was started with.
+    pub fn store_url(&self) -> String {
+        self.flag("--store").expect("started with --store")
+    }
+
     /// The value after `flag` on the server's command line.
     fn flag(&self, flag: &str) -> Option<String> {
         self.launch.args.windows(2).find(|w| w[0] == flag).map(|w| w[1].clone())

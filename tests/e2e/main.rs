@@ -30,6 +30,7 @@ mod scaffold;
 mod startup;
 mod tcc;
 mod uploads;
+mod xa;
 
 use std::time::Duration;
 

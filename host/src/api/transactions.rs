@@ -32,7 +32,8 @@ pub struct SubmitRequest {
 }
 
 /// One branch: `action` and `compensate` for a saga, `try`, `confirm` and
-/// `cancel` for a TCC; which are required depends on the mode.
+/// `cancel` for a TCC, `action` alone for an XA; which are required depends
+/// on the mode.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BranchRequest {
@@ -60,6 +61,7 @@ impl BranchRequest {
         let wanted: &[Op] = match mode {
             Mode::Saga => &[Op::Action, Op::Compensate],
             Mode::Tcc => &[Op::Try, Op::Confirm, Op::Cancel],
+            Mode::Xa => &[Op::Action],
         };
         let names = || wanted.iter().map(|op| format!("`{op}`")).collect::<Vec<_>>().join(", ");
         let mut ops = Vec::with_capacity(wanted.len());
@@ -80,6 +82,12 @@ impl BranchRequest {
                 }
                 (false, None) => {}
             }
+        }
+        if mode == Mode::Xa {
+            // Phase 2 is the host's (COMMIT or ROLLBACK PREPARED); the ops
+            // name the action's function so that they show where they commit.
+            let action = ops[0].1;
+            ops.extend([(Op::Commit, action), (Op::Rollback, action)]);
         }
         Ok(ops)
     }
@@ -139,7 +147,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     let mode = Mode::parse(&request.mode).ok_or_else(|| {
         ApiError::bad_request(
             "unsupported_mode",
-            format!("mode {:?} is not supported; supported: saga, tcc", request.mode),
+            format!("mode {:?} is not supported; supported: saga, tcc, xa", request.mode),
         )
     })?;
     let limits = &state.limits;
@@ -175,6 +183,15 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         }
         for (op, f) in branch.ops(mode, &branch_id)? {
             let target = resolve(state, &mut modules, f, &branch_id, op).await?;
+            if mode == Mode::Xa
+                && op == Op::Action
+                && let Some(why) = state.branches.xa_refusal(&target.database)
+            {
+                return Err(ApiError::bad_request(
+                    "xa_unsupported",
+                    format!("branch {branch_id}: module {} runs on database {}: {why}", target.module, target.database),
+                ));
+            }
             ops.push(BranchOp {
                 branch_id: branch_id.clone(),
                 op,
@@ -468,7 +485,7 @@ pub async fn list(
     if let Some(mode) = &params.mode
         && Mode::parse(mode).is_none()
     {
-        return Err(invalid(format!("mode must be saga or tcc, got {mode:?}")));
+        return Err(invalid(format!("mode must be saga, tcc or xa, got {mode:?}")));
     }
     if let Some(module) = &params.module {
         ModuleName::parse(module).map_err(|e| invalid(format!("module: {}", e.0)))?;

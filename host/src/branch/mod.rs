@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use crate::database::{BarrierKey, BranchRun, Databases, DbError, Decision, ProgressRefused, RunError, TxWork};
 use crate::engine::{BoxFuture, BranchCall, BranchExecutor, BranchResult, Carried, Outcome};
-use crate::model::{DatabaseName, Digest, ModuleName, Op, Target};
+use crate::model::{DatabaseName, Digest, Mode, ModuleName, Op, Status, Target};
 use crate::registry::Registry;
 use crate::sandbox::{Invocation, InvokeError, Prepared, Sandbox};
 use crate::store::Store;
@@ -83,6 +83,9 @@ impl WasmBranches {
     }
 
     async fn run(&self, call: BranchCall) -> BranchResult {
+        if call.mode == Mode::Xa && matches!(call.op, Op::Commit | Op::Rollback) {
+            return self.finish_prepared(call).await;
+        }
         let budget = call.timeout.map_or(self.sandbox.limits().deadline, |t| t.min(self.sandbox.limits().deadline));
         let deadline = Instant::now() + budget;
         let error = |m: String| BranchResult::of(Outcome::Error(m));
@@ -119,7 +122,13 @@ impl WasmBranches {
             module: call.target.module.to_string(),
         };
         let written = if carries { Carried::Written } else { Carried::No };
-        match db.run_branch(key, deadline, progress, guest_work(prepared, invocation)).await {
+        let ran = if call.mode == Mode::Xa {
+            // Ended by PREPARE TRANSACTION; an XA op never carries progress.
+            db.run_branch_prepared(key, deadline, guest_work(prepared, invocation)).await
+        } else {
+            db.run_branch(key, deadline, progress, guest_work(prepared, invocation)).await
+        };
+        match ran {
             Ok(BranchRun::Skipped(verdict)) => {
                 tracing::debug!(gid = %call.gid, branch = %call.branch_id, op = %call.op, ?verdict, "barrier: the guest did not run");
                 BranchResult { outcome: Outcome::Succeeded, progress: written }
@@ -137,6 +146,84 @@ impl WasmBranches {
             }
             Err(RunError::Db(e)) => error(format!("database {}: {e}", call.target.database)),
         }
+    }
+}
+
+impl WasmBranches {
+    /// XA's phase 2 for one branch (`commit` or `rollback`): the host's
+    /// alone, no guest runs.
+    async fn finish_prepared(&self, call: BranchCall) -> BranchResult {
+        let Some(db) = self.databases.get(&call.target.database) else {
+            let m = format!("database {:?} is not bound on this server", call.target.database.as_str());
+            return BranchResult::of(Outcome::Error(m));
+        };
+        let deadline = Instant::now() + self.sandbox.limits().deadline;
+        let key = BarrierKey {
+            trans_type: call.mode.as_str().to_owned(),
+            gid: call.gid.clone(),
+            branch_id: call.branch_id.clone(),
+            op: call.op,
+            barrier_id: "01".to_owned(),
+        };
+        match db.finish_prepared(key, deadline).await {
+            Ok(()) => BranchResult::of(Outcome::Succeeded),
+            Err(e) => BranchResult::of(Outcome::Error(format!("database {}: {e}", call.target.database))),
+        }
+    }
+
+    /// Why XA branches cannot run on `database`, if they cannot (it is not
+    /// bound, is SQLite, or its Postgres has prepared transactions off).
+    pub fn xa_refusal(&self, database: &DatabaseName) -> Option<String> {
+        match self.databases.get(database) {
+            None => Some("the database is not bound on this server".to_owned()),
+            Some(db) => db.xa_refusal(),
+        }
+    }
+
+    /// Finds XA branches left prepared for longer than `older_than` that no
+    /// driver will finish, and finishes them as their transaction decided:
+    /// rolled back when the transaction failed (an operator's force-stop) or
+    /// is not in the store at all (never decided), committed when it
+    /// succeeded. Branches of a transaction still under way are its driver's.
+    /// Returns how many were finished.
+    pub async fn sweep_prepared(&self, store: &Store, older_than: std::time::Duration) -> usize {
+        let mut finished = 0;
+        for name in self.databases.names() {
+            let Some(db) = self.databases.get(&name) else { continue };
+            let branches = match db.prepared_branches(older_than).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(database = %name, error = %e, "could not list prepared XA branches");
+                    continue;
+                }
+            };
+            for (gid, branch_id) in branches {
+                let commit = match store.load(&gid).await {
+                    Ok(None) => false,
+                    Ok(Some(state)) => match state.transaction.status {
+                        Status::Failed => false,
+                        Status::Succeeded => true,
+                        _ => continue,
+                    },
+                    Err(e) => {
+                        tracing::warn!(%gid, error = %e, "store unavailable; prepared XA branch left for later");
+                        continue;
+                    }
+                };
+                match db.resolve_prepared(&gid, &branch_id, commit).await {
+                    Ok(true) => {
+                        finished += 1;
+                        let verb = if commit { "committed" } else { "rolled back" };
+                        tracing::warn!(%gid, branch = %branch_id, database = %name, "{verb} an XA branch left prepared");
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(%gid, branch = %branch_id, database = %name, error = %e, "could not finish an XA branch left prepared")
+                    }
+                }
+            }
+        }
+        finished
     }
 }
 

@@ -51,7 +51,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use barrier::{BarrierKey, BarrierVerdict};
 pub use value::{DbError, Rows, Value};
 
-use crate::model::DatabaseName;
+use crate::model::{BranchId, DatabaseName, Gid};
 use crate::store::Progress;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -264,6 +264,69 @@ impl Database {
         }
     }
 
+    /// Why this database cannot run XA branches (SQLite; Postgres with
+    /// `max_prepared_transactions = 0`), or `None` when it can.
+    pub fn xa_refusal(&self) -> Option<String> {
+        match &self.kind {
+            Kind::Sqlite(_) => Some(
+                "it is SQLite, which cannot keep a transaction prepared across connections and restarts; XA \
+                 branches need a Postgres business database"
+                    .to_owned(),
+            ),
+            Kind::Postgres(db) => db.xa_refusal(),
+        }
+    }
+
+    /// An XA action: like [`Database::run_branch`] (no progress), but a
+    /// [`Decision::Commit`] ends the local transaction with `PREPARE
+    /// TRANSACTION` under the branch's xid ([`xid`]), to be finished by
+    /// [`Database::finish_prepared`]. An action found already prepared is
+    /// [`BranchRun::Skipped`] as a duplicate.
+    pub async fn run_branch_prepared<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        work: TxWork<T>,
+    ) -> Result<BranchRun<T>, RunError> {
+        match &self.kind {
+            Kind::Postgres(db) => db.run_branch_prepared(key, deadline, work).await,
+            Kind::Sqlite(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default()).into()),
+        }
+    }
+
+    /// XA's phase 2 for `key`'s branch: its op is `commit` (`COMMIT
+    /// PREPARED`) or `rollback` (`ROLLBACK PREPARED`, then the barrier's
+    /// rollback row so that a late action does nothing). Safe to repeat.
+    pub async fn finish_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<(), DbError> {
+        match &self.kind {
+            Kind::Postgres(db) => db.finish_prepared(key, deadline).await,
+            Kind::Sqlite(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default())),
+        }
+    }
+
+    /// The XA branches prepared in this database more than `older_than` ago
+    /// and still prepared, as (gid, branch id).
+    pub async fn prepared_branches(&self, older_than: Duration) -> Result<Vec<(Gid, BranchId)>, DbError> {
+        match &self.kind {
+            Kind::Postgres(db) => {
+                Ok(db.prepared_branches(older_than).await?.iter().filter_map(|x| parse_xid(x)).collect())
+            }
+            Kind::Sqlite(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Commits or rolls back the prepared transaction of an XA branch that
+    /// no driver will finish (see `branch::sweep_prepared`); false if it
+    /// was no longer prepared.
+    pub async fn resolve_prepared(&self, gid: &Gid, branch_id: &BranchId, commit: bool) -> Result<bool, DbError> {
+        match &self.kind {
+            Kind::Postgres(db) => {
+                db.end_prepared(&xid(gid, branch_id), commit, Instant::now() + Duration::from_secs(30)).await
+            }
+            Kind::Sqlite(_) => Ok(false),
+        }
+    }
+
     /// Runs `work` in a local transaction of its own, without barrier (a
     /// direct call); commits only on [`Decision::Commit`].
     pub async fn run_local<T: Send + 'static>(
@@ -376,6 +439,22 @@ impl Database {
             Kind::Postgres(db) => db.barrier_rows(gid, branch).await,
         }
     }
+}
+
+/// The name an XA branch's local transaction is prepared under:
+/// `wasmtx:<gid>:<branch id>` (at most 7 + 128 + 1 + 3 bytes, under
+/// Postgres's 200; gids are `[A-Za-z0-9_.:-]`, so it needs no quoting).
+pub fn xid(gid: &Gid, branch_id: &BranchId) -> String {
+    format!("wasmtx:{gid}:{branch_id}")
+}
+
+/// The gid and branch id of an xid made by [`xid`].
+pub fn parse_xid(xid: &str) -> Option<(Gid, BranchId)> {
+    let (gid, branch) = xid.strip_prefix("wasmtx:")?.rsplit_once(':')?;
+    let index = branch.parse::<usize>().ok()?.checked_sub(1)?;
+    let branch_id = BranchId::from_index(index);
+    (branch_id.as_str() == branch).then_some(())?;
+    Some((Gid::parse(gid).ok()?, branch_id))
 }
 
 /// One open local transaction on a business database, as a guest sees it

@@ -129,8 +129,13 @@ struct Setup {
 pub(super) struct PgDb {
     /// Connections of the guest role: branch transactions.
     guest: PgPool,
-    /// Connections of the owner: cancelling a guest's statement.
+    /// Connections of the owner: cancelling a guest's statement, reading the barrier.
     owner: PgPool,
+    /// Connections of the guest role that no guest ever uses: XA's phase 2
+    /// (only the role that prepared a transaction may finish it).
+    xa: PgPool,
+    /// The server's `max_prepared_transactions`, read at start (0: no XA).
+    max_prepared: i64,
     key: Arc<str>,
     place: (String, u16, Option<String>),
     limits: DbLimits,
@@ -145,6 +150,10 @@ impl PgDb {
         // is reported as such.
         let mut conn = PgConnection::connect_with(&options).await.map_err(unavailable)?;
         let setup = set_up(&mut conn).await?;
+        let max_prepared: i64 = sqlx::query_scalar("SELECT current_setting('max_prepared_transactions')::int8")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(unavailable)?;
         let _ = conn.close().await;
         let guest_options =
             options.clone().username(&setup.role).password(&setup.password).application_name("wasmtx-guest");
@@ -159,11 +168,16 @@ impl PgDb {
             .max_connections(limits.postgres_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire(false)
-            .connect_lazy_with(guest_options);
+            .connect_lazy_with(guest_options.clone());
+        let xa = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .connect_lazy_with(guest_options.application_name("wasmtx-xa"));
         let owner =
             PgPoolOptions::new().max_connections(2).test_before_acquire(false).connect_lazy_with(options.clone());
         let place = (options.get_host().to_owned(), options.get_port(), options.get_database().map(str::to_owned));
-        Ok(PgDb { guest, owner, key: Arc::from(setup.key), place, limits })
+        Ok(PgDb { guest, owner, xa, max_prepared, key: Arc::from(setup.key), place, limits })
     }
 
     pub(super) fn place(&self) -> (String, u16, Option<String>) {
@@ -173,6 +187,17 @@ impl PgDb {
     pub(super) async fn close(&self) {
         self.guest.close().await;
         self.owner.close().await;
+        self.xa.close().await;
+    }
+
+    /// Why this database cannot run XA branches, if it cannot.
+    pub(super) fn xa_refusal(&self) -> Option<String> {
+        (self.max_prepared <= 0).then(|| {
+            "its Postgres server has max_prepared_transactions = 0, so it cannot prepare transactions; set it \
+             (in postgresql.conf, or ALTER SYSTEM) to at least the number of XA branches that may be prepared \
+             at once, restart Postgres, then restart wasmtx"
+                .to_owned()
+        })
     }
 
     pub(super) async fn run_branch<T: Send + 'static>(
@@ -182,6 +207,125 @@ impl PgDb {
         progress: Option<Progress>,
         work: TxWork<T>,
     ) -> Result<BranchRun<T>, RunError> {
+        self.branch(key, deadline, progress, work, None).await
+    }
+
+    /// An XA action: [`PgDb::run_branch`] ended by `PREPARE TRANSACTION`
+    /// instead of a commit. An action that prepared before (its answer lost
+    /// to a crash) is found prepared and not run again.
+    pub(super) async fn run_branch_prepared<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        work: TxWork<T>,
+    ) -> Result<BranchRun<T>, RunError> {
+        let xid = super::xid(&key.gid, &key.branch_id);
+        if self.is_prepared(&xid, deadline).await? {
+            return Ok(BranchRun::Skipped(BarrierVerdict::Duplicate));
+        }
+        self.branch(key, deadline, None, work, Some(xid)).await
+    }
+
+    /// XA's phase 2 for the branch of `key` (op `commit` or `rollback`):
+    /// `COMMIT PREPARED` or `ROLLBACK PREPARED`. Idempotent: a commit finds
+    /// an earlier commit by the action's barrier row; a rollback then enters
+    /// the barrier, so that an action arriving late (a stale owner's) does
+    /// nothing.
+    pub(super) async fn finish_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<(), DbError> {
+        let commit = match key.op {
+            crate::model::Op::Commit => true,
+            crate::model::Op::Rollback => false,
+            op => return Err(DbError::host(format!("{op} is not a phase-2 op"))),
+        };
+        let xid = super::xid(&key.gid, &key.branch_id);
+        let finished = self.end_prepared(&xid, commit, deadline).await?;
+        if commit {
+            if !finished && !self.action_committed(&key, deadline).await? {
+                return Err(DbError::host(format!(
+                    "branch {} prepared, but its prepared transaction {xid} is gone and was never committed (rolled \
+                     back by hand?); it cannot be committed",
+                    key.branch_id
+                )));
+            }
+            return Ok(());
+        }
+        let noop: TxWork<()> = Box::new(|tx| Box::pin(async move { (Some(tx), Decision::Commit(())) }));
+        match self.branch(key, deadline, None, noop, None).await {
+            Ok(_) => Ok(()),
+            Err(RunError::Db(e)) => Err(e),
+            Err(e) => Err(DbError::host(e.to_string())),
+        }
+    }
+
+    /// The XA branches (their xids) prepared in this database more than
+    /// `older_than` ago and still prepared.
+    pub(super) async fn prepared_branches(&self, older_than: Duration) -> Result<Vec<String>, DbError> {
+        let xids: Vec<String> = sqlx::query_scalar(
+            "SELECT gid FROM pg_catalog.pg_prepared_xacts WHERE database = current_database() \
+             AND gid LIKE 'wasmtx:%' AND prepared < now() - make_interval(secs => $1) ORDER BY prepared",
+        )
+        .bind(older_than.as_secs_f64())
+        .fetch_all(&self.xa)
+        .await?;
+        Ok(xids)
+    }
+
+    /// `COMMIT PREPARED` or `ROLLBACK PREPARED` of `xid`; false when no
+    /// such prepared transaction exists (finished before).
+    pub(super) async fn end_prepared(&self, xid: &str, commit: bool, deadline: Instant) -> Result<bool, DbError> {
+        let verb = if commit { "COMMIT" } else { "ROLLBACK" };
+        // The xid is made of a gid and a branch id ([A-Za-z0-9_.:-]): safe to inline.
+        debug_assert!(xid.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)));
+        let sql = format!("{verb} PREPARED '{xid}'");
+        let run = async {
+            let mut conn = self.xa.acquire().await?;
+            conn.execute(sql.as_str()).await
+        };
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Err(_) => Err(DbError::host(format!("deadline exceeded during {verb} PREPARED"))),
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(e)) => {
+                let e = DbError::from(e);
+                // undefined_object: no prepared transaction of that name.
+                if e.code.as_deref() == Some("42704") { Ok(false) } else { Err(e) }
+            }
+        }
+    }
+
+    async fn is_prepared(&self, xid: &str, deadline: Instant) -> Result<bool, DbError> {
+        let query = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = $1)")
+            .bind(xid)
+            .fetch_one(&self.xa);
+        match tokio::time::timeout_at(deadline.into(), query).await {
+            Ok(found) => Ok(found?),
+            Err(_) => Err(DbError::host("deadline exceeded looking for a prepared transaction".to_owned())),
+        }
+    }
+
+    /// Whether the action of `key`'s branch committed (its barrier row is there).
+    async fn action_committed(&self, key: &BarrierKey, deadline: Instant) -> Result<bool, DbError> {
+        let query = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM wasmtx.barrier WHERE gid = $1 AND branch_id = $2 AND op = 'action')",
+        )
+        .bind(key.gid.as_str())
+        .bind(key.branch_id.as_str())
+        .fetch_one(&self.owner);
+        match tokio::time::timeout_at(deadline.into(), query).await {
+            Ok(found) => Ok(found?),
+            Err(_) => Err(DbError::host("deadline exceeded reading the barrier".to_owned())),
+        }
+    }
+
+    /// A branch op's local transaction: the barrier, then the work, ended by
+    /// a commit, or by `PREPARE TRANSACTION prepare` when given.
+    async fn branch<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        progress: Option<Progress>,
+        work: TxWork<T>,
+        prepare: Option<String>,
+    ) -> Result<BranchRun<T>, RunError> {
         // The progress is written before the guest runs, as if the branch
         // succeeds: the branch commits exactly when it does, and a rollback
         // takes it with the branch's writes.
@@ -190,7 +334,7 @@ impl PgDb {
             .map(crate::store::progress_json_postgres)
             .transpose()
             .map_err(|e| DbError::host(format!("encoding the transaction's progress: {e}")))?;
-        let mut tx = self.begin(deadline).await?;
+        let mut tx = self.begin(deadline, prepare.is_some()).await?;
         let entered = tx.enter(&self.key, &key, json).await;
         let (a1, a2, pid, txid) = entered.map_err(|e| {
             match e
@@ -211,7 +355,7 @@ impl PgDb {
             tx.commit().await?;
             return Ok(BranchRun::Skipped(verdict));
         }
-        Ok(BranchRun::Ran(self.run_work(tx, deadline, work).await?))
+        Ok(BranchRun::Ran(self.run_work(tx, deadline, work, prepare).await?))
     }
 
     pub(super) async fn run_local<T: Send + 'static>(
@@ -219,20 +363,22 @@ impl PgDb {
         deadline: Instant,
         work: TxWork<T>,
     ) -> Result<Decision<T>, DbError> {
-        let mut tx = self.begin(deadline).await?;
+        let mut tx = self.begin(deadline, false).await?;
         tx.pid = tx.backend_pid().await?;
-        self.run_work(tx, deadline, work).await.map_err(|e| match e {
+        self.run_work(tx, deadline, work, None).await.map_err(|e| match e {
             RunError::Db(e) => e,
             e => DbError::host(e.to_string()),
         })
     }
 
-    /// Hands `tx` to the work and ends it as the work decides, by `deadline`.
+    /// Hands `tx` to the work and ends it as the work decides, by `deadline`;
+    /// a commit is `PREPARE TRANSACTION prepare` instead when given.
     async fn run_work<T: Send + 'static>(
         &self,
         tx: PgTx,
         deadline: Instant,
         work: TxWork<T>,
+        prepare: Option<String>,
     ) -> Result<Decision<T>, RunError> {
         let pid = tx.pid;
         let local = LocalTx::new(TxInner::Postgres(tx), &self.limits);
@@ -247,7 +393,10 @@ impl PgDb {
         };
         match decision {
             Decision::Commit(value) => {
-                tx.commit().await?;
+                match prepare {
+                    Some(xid) => tx.end(&format!("PREPARE TRANSACTION '{xid}'")).await?,
+                    None => tx.commit().await?,
+                }
                 Ok(Decision::Commit(value))
             }
             Decision::Rollback(value) => {
@@ -257,8 +406,9 @@ impl PgDb {
         }
     }
 
-    /// A guest connection in a fresh transaction whose timeouts end by `deadline`.
-    async fn begin(&self, deadline: Instant) -> Result<PgTx, DbError> {
+    /// A guest connection in a fresh transaction whose timeouts end by
+    /// `deadline`; `prepare` when it is to end in `PREPARE TRANSACTION`.
+    async fn begin(&self, deadline: Instant, prepare: bool) -> Result<PgTx, DbError> {
         let acquired = tokio::time::timeout_at(deadline.into(), self.guest.acquire()).await;
         let conn = acquired
             .map_err(|_| DbError::host("deadline exceeded while waiting for a database connection".to_owned()))??;
@@ -266,12 +416,21 @@ impl PgDb {
         let ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
         // What an earlier guest left on this pooled connection goes, then the
         // deadline becomes the statement and lock timeouts.
-        let begin = format!(
-            "BEGIN; RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); \
-             SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+        const CLEAN: &str = "RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()";
+        let timeouts = format!(
+            "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
              SET LOCAL idle_in_transaction_session_timeout = {}",
             ms + 5_000
         );
+        let begin = if prepare {
+            // Postgres refuses to prepare a transaction that touched temporary
+            // objects, and DISCARD TEMP inside it would: clean up first, in a
+            // round trip of its own.
+            tx.host(|conn| Box::pin(async move { conn.execute(CLEAN).await.map(|_| ()) })).await?;
+            format!("BEGIN; {timeouts}")
+        } else {
+            format!("BEGIN; {CLEAN}; {timeouts}")
+        };
         tx.host(|conn| Box::pin(async move { conn.execute(begin.as_str()).await.map(|_| ()) })).await?;
         Ok(tx)
     }
@@ -531,10 +690,15 @@ impl PgTx {
         self.note(result)
     }
 
-    /// Seals (when the barrier was entered) and commits in one round trip;
+    async fn commit(self) -> Result<(), RunError> {
+        self.end("COMMIT").await
+    }
+
+    /// Seals (when the barrier was entered) and ends the transaction with
+    /// `last` (`COMMIT`, or `PREPARE TRANSACTION …` for XA) in one round trip;
     /// after a failed statement, first checks that the transaction is not
     /// aborted, since COMMIT would then roll back and still "succeed".
-    async fn commit(mut self) -> Result<(), RunError> {
+    async fn end(mut self, last: &str) -> Result<(), RunError> {
         if self.statement_failed {
             let check = self.conn()?.execute("SELECT 1").await;
             if let Err(e) = check {
@@ -555,8 +719,8 @@ impl PgTx {
         // The token is hex, so it is safe to inline; it is worth nothing in
         // any other transaction.
         let commit = match self.seal.take() {
-            Some(token) => format!("SELECT set_config('wasmtx.sealed', '{token}', true); COMMIT"),
-            None => "COMMIT".to_owned(),
+            Some(token) => format!("SELECT set_config('wasmtx.sealed', '{token}', true); {last}"),
+            None => last.to_owned(),
         };
         self.host(|conn| Box::pin(async move { conn.execute(commit.as_str()).await.map(|_| ()) })).await?;
         // Ended cleanly: the connection goes back to the pool.

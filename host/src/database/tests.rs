@@ -745,4 +745,143 @@ mod postgres_only {
         tx.commit().await.unwrap();
         assert_eq!(count(&db, "t").await, 2);
     }
+
+    /// An XA action's work: add `delta` to account 1 (the host prepares instead of committing).
+    fn xa_work(delta: i64) -> TxWork<()> {
+        Box::new(move |mut tx: LocalTx| {
+            Box::pin(async move {
+                tx.execute("UPDATE account SET balance = balance + $1 WHERE id = 1", &[Value::Int(delta)])
+                    .await
+                    .unwrap();
+                (Some(tx), Decision::Commit(()))
+            })
+        })
+    }
+
+    async fn xa_prepared(db: &Database) -> Vec<String> {
+        let mut tx = db.begin().await.unwrap();
+        let rows = tx
+            .query("SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY gid", &[])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        rows.values.into_iter().map(|r| format!("{:?}", r[0])).collect()
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    /// Phase 1 prepares (invisible until phase 2), a repeated action finds
+    /// its branch prepared and does not run again, and a repeated commit
+    /// finds the earlier one by the barrier row.
+    #[tokio::test]
+    async fn an_xa_action_prepares_once_and_commits_once() {
+        let db = postgres_db().await;
+        with_account(&db, 100).await;
+        let action = key("xa-1", "01", Op::Action, "01");
+        let run = db.run_branch_prepared(action.clone(), soon(), xa_work(-30)).await.unwrap();
+        assert_eq!(run, BranchRun::Ran(Decision::Commit(())));
+        assert_eq!(xa_prepared(&db).await, [r#"Text("wasmtx:xa-1:01")"#]);
+        assert_eq!(balance(&db).await, 100, "prepared, not committed");
+        let again = db.run_branch_prepared(action.clone(), soon(), xa_work(-30)).await.unwrap();
+        assert_eq!(again, BranchRun::Skipped(BarrierVerdict::Duplicate), "found prepared: not run again");
+
+        let commit = key("xa-1", "01", Op::Commit, "01");
+        db.finish_prepared(commit.clone(), soon()).await.unwrap();
+        assert_eq!(balance(&db).await, 70);
+        assert!(xa_prepared(&db).await.is_empty());
+        db.finish_prepared(commit, soon()).await.expect("a second commit finds the first");
+        let late = db.run_branch_prepared(action, soon(), xa_work(-30)).await.unwrap();
+        assert_eq!(late, BranchRun::Skipped(BarrierVerdict::Duplicate), "committed: its barrier row is there");
+        assert_eq!(balance(&db).await, 70);
+    }
+
+    /// A rollback undoes a prepared branch, a repeated one is a no-op, and an
+    /// action arriving after its rollback (a stale owner's) does nothing.
+    #[tokio::test]
+    async fn an_xa_rollback_releases_the_branch_and_blocks_a_late_action() {
+        let db = postgres_db().await;
+        with_account(&db, 100).await;
+        let action = key("xa-2", "01", Op::Action, "01");
+        db.run_branch_prepared(action.clone(), soon(), xa_work(-30)).await.unwrap();
+        let rollback = key("xa-2", "01", Op::Rollback, "01");
+        db.finish_prepared(rollback.clone(), soon()).await.unwrap();
+        assert!(xa_prepared(&db).await.is_empty());
+        db.finish_prepared(rollback, soon()).await.unwrap();
+        let late = db.run_branch_prepared(action, soon(), xa_work(-30)).await.unwrap();
+        assert!(matches!(late, BranchRun::Skipped(_)), "{late:?}");
+        assert!(xa_prepared(&db).await.is_empty(), "the late action prepared nothing");
+        assert_eq!(balance(&db).await, 100);
+
+        // A rollback before its action ever ran is null, and blocks it too.
+        let null = key("xa-3", "01", Op::Rollback, "01");
+        db.finish_prepared(null, soon()).await.unwrap();
+        let late = db.run_branch_prepared(key("xa-3", "01", Op::Action, "01"), soon(), xa_work(-1)).await.unwrap();
+        assert!(matches!(late, BranchRun::Skipped(_)), "{late:?}");
+        assert_eq!(balance(&db).await, 100);
+    }
+
+    /// A commit whose prepared transaction vanished without committing (rolled
+    /// back by hand) is an error that says so, never a silent success.
+    #[tokio::test]
+    async fn an_xa_commit_of_a_branch_that_vanished_is_an_error() {
+        let db = postgres_db().await;
+        with_account(&db, 100).await;
+        db.run_branch_prepared(key("xa-4", "01", Op::Action, "01"), soon(), xa_work(-30)).await.unwrap();
+        let (gid, branch) = (Gid::parse("xa-4").unwrap(), BranchId::from_index(0));
+        assert!(db.resolve_prepared(&gid, &branch, false).await.unwrap());
+        assert!(!db.resolve_prepared(&gid, &branch, false).await.unwrap(), "gone");
+        let e = db.finish_prepared(key("xa-4", "01", Op::Commit, "01"), soon()).await.unwrap_err();
+        assert!(e.message.contains("is gone and was never committed"), "{e}");
+        assert_eq!(balance(&db).await, 100);
+    }
+
+    /// An earlier guest's temporary table on the pooled connection does not
+    /// stop an XA action from preparing (Postgres refuses to prepare a
+    /// transaction that touched temporary objects, cleanup included).
+    #[tokio::test]
+    async fn an_xa_action_prepares_on_a_connection_an_earlier_guest_left_temporary_tables_on() {
+        let url = fresh_postgres().await;
+        let db = Database::connect(&url, &DbLimits { postgres_connections: 1, ..DbLimits::default() }).await.unwrap();
+        with_account(&db, 100).await;
+        let mut tx = db.begin().await.unwrap();
+        tx.execute("CREATE TEMP TABLE scratch (x BIGINT)", &[]).await.unwrap();
+        tx.commit().await.unwrap();
+        let run = db.run_branch_prepared(key("xa-6", "01", Op::Action, "01"), soon(), xa_work(-1)).await.unwrap();
+        assert_eq!(run, BranchRun::Ran(Decision::Commit(())));
+        db.finish_prepared(key("xa-6", "01", Op::Commit, "01"), soon()).await.unwrap();
+        assert_eq!(balance(&db).await, 99);
+    }
+
+    /// Prepared branches are listed by age, as (gid, branch), and only this host's.
+    #[tokio::test]
+    async fn prepared_branches_are_listed_once_old_enough() {
+        let db = postgres_db().await;
+        with_account(&db, 100).await;
+        db.run_branch_prepared(key("xa-5", "02", Op::Action, "01"), soon(), xa_work(1)).await.unwrap();
+        assert!(db.prepared_branches(Duration::from_secs(3600)).await.unwrap().is_empty(), "too young");
+        let listed = db.prepared_branches(Duration::ZERO).await.unwrap();
+        assert_eq!(listed, [(Gid::parse("xa-5").unwrap(), BranchId::from_index(1))]);
+        assert!(db.xa_refusal().is_none(), "the test server has prepared transactions on");
+        db.finish_prepared(key("xa-5", "02", Op::Rollback, "01"), soon()).await.unwrap();
+    }
+}
+
+#[test]
+fn xids_round_trip_and_refuse_what_the_host_did_not_make() {
+    let (gid, branch) = (Gid::parse("a:b.c-1").unwrap(), BranchId::from_index(11));
+    assert_eq!(xid(&gid, &branch), "wasmtx:a:b.c-1:12");
+    assert_eq!(parse_xid("wasmtx:a:b.c-1:12"), Some((gid, branch)));
+    for other in ["other:g:01", "wasmtx:g", "wasmtx:g:1", "wasmtx:g:00", "wasmtx::01", "wasmtx:g h:01"] {
+        assert_eq!(parse_xid(other), None, "{other}");
+    }
+}
+
+#[tokio::test]
+async fn sqlite_refuses_xa() {
+    let db = sqlite_db().await;
+    assert!(db.xa_refusal().unwrap().contains("SQLite"));
+    let e = db.finish_prepared(key("x", "01", Op::Commit, "01"), Instant::now() + Duration::from_secs(1)).await;
+    assert!(e.unwrap_err().message.contains("SQLite"));
 }

@@ -51,10 +51,12 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
             if tx.status == Status::Aborting {
                 return Err(format!("transaction {} is already aborting", tx.gid));
             }
-            if tx.mode == Mode::Tcc && tx.status == Status::Submitted {
+            if tx.mode != Mode::Saga && tx.status == Status::Submitted {
                 return Err(format!(
-                    "transaction {} has decided to confirm every branch; a decided TCC only goes forward",
-                    tx.gid
+                    "transaction {} has decided to {} every branch; a decided {} only goes forward",
+                    tx.gid,
+                    if tx.mode == Mode::Xa { "commit" } else { "confirm" },
+                    tx.mode.as_str().to_uppercase()
                 ));
             }
             tx.status = Status::Aborting;
@@ -63,7 +65,12 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
         }
         Control::ForceStop => {
             tx.status = Status::Failed;
-            tx.rollback_reason = Some(format!("{asked} (nothing was compensated)"));
+            let left = match tx.mode {
+                // Not an effect to compensate: locks to release (`branch::sweep_prepared`).
+                Mode::Xa => "nothing was compensated; branches left prepared are rolled back by the host",
+                Mode::Saga | Mode::Tcc => "nothing was compensated",
+            };
+            tx.rollback_reason = Some(format!("{asked} ({left})"));
             tx.finished_at = Some(now);
             tx.next_due = None;
         }

@@ -165,7 +165,7 @@ impl Engine {
                         event = Event::Resume;
                         continue;
                     }
-                    let colocated = self.inner.executor.colocated(&branch_op.target);
+                    let colocated = self.carries_progress(d.state.transaction.mode, &branch_op.target);
                     let after = colocated.then(|| self.after_success(d, &branch_id, op, now));
                     if after.is_none() {
                         // The store must hold the create, and the decision

@@ -20,6 +20,7 @@ mod history;
 pub mod retry;
 pub mod saga;
 pub mod tcc;
+pub mod xa;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -41,6 +42,7 @@ fn step(state: &mut TransactionState, event: saga::Event, now: Millis, policy: &
     match state.transaction.mode {
         Mode::Saga => saga::step(state, event, now, policy),
         Mode::Tcc => tcc::step(state, event, now, policy),
+        Mode::Xa => xa::step(state, event, now, policy),
     }
 }
 
@@ -230,6 +232,12 @@ impl Engine {
         }
     }
 
+    /// Whether an op of a `mode` transaction on `target` may carry the
+    /// transaction's progress in its commit.
+    fn carries_progress(&self, mode: Mode, target: &Target) -> bool {
+        mode.carries_progress() && self.inner.executor.colocated(target)
+    }
+
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
@@ -282,7 +290,7 @@ impl Engine {
         tx.epoch = tx.epoch.max(1);
         let lease = Lease { gid: tx.gid.clone(), owner: self.inner.config.node.clone(), epoch: tx.epoch };
         let first = state.ops.first().map(|o| o.target.clone());
-        let defer = wait && first.is_some_and(|t| self.inner.executor.colocated(&t));
+        let defer = wait && first.is_some_and(|t| self.carries_progress(tx.mode, &t));
         if !defer {
             match self.inner.store.create_transaction(&state).await? {
                 Created::New => {}
@@ -560,7 +568,6 @@ pub(crate) mod fixture {
         Transaction, TransactionState,
     };
 
-    /// A submitted saga of `branches` branches (action + compensate each), created at `at`.
     /// A TCC with `branches` branches (`try`, `confirm`, `cancel` each), not started.
     pub fn tcc(gid: &str, branches: usize, at: Millis) -> TransactionState {
         let mut state = saga(gid, branches, at);
@@ -579,6 +586,20 @@ pub(crate) mod fixture {
         state
     }
 
+    /// An XA with `branches` branches (`action`, `commit`, `rollback` each), not started.
+    pub fn xa(gid: &str, branches: usize, at: Millis) -> TransactionState {
+        let mut state = saga(gid, branches, at);
+        state.transaction.mode = Mode::Xa;
+        state.transaction.status = Status::Prepared;
+        let template = state.ops[0].clone();
+        state.ops = (0..branches)
+            .flat_map(|i| [(i, Op::Action), (i, Op::Commit), (i, Op::Rollback)])
+            .map(|(i, op)| BranchOp { branch_id: BranchId::from_index(i), op, ..template.clone() })
+            .collect();
+        state
+    }
+
+    /// A submitted saga of `branches` branches (action + compensate each), created at `at`.
     pub fn saga(gid: &str, branches: usize, at: Millis) -> TransactionState {
         let target = |function: &str| Target {
             module: ModuleName::parse("bank").expect("valid name"),

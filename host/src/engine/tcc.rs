@@ -28,19 +28,38 @@ pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &Re
 }
 
 fn decide(state: &mut TransactionState, now: Millis) -> Effect {
+    two_phase(state, now, &TCC)
+}
+
+/// The ops of a mode that decides after a first phase (TCC, XA): the forward
+/// op, which may be refused; the op that carries out the decision to commit;
+/// and the op that undoes a forward op.
+pub(super) struct Phases {
+    pub forward: Op,
+    pub commit: Op,
+    pub undo: Op,
+}
+
+const TCC: Phases = Phases { forward: Op::Try, commit: Op::Confirm, undo: Op::Cancel };
+
+/// The next effect of a two-phase mode: forward ops in order while
+/// `prepared`; once all succeeded, the decision (`submitted`) and the commit
+/// ops in order; while `aborting`, the undo of every attempted branch, last
+/// to first.
+pub(super) fn two_phase(state: &mut TransactionState, now: Millis, phases: &Phases) -> Effect {
     if state.transaction.status == Status::Prepared {
-        match first_unfinished(state, Op::Try) {
+        match first_unfinished(state, phases.forward) {
             Some(effect) => return effect,
-            // Every try succeeded: the decision is to confirm.
+            // Every forward op succeeded: the decision is to commit.
             None => state.transaction.status = Status::Submitted,
         }
     }
     match state.transaction.status {
         // (Prepared only when it has just been submitted above.)
         Status::Prepared | Status::Submitted => {
-            first_unfinished(state, Op::Confirm).unwrap_or_else(|| saga::finish(state, Status::Succeeded, now))
+            first_unfinished(state, phases.commit).unwrap_or_else(|| saga::finish(state, Status::Succeeded, now))
         }
-        Status::Aborting => saga::undo_next(state, Op::Try, Op::Cancel, now),
+        Status::Aborting => saga::undo_next(state, phases.forward, phases.undo, now),
         status @ (Status::Succeeded | Status::Failed) => Effect::Finished { status },
     }
 }

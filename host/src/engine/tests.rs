@@ -216,6 +216,31 @@ async fn a_tcc_decision_is_durable_before_any_op_carries_it_out() {
 }
 
 #[tokio::test]
+async fn an_xa_never_carries_progress_and_stores_each_decision_before_phase_2() {
+    for wait in [false, true] {
+        // Even on a co-located database: an action ends prepared, not committed.
+        let script = Script::new(vec![], true);
+        let committing = engine(script.clone(), ManualClock::new(T0)).await;
+        let state = run(&committing, super::fixture::xa("x1", 2, T0), wait).await;
+        assert_eq!(state.transaction.status, Status::Succeeded);
+        let ops: Vec<_> = script.calls().into_iter().map(|(b, op, _)| format!("{b} {op}")).collect();
+        assert_eq!(ops, ["01 action", "02 action", "01 commit", "02 commit"]);
+        assert!(script.carried().is_empty(), "no XA op carries progress");
+        let seen = script.seen.lock().unwrap().clone();
+        assert_eq!(seen[0], Some(Status::Prepared), "the create is stored before the first action (wait {wait})");
+        assert_eq!(seen[2], Some(Status::Submitted), "the decision is stored before the first commit");
+
+        let script = Script::new(vec![Outcome::Succeeded, Outcome::Failed("no".into())], true);
+        let rolling_back = engine(script.clone(), ManualClock::new(T0)).await;
+        let state = run(&rolling_back, super::fixture::xa("x2", 2, T0), wait).await;
+        assert_eq!(state.transaction.status, Status::Failed);
+        let ops: Vec<_> = script.calls().into_iter().map(|(b, op, _)| format!("{b} {op}")).collect();
+        assert_eq!(ops, ["01 action", "02 action", "02 rollback", "01 rollback"]);
+        assert_eq!(script.seen.lock().unwrap()[2], Some(Status::Aborting), "stored before the first rollback");
+    }
+}
+
+#[tokio::test]
 async fn a_deferred_create_that_finds_its_gid_taken_answers_with_the_stored_transaction() {
     let script = Script::new(vec![], true);
     let engine = engine(script.clone(), ManualClock::new(T0)).await;
