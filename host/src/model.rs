@@ -129,6 +129,11 @@ impl Digest {
 }
 
 impl BranchId {
+    /// "00": a message's local transaction (DTM's branch of op `msg`).
+    pub fn local() -> Self {
+        Self("00".to_owned())
+    }
+
     /// "01" for index 0, "02" for index 1, ...
     pub fn from_index(index: usize) -> Self {
         Self(format!("{:02}", index + 1))
@@ -161,17 +166,18 @@ macro_rules! string_enum {
 
 string_enum!(
     /// Transaction mode: how the host drives a transaction's branches.
-    Mode { Saga => "saga", Tcc => "tcc", Xa => "xa" }
+    Mode { Saga => "saga", Tcc => "tcc", Xa => "xa", Msg => "msg" }
 );
 
 impl Mode {
     /// The status a new transaction starts in: a saga is `submitted` (its
     /// decision to go forward is taken), a TCC `prepared` until its tries are
-    /// done, an XA `prepared` until every branch has prepared.
+    /// done, an XA `prepared` until every branch has prepared, a message
+    /// `prepared` until its local transaction committed.
     pub fn initial_status(self) -> Status {
         match self {
             Mode::Saga => Status::Submitted,
-            Mode::Tcc | Mode::Xa => Status::Prepared,
+            Mode::Tcc | Mode::Xa | Mode::Msg => Status::Prepared,
         }
     }
 
@@ -201,7 +207,8 @@ impl Status {
 }
 
 string_enum!(
-    /// Which step of a branch an op is (mirrors the WIT `op` enum).
+    /// Which step of a branch an op is (mirrors the WIT `op` enum, but for
+    /// `msg`: a message's local function, which guests see as `action`).
     Op {
         Action => "action",
         Compensate => "compensate",
@@ -211,6 +218,7 @@ string_enum!(
         Commit => "commit",
         Rollback => "rollback",
         Call => "call",
+        Msg => "msg",
     }
 );
 
@@ -218,7 +226,7 @@ impl Op {
     /// A forward op: its `failure` (or exhausting `retry_limit`) rolls the
     /// transaction back.
     pub fn is_forward(self) -> bool {
-        matches!(self, Op::Action | Op::Try)
+        matches!(self, Op::Action | Op::Try | Op::Msg)
     }
 
     /// For an op that carries out a decision already taken (undo, confirm,
@@ -231,7 +239,7 @@ impl Op {
             Op::Cancel => Some("cancel"),
             Op::Commit => Some("commit"),
             Op::Rollback => Some("rollback"),
-            Op::Action | Op::Try | Op::Call => None,
+            Op::Action | Op::Try | Op::Call | Op::Msg => None,
         }
     }
 
@@ -299,6 +307,9 @@ pub struct Options {
     /// indices of the branches that must succeed before it runs.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub orders: std::collections::BTreeMap<String, Vec<usize>>,
+    /// For a message: seconds after creation before its branches run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<u64>,
 }
 
 impl Options {
@@ -343,6 +354,22 @@ pub struct BranchOp {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub updated_at: Millis,
+}
+
+impl BranchOp {
+    /// An op not yet attempted.
+    pub fn new(branch_id: BranchId, op: Op, target: Target, payload: Vec<u8>, now: Millis) -> Self {
+        BranchOp {
+            branch_id,
+            op,
+            target,
+            payload,
+            status: OpStatus::Prepared,
+            attempts: 0,
+            last_error: None,
+            updated_at: now,
+        }
+    }
 }
 
 /// A transaction with all its branch ops, ordered by (branch_id, op kind as created).

@@ -245,6 +245,18 @@ impl Server {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.put(format!("{}{path}", self.base)).json(body).send().await.expect("PUT");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.delete(format!("{}{path}", self.base)).json(body).send().await.expect("DELETE");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     /// Calls a module function directly and expects success.
     pub async fn call(&self, module: &str, function: &str, payload: Value) -> Value {
         let (status, body) = self.post(&format!("/v1/modules/{module}/call/{function}"), &payload).await;

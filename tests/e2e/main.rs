@@ -24,11 +24,13 @@ mod controls;
 mod crash;
 mod harness;
 mod languages;
+mod msg;
 mod readme;
 mod retries;
 mod scaffold;
 mod startup;
 mod tcc;
+mod topics;
 mod uploads;
 mod xa;
 

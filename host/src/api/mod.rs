@@ -10,6 +10,7 @@ pub mod auth;
 mod error;
 mod modules;
 mod time;
+mod topics;
 mod transactions;
 
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 use crate::branch::WasmBranches;
 use crate::engine::Engine;
@@ -83,6 +84,9 @@ pub fn router(state: AppState) -> Router {
         .route("/transactions/{gid}/abort", post(transactions::abort))
         .route("/transactions/{gid}/force-stop", post(transactions::force_stop))
         .route("/transactions/{gid}/retry-now", post(transactions::retry_now))
+        .route("/topics", get(topics::list))
+        .route("/topics/{name}", get(topics::get))
+        .route("/topics/{name}/subscribers", put(topics::subscribe).delete(topics::unsubscribe))
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes));
     let v1 = upload.merge(json).route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     Router::new()

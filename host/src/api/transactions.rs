@@ -24,6 +24,8 @@ use axum::extract::rejection::BytesRejection;
 pub struct SubmitRequest {
     gid: Option<String>,
     mode: String,
+    /// A message's local function, run before its branches.
+    local: Option<LocalRequest>,
     branches: Vec<BranchRequest>,
     #[serde(default)]
     wait: bool,
@@ -34,7 +36,7 @@ pub struct SubmitRequest {
 /// One branch: `action` and `compensate` for a saga, `try`, `confirm` and
 /// `cancel` for a TCC, `action` alone for an XA; which are required depends
 /// on the mode.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BranchRequest {
     action: Option<FunctionRef>,
@@ -61,7 +63,7 @@ impl BranchRequest {
         let wanted: &[Op] = match mode {
             Mode::Saga => &[Op::Action, Op::Compensate],
             Mode::Tcc => &[Op::Try, Op::Confirm, Op::Cancel],
-            Mode::Xa => &[Op::Action],
+            Mode::Xa | Mode::Msg => &[Op::Action],
         };
         let names = || wanted.iter().map(|op| format!("`{op}`")).collect::<Vec<_>>().join(", ");
         let mut ops = Vec::with_capacity(wanted.len());
@@ -93,11 +95,26 @@ impl BranchRequest {
     }
 }
 
+/// A message's local function: `{"module","function","payload"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRequest {
+    module: String,
+    function: String,
+    #[serde(default)]
+    payload: serde_json::Value,
+}
+
+/// What an op calls: `{"module","function"}`, or for a message's branch
+/// `{"topic"}` (one branch per subscriber, expanded at submit).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionRef {
+    #[serde(default)]
     module: String,
+    #[serde(default)]
     function: String,
+    topic: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -147,7 +164,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     let mode = Mode::parse(&request.mode).ok_or_else(|| {
         ApiError::bad_request(
             "unsupported_mode",
-            format!("mode {:?} is not supported; supported: saga, tcc, xa", request.mode),
+            format!("mode {:?} is not supported; supported: saga, tcc, xa, msg", request.mode),
         )
     })?;
     let limits = &state.limits;
@@ -165,22 +182,44 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     let now = state.engine.now();
     let mut modules: HashMap<String, ModuleRecord> = HashMap::new();
     let mut ops = Vec::with_capacity(request.branches.len() * 3);
-    for (index, branch) in request.branches.into_iter().enumerate() {
-        let branch_id = BranchId::from_index(index);
-        let payload = serde_json::to_vec(&branch.payload).map_err(|e| {
-            ApiError::bad_request("invalid_payload", format!("branch {branch_id}: payload cannot be encoded: {e}"))
-        })?;
-        if payload.len() > limits.max_payload_bytes {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!(
-                    "branch {branch_id}: the payload is {} bytes; at most {} (max_payload_kb)",
-                    payload.len(),
-                    limits.max_payload_bytes
-                ),
+    match (mode, request.local) {
+        (Mode::Msg, Some(local)) => {
+            let branch_id = BranchId::local();
+            let payload = encode_payload(&local.payload, &branch_id, limits)?;
+            let f = FunctionRef { module: local.module, function: local.function, topic: None };
+            let target = resolve(state, &mut modules, &f, &branch_id, Op::Msg).await?;
+            ops.push(BranchOp::new(branch_id, Op::Msg, target, payload, now));
+        }
+        (Mode::Msg, None) => {
+            return Err(ApiError::bad_request(
+                "invalid_branch",
+                "a msg transaction needs `local`: {\"module\",\"function\",\"payload\"}, the function whose local \
+                 transaction decides whether the message is sent"
+                    .to_owned(),
             ));
         }
+        (_, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_branch",
+                format!("`local` is for msg transactions, not {mode}"),
+            ));
+        }
+        (_, None) => {}
+    }
+    let branches = expand_topics(state, mode, request.branches).await?;
+    if branches.len() > limits.max_branches {
+        return Err(ApiError::bad_request(
+            "too_many_branches",
+            format!(
+                "{} branches once topics are expanded; at most {} (max_branches)",
+                branches.len(),
+                limits.max_branches
+            ),
+        ));
+    }
+    for (index, branch) in branches.into_iter().enumerate() {
+        let branch_id = BranchId::from_index(index);
+        let payload = encode_payload(&branch.payload, &branch_id, limits)?;
         for (op, f) in branch.ops(mode, &branch_id)? {
             let target = resolve(state, &mut modules, f, &branch_id, op).await?;
             if mode == Mode::Xa
@@ -192,16 +231,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
                     format!("branch {branch_id}: module {} runs on database {}: {why}", target.module, target.database),
                 ));
             }
-            ops.push(BranchOp {
-                branch_id: branch_id.clone(),
-                op,
-                target,
-                payload: payload.clone(),
-                status: OpStatus::Prepared,
-                attempts: 0,
-                last_error: None,
-                updated_at: now,
-            });
+            ops.push(BranchOp::new(branch_id.clone(), op, target, payload.clone(), now));
         }
     }
     Ok(TransactionState {
@@ -225,12 +255,103 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     })
 }
 
-/// `concurrent` and `orders`: for sagas only, orders only with `concurrent`,
-/// and orders that name real branches without a cycle.
+/// A message's branches with every `{"topic"}` target replaced by one branch
+/// per subscriber (in subscription order), in place; other modes' branches
+/// unchanged. A topic without subscribers is refused.
+async fn expand_topics(
+    state: &AppState,
+    mode: Mode,
+    branches: Vec<BranchRequest>,
+) -> Result<Vec<BranchRequest>, ApiError> {
+    if mode != Mode::Msg {
+        return Ok(branches);
+    }
+    let mut expanded = Vec::with_capacity(branches.len());
+    for (index, branch) in branches.into_iter().enumerate() {
+        let Some(topic) = branch.action.as_ref().and_then(|a| a.topic.clone()) else {
+            expanded.push(branch);
+            continue;
+        };
+        let at = format!("branch {}", BranchId::from_index(index));
+        let action = branch.action.as_ref().expect("has a topic");
+        if !action.module.is_empty() || !action.function.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid_branch",
+                format!("{at}: a target is {{\"module\",\"function\"}} or {{\"topic\"}}, not both"),
+            ));
+        }
+        let name = crate::store::TopicName::parse(&topic)
+            .map_err(|e| ApiError::bad_request("invalid_name", format!("{at}: {}", e.0)))?;
+        let subscribers = state.engine.store().subscribers(&name).await?;
+        if subscribers.is_empty() {
+            return Err(ApiError::bad_request(
+                "unknown_topic",
+                format!("{at}: topic {name} has no subscribers (PUT /v1/topics/{name}/subscribers adds one)"),
+            ));
+        }
+        for s in subscribers {
+            let action = FunctionRef { module: s.module.to_string(), function: s.function, topic: None };
+            expanded.push(BranchRequest {
+                action: Some(action),
+                payload: branch.payload.clone(),
+                ..BranchRequest::default()
+            });
+        }
+    }
+    Ok(expanded)
+}
+
+/// A branch's JSON payload as bytes, within the size limit.
+fn encode_payload(
+    payload: &serde_json::Value,
+    branch_id: &BranchId,
+    limits: &super::ApiLimits,
+) -> Result<Vec<u8>, ApiError> {
+    let bytes = serde_json::to_vec(payload).map_err(|e| {
+        ApiError::bad_request("invalid_payload", format!("branch {branch_id}: payload cannot be encoded: {e}"))
+    })?;
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "branch {branch_id}: the payload is {} bytes; at most {} (max_payload_kb)",
+                bytes.len(),
+                limits.max_payload_bytes
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// `concurrent` for sagas and messages, `orders` for concurrent sagas only
+/// (naming real branches, without a cycle); `delay` for messages only, and
+/// for messages neither `timeout_to_fail` nor `retry_limit` (a message never
+/// rolls back once its local transaction committed).
 fn check_concurrency(options: &Options, mode: Mode, branches: usize) -> Result<(), ApiError> {
     let invalid = |m: String| Err(ApiError::bad_request("invalid_options", m));
-    if options.concurrent && mode != Mode::Saga {
-        return invalid(format!("concurrent applies to sagas, not to a {mode}"));
+    if options.concurrent && !matches!(mode, Mode::Saga | Mode::Msg) {
+        return invalid(format!("concurrent applies to sagas and messages, not to a {mode}"));
+    }
+    if mode == Mode::Msg && !options.orders.is_empty() {
+        return invalid(
+            "orders apply to a concurrent saga; a concurrent message sends every branch at once".to_owned(),
+        );
+    }
+    if options.delay.is_some() && mode != Mode::Msg {
+        return invalid(format!("delay applies to messages, not to a {mode}"));
+    }
+    if let Some(secs) = options.delay
+        && secs > 366 * 86_400
+    {
+        return invalid(format!("delay must be at most a year (31622400 seconds), got {secs}"));
+    }
+    if mode == Mode::Msg && (options.timeout_to_fail.is_some() || options.retry_limit.is_some()) {
+        return invalid(
+            "timeout_to_fail and retry_limit do not apply to a message: once its local transaction committed, \
+             its branches are retried until they succeed"
+                .to_owned(),
+        );
     }
     if !options.concurrent && !options.orders.is_empty() {
         return invalid("orders apply to a concurrent saga: add \"concurrent\": true".to_owned());
@@ -296,6 +417,17 @@ async fn resolve(
     op: Op,
 ) -> Result<Target, ApiError> {
     let at = || format!("branch {branch_id} {op}");
+    if f.topic.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_branch",
+            format!("{}: a topic is a target for a message's branch only", at()),
+        ));
+    }
+    for (field, value) in [("module", &f.module), ("function", &f.function)] {
+        if value.is_empty() {
+            return Err(ApiError::bad_request("invalid_branch", format!("{}: `{field}` is missing", at())));
+        }
+    }
     if !modules.contains_key(&f.module) {
         let name = ModuleName::parse(&f.module)
             .map_err(|e| ApiError::bad_request("invalid_name", format!("{}: {}", at(), e.0)))?;
@@ -485,7 +617,7 @@ pub async fn list(
     if let Some(mode) = &params.mode
         && Mode::parse(mode).is_none()
     {
-        return Err(invalid(format!("mode must be saga, tcc or xa, got {mode:?}")));
+        return Err(invalid(format!("mode must be saga, tcc, xa or msg, got {mode:?}")));
     }
     if let Some(module) = &params.module {
         ModuleName::parse(module).map_err(|e| invalid(format!("module: {}", e.0)))?;

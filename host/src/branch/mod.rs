@@ -86,6 +86,9 @@ impl WasmBranches {
         if call.mode == Mode::Xa && matches!(call.op, Op::Commit | Op::Rollback) {
             return self.finish_prepared(call).await;
         }
+        if call.op == Op::Msg && call.attempt > 1 {
+            return self.back_check(call).await;
+        }
         let budget = call.timeout.map_or(self.sandbox.limits().deadline, |t| t.min(self.sandbox.limits().deadline));
         let deadline = Instant::now() + budget;
         let error = |m: String| BranchResult::of(Outcome::Error(m));
@@ -168,6 +171,34 @@ impl WasmBranches {
         match db.finish_prepared(key, deadline).await {
             Ok(()) => BranchResult::of(Outcome::Succeeded),
             Err(e) => BranchResult::of(Outcome::Error(format!("database {}: {e}", call.target.database))),
+        }
+    }
+
+    /// A message's local function gets one attempt; every later attempt is
+    /// the back-check of that one (see `engine::msg`): `Succeeded` if its
+    /// local transaction committed, `Failed` if it did not (and now never
+    /// will), `Error` if the database cannot say yet.
+    async fn back_check(&self, call: BranchCall) -> BranchResult {
+        let Some(db) = self.databases.get(&call.target.database) else {
+            let m = format!("database {:?} is not bound on this server", call.target.database.as_str());
+            return BranchResult::of(Outcome::Error(m));
+        };
+        let deadline = Instant::now() + self.sandbox.limits().deadline;
+        let key = BarrierKey {
+            trans_type: call.mode.as_str().to_owned(),
+            gid: call.gid.clone(),
+            branch_id: call.branch_id.clone(),
+            op: call.op,
+            barrier_id: "01".to_owned(),
+        };
+        match db.query_prepared(key, deadline).await {
+            Ok(true) => BranchResult::of(Outcome::Succeeded),
+            Ok(false) => BranchResult::of(Outcome::Failed(
+                "the local transaction did not commit (its first attempt ended without an answer, or asked to be \
+                 retried); the message is not sent"
+                    .to_owned(),
+            )),
+            Err(e) => BranchResult::of(Outcome::Error(format!("database {}: back-check: {e}", call.target.database))),
         }
     }
 

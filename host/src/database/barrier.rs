@@ -91,6 +91,24 @@ pub(super) fn enter_sqlite(conn: &Connection, key: &BarrierKey) -> Result<Barrie
     Ok(BarrierVerdict::decide(a1, a2))
 }
 
+/// The back-check of a message's local transaction on SQLite (see
+/// [`super::Database::query_prepared`]), on the writer connection: true if
+/// the local transaction's row was there.
+pub(super) fn query_prepared_sqlite(conn: &Connection, key: &BarrierKey) -> Result<bool, DbError> {
+    let mut stmt = conn.prepare_cached(INSERT_ONE_SQLITE).map_err(host_error)?;
+    let (gid, branch, op) = (key.gid.as_str(), key.branch_id.as_str(), key.op.as_str());
+    stmt.execute((key.trans_type.as_str(), gid, branch, op, key.barrier_id.as_str(), "rollback"))
+        .map_err(host_error)?;
+    let reason: String = conn
+        .query_row(
+            "SELECT reason FROM main.wasmtx_barrier WHERE gid = ?1 AND branch_id = ?2 AND op = ?3 AND barrier_id = ?4",
+            (gid, branch, op, key.barrier_id.as_str()),
+            |r| r.get(0),
+        )
+        .map_err(host_error)?;
+    Ok(reason != "rollback")
+}
+
 fn host_error(e: rusqlite::Error) -> DbError {
     DbError::host(format!("barrier: {e}"))
 }

@@ -327,6 +327,19 @@ impl Database {
         }
     }
 
+    /// A message's back-check (DTM's query-prepared) for `key` (op `msg`):
+    /// writes the barrier row `(gid, branch, msg)` with reason `rollback`
+    /// unless the local transaction's own row is there, and says which it
+    /// found. `true`: the local transaction committed. `false`: it did not,
+    /// and now never will (its barrier insert would find the row taken).
+    /// Waits for a local transaction still running on that row.
+    pub async fn query_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<bool, DbError> {
+        match &self.kind {
+            Kind::Sqlite(db) => db.query_prepared(key, deadline).await,
+            Kind::Postgres(db) => db.query_prepared(key, deadline).await,
+        }
+    }
+
     /// Runs `work` in a local transaction of its own, without barrier (a
     /// direct call); commits only on [`Decision::Commit`].
     pub async fn run_local<T: Send + 'static>(

@@ -226,6 +226,48 @@ impl PgDb {
         self.branch(key, deadline, None, work, Some(xid)).await
     }
 
+    /// A message's back-check (see [`super::Database::query_prepared`]), as
+    /// the owner, sealed like a branch commit; it waits (within `deadline`)
+    /// for a local transaction still holding the row.
+    pub(super) async fn query_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<bool, DbError> {
+        let check = async {
+            let mut tx = self.owner.begin().await?;
+            let ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
+            tx.execute(format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}").as_str()).await?;
+            sqlx::query(
+                "INSERT INTO wasmtx.barrier (trans_type, gid, branch_id, op, barrier_id, reason) \
+                 VALUES ($1, $2, $3, $4, $5, 'rollback') ON CONFLICT DO NOTHING",
+            )
+            .bind(&key.trans_type)
+            .bind(key.gid.as_str())
+            .bind(key.branch_id.as_str())
+            .bind(key.op.as_str())
+            .bind(&key.barrier_id)
+            .execute(&mut *tx)
+            .await?;
+            let (reason, txid): (String, i64) = sqlx::query_as(
+                "SELECT reason::text, txid_current() FROM wasmtx.barrier \
+                 WHERE gid = $1 AND branch_id = $2 AND op = $3 AND barrier_id = $4",
+            )
+            .bind(key.gid.as_str())
+            .bind(key.branch_id.as_str())
+            .bind(key.op.as_str())
+            .bind(&key.barrier_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("SELECT set_config('wasmtx.sealed', $1, true)")
+                .bind(seal_token(&self.key, txid))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(reason != "rollback")
+        };
+        match tokio::time::timeout_at(deadline.into(), check).await {
+            Ok(found) => Ok(found?),
+            Err(_) => Err(DbError::host("deadline exceeded during a message's back-check".to_owned())),
+        }
+    }
+
     /// XA's phase 2 for the branch of `key` (op `commit` or `rollback`):
     /// `COMMIT PREPARED` or `ROLLBACK PREPARED`. Idempotent: a commit finds
     /// an earlier commit by the action's barrier row; a rollback then enters

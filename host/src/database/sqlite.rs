@@ -82,6 +82,15 @@ impl SqliteDb {
         }
     }
 
+    pub(super) async fn query_prepared(&self, key: BarrierKey, _deadline: Instant) -> Result<bool, DbError> {
+        // One short host job on the writer: it queues behind a local
+        // transaction still running, which holds the writer until it ends.
+        self.file
+            .write(move |w: &Arc<Writer>| barrier::query_prepared_sqlite(&w.conn(), &key))
+            .await
+            .map_err(|e| DbError::host(format!("back-check: {e}")))?
+    }
+
     pub(super) async fn run_local<T: Send + 'static>(
         &self,
         deadline: Instant,

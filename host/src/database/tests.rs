@@ -54,6 +54,7 @@ on_both_backends!(
     barrier_rows_of_other_gids_branches_and_barrier_ids_do_not_collide,
     a_compensate_racing_an_inflight_action_waits_for_it_and_then_proceeds,
     eight_concurrent_transactions_all_commit,
+    a_message_back_check_finds_a_committed_local_transaction_and_blocks_one_that_never_was,
 );
 
 async fn connect(url: &str) -> Result<Database, DatabaseError> {
@@ -421,6 +422,22 @@ async fn a_compensate_racing_an_inflight_action_waits_for_it_and_then_proceeds(d
 
     assert_eq!(racer.await.unwrap(), BarrierVerdict::Proceed);
     assert_eq!(balance(&db).await, 100);
+}
+
+async fn a_message_back_check_finds_a_committed_local_transaction_and_blocks_one_that_never_was(db: Database) {
+    with_account(&db, 100).await;
+    let local = |gid: &str| BarrierKey { trans_type: "msg".to_owned(), ..key(gid, "00", Op::Msg, "01") };
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    // Committed: found.
+    assert_eq!(run_op(&db, "m-1", "00", Op::Msg, -10, false).await, BarrierVerdict::Proceed);
+    assert!(db.query_prepared(local("m-1"), deadline()).await.unwrap());
+    assert!(db.query_prepared(local("m-1"), deadline()).await.unwrap(), "asking again changes nothing");
+    // Never committed: not found, and a late local transaction cannot commit.
+    assert!(!db.query_prepared(local("m-2"), deadline()).await.unwrap());
+    assert!(!db.query_prepared(local("m-2"), deadline()).await.unwrap());
+    assert_eq!(run_op(&db, "m-2", "00", Op::Msg, -10, false).await, BarrierVerdict::Duplicate, "too late");
+    assert_eq!(balance(&db).await, 90, "only m-1's local transaction applied");
+    assert_eq!(barrier_rows(&db, "m-2", "00").await, [pair("msg", "rollback")]);
 }
 
 async fn eight_concurrent_transactions_all_commit(db: Database) {

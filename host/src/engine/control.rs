@@ -51,6 +51,15 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
             if tx.status == Status::Aborting {
                 return Err(format!("transaction {} is already aborting", tx.gid));
             }
+            if tx.mode == Mode::Msg {
+                // Its local function decides; an unknown outcome needs the
+                // back-check, which an abort would skip.
+                return Err(format!(
+                    "transaction {} is a message: it fails only if its local function refuses or never commits, \
+                     and is always delivered once it committed",
+                    tx.gid
+                ));
+            }
             if tx.mode != Mode::Saga && tx.status == Status::Submitted {
                 return Err(format!(
                     "transaction {} has decided to {} every branch; a decided {} only goes forward",
@@ -68,7 +77,7 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
             let left = match tx.mode {
                 // Not an effect to compensate: locks to release (`branch::sweep_prepared`).
                 Mode::Xa => "nothing was compensated; branches left prepared are rolled back by the host",
-                Mode::Saga | Mode::Tcc => "nothing was compensated",
+                Mode::Saga | Mode::Tcc | Mode::Msg => "nothing was compensated",
             };
             tx.rollback_reason = Some(format!("{asked} ({left})"));
             tx.finished_at = Some(now);

@@ -293,7 +293,7 @@ impl Engine {
     /// each carry a state the others change); the write rules are those of
     /// ops whose database is not the store's.
     async fn run_wave(&self, d: &mut Driving, now: Millis, lease_ms: u64) -> Result<(), Stop> {
-        let mut wave = saga::ready(&d.state);
+        let mut wave = super::ready(&d.state);
         wave.truncate(self.inner.config.max_parallel_ops.max(1));
         let settling = wave.iter().any(|(_, op, _)| op.settles().is_some());
         self.write_before(d, settling, now, lease_ms).await?;

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod control;
 mod driver;
 mod history;
+pub mod msg;
 pub mod retry;
 pub mod saga;
 pub mod tcc;
@@ -43,6 +44,16 @@ fn step(state: &mut TransactionState, event: saga::Event, now: Millis, policy: &
         Mode::Saga => saga::step(state, event, now, policy),
         Mode::Tcc => tcc::step(state, event, now, policy),
         Mode::Xa => xa::step(state, event, now, policy),
+        Mode::Msg => msg::step(state, event, now, policy),
+    }
+}
+
+/// The ops of a concurrent transaction that may run now (a concurrent saga's
+/// wave, a concurrent message's deliveries).
+fn ready(state: &TransactionState) -> Vec<(BranchId, Op, u32)> {
+    match state.transaction.mode {
+        Mode::Msg => msg::ready(state),
+        Mode::Saga | Mode::Tcc | Mode::Xa => saga::ready(state),
     }
 }
 
@@ -595,6 +606,19 @@ pub(crate) mod fixture {
         state.ops = (0..branches)
             .flat_map(|i| [(i, Op::Action), (i, Op::Commit), (i, Op::Rollback)])
             .map(|(i, op)| BranchOp { branch_id: BranchId::from_index(i), op, ..template.clone() })
+            .collect();
+        state
+    }
+
+    /// A message with its local function (`00 msg`) and `branches` branches (`action` each), not started.
+    pub fn msg(gid: &str, branches: usize, at: Millis) -> TransactionState {
+        let mut state = saga(gid, branches, at);
+        state.transaction.mode = Mode::Msg;
+        state.transaction.status = Status::Prepared;
+        let template = state.ops[0].clone();
+        let local = BranchOp { branch_id: BranchId::local(), op: Op::Msg, ..template.clone() };
+        state.ops = std::iter::once(local)
+            .chain((0..branches).map(|i| BranchOp { branch_id: BranchId::from_index(i), ..template.clone() }))
             .collect();
         state
     }

@@ -51,16 +51,20 @@ pub enum Effect {
 
 /// Advances the saga by one event. The caller persists `state` after every call.
 pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &RetryPolicy) -> Effect {
-    run(state, event, now, policy, &Rules { timeout_in: Status::Submitted, decide })
+    run(state, event, now, policy, &Rules { timeout_in: Some(Status::Submitted), decide, forward: Op::is_forward })
 }
 
 /// What tells one mode from another; the rest of a step is shared.
 pub(super) struct Rules {
     /// The status in which `timeout_to_fail` still rolls the transaction back
-    /// (once the mode has decided to commit, it only goes forward).
-    pub timeout_in: Status,
+    /// (once the mode has decided to commit, it only goes forward); `None`
+    /// when it never applies.
+    pub timeout_in: Option<Status>,
     /// The next effect for the state as it is.
     pub decide: fn(&mut TransactionState, Millis) -> Effect,
+    /// Whether an op's `failure` (or exhausting `retry_limit`) rolls the
+    /// transaction back; every other op is retried until it succeeds.
+    pub forward: fn(Op) -> bool,
 }
 
 /// One step of any mode: record the event, check the timeout, decide.
@@ -89,16 +93,20 @@ pub(super) fn run(
             }
         }
         Event::Outcome { branch_id, op, outcome } => {
-            if let Some(sleep) = apply(state, &branch_id, op, outcome, now, &policy) {
+            if let Some(sleep) = apply(state, &branch_id, op, outcome, now, &policy, (rules.forward)(op)) {
                 return sleep;
             }
         }
     }
-    check_timeout(state, rules.timeout_in, now);
+    if let Some(status) = rules.timeout_in {
+        check_timeout(state, status, now);
+    }
     (rules.decide)(state, now)
 }
 
 /// Records an outcome. Returns a `Sleep` when the op must be retried later.
+/// A `forward` op's failure rolls the transaction back; any other op's is an
+/// error, retried.
 fn apply(
     state: &mut TransactionState,
     branch_id: &BranchId,
@@ -106,6 +114,7 @@ fn apply(
     outcome: Outcome,
     now: Millis,
     policy: &RetryPolicy,
+    forward: bool,
 ) -> Option<Effect> {
     let retry_limit = state.transaction.options.retry_limit;
     let tx = &mut state.transaction;
@@ -117,9 +126,14 @@ fn apply(
     branch_op.attempts = branch_op.attempts.saturating_add(1);
     branch_op.updated_at = now;
 
-    let outcome = match (op.settles(), outcome) {
-        (Some(what), Outcome::Failed(m)) => {
-            Outcome::Error(format!("{what} refused ({m}); {what}s are retried until they succeed"))
+    let outcome = match (forward, outcome) {
+        (false, Outcome::Failed(m)) => {
+            // A message's branch is a delivery.
+            let (what, whats) = match op.settles() {
+                Some(what) => (what, format!("{what}s")),
+                None => ("delivery", "deliveries".to_owned()),
+            };
+            Outcome::Error(format!("{what} refused ({m}); {whats} are retried until they succeed"))
         }
         (_, o) => o,
     };
@@ -141,7 +155,9 @@ fn apply(
             tx.next_due = Some(now);
             None
         }
-        Outcome::Retry(message) | Outcome::Error(message) if exhausted(op, branch_op.attempts, retry_limit) => {
+        Outcome::Retry(message) | Outcome::Error(message)
+            if forward && retry_limit.is_some_and(|limit| branch_op.attempts > limit) =>
+        {
             let limit = retry_limit.unwrap_or_default();
             branch_op.status = OpStatus::Failed;
             branch_op.last_error = Some(message.clone());
@@ -162,10 +178,6 @@ fn apply(
             Some(sleep_after_error(tx, branch_op, message, until))
         }
     }
-}
-
-fn exhausted(op: Op, attempts: u32, retry_limit: Option<u32>) -> bool {
-    op.is_forward() && retry_limit.is_some_and(|limit| attempts > limit)
 }
 
 fn sleep_after_error(

@@ -24,7 +24,7 @@ use super::saga::{self, Effect, Event, Rules};
 
 /// Advances a TCC transaction by one event. The caller persists `state` after every call.
 pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &RetryPolicy) -> Effect {
-    saga::run(state, event, now, policy, &Rules { timeout_in: Status::Prepared, decide })
+    saga::run(state, event, now, policy, &Rules { timeout_in: Some(Status::Prepared), decide, forward: Op::is_forward })
 }
 
 fn decide(state: &mut TransactionState, now: Millis) -> Effect {

@@ -31,7 +31,7 @@ const XA: Phases = Phases { forward: Op::Action, commit: Op::Commit, undo: Op::R
 
 /// Advances an XA transaction by one event. The caller persists `state` after every call.
 pub fn step(state: &mut TransactionState, event: Event, now: Millis, policy: &RetryPolicy) -> Effect {
-    saga::run(state, event, now, policy, &Rules { timeout_in: Status::Prepared, decide })
+    saga::run(state, event, now, policy, &Rules { timeout_in: Some(Status::Prepared), decide, forward: Op::is_forward })
 }
 
 fn decide(state: &mut TransactionState, now: Millis) -> Effect {

@@ -614,7 +614,8 @@ impl Sandbox {
 
 fn wit_op(op: Op) -> wit::Op {
     match op {
-        Op::Action => wit::Op::Action,
+        // A message's local function is, to the guest, an action.
+        Op::Action | Op::Msg => wit::Op::Action,
         Op::Compensate => wit::Op::Compensate,
         Op::Try => wit::Op::Try,
         Op::Confirm => wit::Op::Confirm,

@@ -1,6 +1,6 @@
-//! The coordinator store: transactions, their branch ops, leases and modules,
-//! persisted on SQLite (embedded default) or Postgres (production, scale-out)
-//! behind one concrete [`Store`].
+//! The coordinator store: transactions, their branch ops, leases, modules and
+//! topic subscribers, persisted on SQLite (embedded default) or Postgres
+//! (production, scale-out) behind one concrete [`Store`].
 //!
 //! This is the only module that holds coordinator SQL. Nothing sqlx-typed leaves
 //! it except as the `source` of [`StoreError::Unavailable`]; callers see model
@@ -19,6 +19,7 @@
 //!
 //! - `mod.rs`: the public API, errors, row decoding shared by both backends.
 //! - `queries.rs`: the SQL, written once for both.
+//! - `topics.rs`: [`TopicName`] and [`Subscriber`], and their row decoding.
 //! - `sqlite.rs` (rusqlite, on the file's single writer), `postgres.rs` (sqlx):
 //!   binding, pools, locking, claiming due work.
 //! - `../../migrations/{sqlite,postgres}`: the schema, same tables and meaning on
@@ -34,10 +35,12 @@ use crate::model::{
 mod postgres;
 mod queries;
 mod sqlite;
+mod topics;
 
 pub(crate) use postgres::{progress_json as progress_json_postgres, progress_refusal as progress_refusal_postgres};
 pub use queries::ListFilter;
 pub(crate) use sqlite::write_progress as write_progress_sqlite;
+pub use topics::{Subscriber, TopicName};
 
 #[cfg(test)]
 mod tests;
@@ -346,6 +349,42 @@ impl Store {
     /// The bytes stored under a digest.
     pub async fn module_bytes(&self, digest: &Digest) -> Result<Option<Vec<u8>>, StoreError> {
         dispatch!(self, b => b.module_bytes(digest).await)
+    }
+
+    /// Subscribes `module`'s `function` to `topic`: `true` if added, `false`
+    /// if it was subscribed already (its `created_at`, hence its place in the
+    /// list, is kept). Whether the module exports the function is the
+    /// caller's to check.
+    pub async fn add_subscriber(
+        &self,
+        topic: &TopicName,
+        module: &ModuleName,
+        function: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.add_subscriber(topic, module, function, now).await)
+    }
+
+    /// Unsubscribes `module`'s `function` from `topic`: `true` if it was
+    /// subscribed, `false` if there was nothing to remove.
+    pub async fn remove_subscriber(
+        &self,
+        topic: &TopicName,
+        module: &ModuleName,
+        function: &str,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.remove_subscriber(topic, module, function).await)
+    }
+
+    /// The subscribers of `topic`, oldest subscription first (then by module
+    /// and function); empty if the topic has none (an unknown topic has none).
+    pub async fn subscribers(&self, topic: &TopicName) -> Result<Vec<Subscriber>, StoreError> {
+        dispatch!(self, b => b.subscribers(topic).await)
+    }
+
+    /// Every subscriber of every topic, by topic name, then as [`Store::subscribers`].
+    pub async fn topics(&self) -> Result<Vec<Subscriber>, StoreError> {
+        dispatch!(self, b => b.topics().await)
     }
 
     /// Test hook: runs one statement of raw SQL (for planting corrupt rows).

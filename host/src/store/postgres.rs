@@ -17,9 +17,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use super::queries::{HISTORY_COLUMNS, ListFilter, Sql};
+use super::topics::SubscriberRow;
 use super::{
-    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, db_error, decode_state,
-    functions_json, leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
+    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, Subscriber, TopicName, TransactionRow,
+    db_error, decode_state, functions_json, leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
 };
 use crate::model::{
     BranchOp, Digest, Gid, HistoryEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
@@ -336,6 +337,55 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db_error)
+    }
+
+    pub(super) async fn add_subscriber(
+        &self,
+        topic: &TopicName,
+        module: &ModuleName,
+        function: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&SQL.insert_subscriber)
+            .bind(topic.as_str())
+            .bind(module.as_str())
+            .bind(function)
+            .bind(now.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(super) async fn remove_subscriber(
+        &self,
+        topic: &TopicName,
+        module: &ModuleName,
+        function: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&SQL.delete_subscriber)
+            .bind(topic.as_str())
+            .bind(module.as_str())
+            .bind(function)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(super) async fn subscribers(&self, topic: &TopicName) -> Result<Vec<Subscriber>, StoreError> {
+        let rows = sqlx::query_as::<_, SubscriberRow>(&SQL.subscribers)
+            .bind(topic.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(SubscriberRow::decode).collect())
+    }
+
+    pub(super) async fn topics(&self) -> Result<Vec<Subscriber>, StoreError> {
+        let rows =
+            sqlx::query_as::<_, SubscriberRow>(&SQL.all_subscribers).fetch_all(&self.pool).await.map_err(db_error)?;
+        Ok(rows.into_iter().map(SubscriberRow::decode).collect())
     }
 
     #[cfg(test)]

@@ -28,6 +28,13 @@ pub(super) struct Sql {
     pub any_due: String,
     pub insert_history: String,
     pub select_history: String,
+    /// `ON CONFLICT DO NOTHING`: one row affected if added, none if it was there.
+    pub insert_subscriber: String,
+    pub delete_subscriber: String,
+    /// One topic's subscribers, in subscription order.
+    pub subscribers: String,
+    /// Every subscriber, by topic then in subscription order.
+    pub all_subscribers: String,
     /// Table names, for statements built per call ([`Sql::list_filtered`]).
     transactions: String,
     ops: String,
@@ -47,6 +54,9 @@ pub struct ListFilter {
 
 /// Columns of `history` after its id, in the order row decoding expects.
 pub(super) const HISTORY_COLUMNS: &str = "gid, at, kind, branch_id, op, attempt, outcome, detail, duration_ms, actor";
+
+/// Columns of `topic_subscribers`, in the order row decoding expects.
+pub(super) const SUBSCRIBER_COLUMNS: &str = "topic, module, function, created_at";
 
 /// Columns of `transactions`, in the order row decoding expects.
 pub(super) const TRANSACTION_COLUMNS: &str = "gid, mode, status, options, next_due, attempts, last_error, \
@@ -76,6 +86,7 @@ impl Sql {
         let (transactions, ops, blobs, versions) =
             (t("transactions"), t("branch_ops"), t("module_blobs"), t("module_versions"));
         let history = t("history");
+        let subscribers = t("topic_subscribers");
         let op_insert = format!(
             "INSERT INTO {ops} (gid, branch_id, op, module, digest, database, function, payload, status, attempts, \
              last_error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -146,6 +157,18 @@ impl Sql {
                 "INSERT INTO {history} ({HISTORY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ),
             select_history: format!("SELECT {HISTORY_COLUMNS} FROM {history} WHERE gid = $1 ORDER BY id LIMIT $2"),
+            insert_subscriber: format!(
+                "INSERT INTO {subscribers} ({SUBSCRIBER_COLUMNS}) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (topic, module, function) DO NOTHING"
+            ),
+            delete_subscriber: format!("DELETE FROM {subscribers} WHERE topic = $1 AND module = $2 AND function = $3"),
+            subscribers: format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM {subscribers} WHERE topic = $1 \
+                 ORDER BY created_at, module, function"
+            ),
+            all_subscribers: format!(
+                "SELECT {SUBSCRIBER_COLUMNS} FROM {subscribers} ORDER BY topic, created_at, module, function"
+            ),
             transactions,
             ops,
         }

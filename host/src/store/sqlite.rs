@@ -18,9 +18,10 @@ use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, Row};
 
 use super::queries::{ListFilter, Sql};
+use super::topics::SubscriberRow;
 use super::{
-    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, TransactionRow, decode_state,
-    functions_json, leases_oldest_first, limit_i64, options_json, to_i64,
+    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, Subscriber, TopicName, TransactionRow,
+    decode_state, functions_json, leases_oldest_first, limit_i64, options_json, to_i64,
 };
 use crate::model::{
     BranchOp, Digest, Gid, HistoryEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
@@ -30,11 +31,12 @@ use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("main.wasmtx_"));
 
 /// The schema this code reads and writes, and the steps to each version.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
 const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
 const SCHEMA_V2: &str = include_str!("../../migrations/sqlite/0002_http_hosts.sql");
 const SCHEMA_V3: &str = include_str!("../../migrations/sqlite/0003_history.sql");
+const SCHEMA_V4: &str = include_str!("../../migrations/sqlite/0004_topics.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -321,6 +323,57 @@ impl SqliteStore {
             .map_err(file_error)?
     }
 
+    pub(super) async fn add_subscriber(
+        &self,
+        topic: &TopicName,
+        module: &ModuleName,
+        function: &str,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let (topic, module, function) = (topic.clone(), module.clone(), function.to_owned());
+        self.write(move |conn| {
+            let added = execute(
+                conn,
+                &SQL.insert_subscriber,
+                &[&topic.as_str(), &module.as_str(), &function.as_str(), &now.0],
+            )?;
+            Ok(added > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn remove_subscriber(
+        &self,
+        topic: &TopicName,
+        module: &ModuleName,
+        function: &str,
+    ) -> Result<bool, StoreError> {
+        let (topic, module, function) = (topic.clone(), module.clone(), function.to_owned());
+        self.write(move |conn| {
+            let removed =
+                execute(conn, &SQL.delete_subscriber, &[&topic.as_str(), &module.as_str(), &function.as_str()])?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    pub(super) async fn subscribers(&self, topic: &TopicName) -> Result<Vec<Subscriber>, StoreError> {
+        let topic = topic.clone();
+        self.file
+            .read(move |conn| query(conn, &SQL.subscribers, &[&topic.as_str()], SubscriberRow::from_sqlite))
+            .await
+            .map_err(file_error)?
+            .map(|rows| rows.into_iter().map(SubscriberRow::decode).collect())
+    }
+
+    pub(super) async fn topics(&self) -> Result<Vec<Subscriber>, StoreError> {
+        self.file
+            .read(|conn| query(conn, &SQL.all_subscribers, &[], SubscriberRow::from_sqlite))
+            .await
+            .map_err(file_error)?
+            .map(|rows| rows.into_iter().map(SubscriberRow::decode).collect())
+    }
+
     async fn read_module(
         &self,
         work: impl FnOnce(&Connection) -> Result<Option<ModuleRow>, StoreError> + Send + 'static,
@@ -370,7 +423,8 @@ fn migrate(w: &Writer) -> Result<(), StoreError> {
             1 if table_exists("_sqlx_migrations")? && table_exists("transactions")? => UPGRADE_FROM_SQLX,
             1 => SCHEMA_V1,
             2 => SCHEMA_V2,
-            _ => SCHEMA_V3,
+            3 => SCHEMA_V3,
+            _ => SCHEMA_V4,
         };
         conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version {next}: {e}")))?;
         conn.pragma_update(None, "user_version", next).map_err(sql_error)?;
@@ -598,5 +652,11 @@ impl ModuleRow {
             created_at: r.get(7)?,
             http_hosts: r.get(8)?,
         })
+    }
+}
+
+impl SubscriberRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self { topic: r.get(0)?, module: r.get(1)?, function: r.get(2)?, created_at: r.get(3)? })
     }
 }

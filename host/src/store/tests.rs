@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::{Created, Lease, ListFilter, Store, StoreError};
+use super::{Created, Lease, ListFilter, Store, StoreError, Subscriber, TopicName};
 use crate::model::{
     BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus,
     Options, Status, Target, Transaction, TransactionState,
@@ -62,6 +62,10 @@ on_both_backends!(
     concurrent_writers_all_succeed,
     history_is_appended_and_read_back_in_order,
     list_filtered_pages_newest_first_by_status_mode_and_module,
+    subscribing_twice_adds_once_and_keeps_the_first_subscription_time,
+    removing_a_subscriber_that_is_not_there_removes_nothing,
+    subscribers_are_listed_in_subscription_order_then_by_module_and_function,
+    topics_are_isolated_from_each_other_and_listed_by_name,
 );
 
 // ---------------------------------------------------------------------------
@@ -194,6 +198,7 @@ async fn create_then_load_round_trips_every_field(url: String) {
         branch_headers: vec![("x-tenant".to_owned(), "acme".to_owned())],
         concurrent: true,
         orders: [("1".to_owned(), vec![0])].into(),
+        delay: Some(10),
     };
     t.next_due = Some(at(500));
     t.attempts = 4;
@@ -866,6 +871,114 @@ async fn list_filtered_pages_newest_first_by_status_mode_and_module(url: String)
     let first = page(ListFilter { limit: 4, ..all.clone() }).await;
     let second = page(ListFilter { limit: 4, cursor: first.last().cloned(), ..all.clone() }).await;
     assert_eq!([first, second].concat(), names(&|i| i >= 22));
+}
+
+// ---------------------------------------------------------------------------
+// Topics
+// ---------------------------------------------------------------------------
+
+fn topic(name: &str) -> TopicName {
+    TopicName::parse(name).expect("valid topic name")
+}
+
+fn subscriber(t: &str, module: &str, function: &str, created_at: Millis) -> Subscriber {
+    Subscriber {
+        topic: topic(t),
+        module: ModuleName::parse(module).expect("valid module name"),
+        function: function.to_owned(),
+        created_at,
+    }
+}
+
+async fn subscribe(store: &Store, s: &Subscriber) -> bool {
+    store.add_subscriber(&s.topic, &s.module, &s.function, s.created_at).await.expect("add subscriber")
+}
+
+async fn subscribing_twice_adds_once_and_keeps_the_first_subscription_time(url: String) {
+    let store = open(&url).await;
+    let first = subscriber("orders", "bank", "trans-in", at(0));
+    let later = Subscriber { created_at: at(5), ..first.clone() };
+
+    assert!(subscribe(&store, &first).await, "the first subscription is added");
+    assert!(!subscribe(&store, &later).await, "the second finds it there");
+
+    assert_eq!(store.subscribers(&first.topic).await.expect("subscribers"), std::slice::from_ref(&first));
+    assert_eq!(store.topics().await.expect("topics"), [first]);
+}
+
+async fn removing_a_subscriber_that_is_not_there_removes_nothing(url: String) {
+    let store = open(&url).await;
+    let kept = subscriber("orders", "bank", "trans-in", at(0));
+    subscribe(&store, &kept).await;
+
+    let remove = |t: &str, m: &str, f: &str| {
+        let store = store.clone();
+        let (t, m, f) = (topic(t), ModuleName::parse(m).expect("module name"), f.to_owned());
+        async move { store.remove_subscriber(&t, &m, &f).await.expect("remove subscriber") }
+    };
+    assert!(!remove("payments", "bank", "trans-in").await, "unknown topic");
+    assert!(!remove("orders", "shop", "trans-in").await, "another module");
+    assert!(!remove("orders", "bank", "trans-out").await, "another function");
+    assert_eq!(store.subscribers(&kept.topic).await.expect("subscribers"), std::slice::from_ref(&kept));
+
+    assert!(remove("orders", "bank", "trans-in").await, "the subscriber itself");
+    assert!(!remove("orders", "bank", "trans-in").await, "removed already");
+    assert!(store.subscribers(&kept.topic).await.expect("subscribers").is_empty());
+    assert!(store.topics().await.expect("topics").is_empty(), "a topic without subscribers is gone");
+
+    // Removed, it can be subscribed again, at its new time.
+    let again = Subscriber { created_at: at(9), ..kept };
+    assert!(subscribe(&store, &again).await);
+    assert_eq!(store.subscribers(&again.topic).await.expect("subscribers"), [again]);
+}
+
+async fn subscribers_are_listed_in_subscription_order_then_by_module_and_function(url: String) {
+    let store = open(&url).await;
+    // Names whose order differs between byte order and a locale's (which
+    // skips punctuation): both backends must agree with byte order.
+    let in_order = [
+        subscriber("orders", "zeta", "notify", at(0)),
+        subscriber("orders", "a-b", "x", at(1)),
+        subscriber("orders", "a_b", "x", at(1)),
+        subscriber("orders", "ab", "x", at(1)),
+        subscriber("orders", "bank", "trans-in", at(2)),
+        subscriber("orders", "bank", "trans_in", at(2)),
+        subscriber("orders", "bank", "transin", at(2)),
+        subscriber("orders", "alpha", "late", at(3)),
+    ];
+    for s in in_order.iter().rev() {
+        assert!(subscribe(&store, s).await, "{s:?}");
+    }
+
+    assert_eq!(store.subscribers(&topic("orders")).await.expect("subscribers"), in_order);
+}
+
+async fn topics_are_isolated_from_each_other_and_listed_by_name(url: String) {
+    let store = open(&url).await;
+    let created = subscriber("orders.created", "bank", "trans-in", at(2));
+    let created_too = subscriber("orders.created", "shop", "ship", at(3));
+    let same_function_elsewhere = subscriber("orders-created", "bank", "trans-in", at(0));
+    let other = subscriber("audit", "ledger", "record", at(1));
+    for s in [&created, &created_too, &same_function_elsewhere, &other] {
+        assert!(subscribe(&store, s).await, "{s:?}");
+    }
+
+    assert_eq!(store.subscribers(&created.topic).await.expect("subscribers"), [created.clone(), created_too.clone()]);
+    assert_eq!(store.subscribers(&other.topic).await.expect("subscribers"), std::slice::from_ref(&other));
+    assert!(store.subscribers(&topic("orders")).await.expect("a prefix is not a topic").is_empty());
+    assert_eq!(
+        store.topics().await.expect("topics"),
+        [other.clone(), same_function_elsewhere.clone(), created.clone(), created_too.clone()],
+        "by topic name in byte order ('-' before '.'), then in subscription order"
+    );
+
+    // Removing from one topic leaves the same function on another subscribed.
+    assert!(store.remove_subscriber(&created.topic, &created.module, &created.function).await.expect("remove"));
+    assert_eq!(
+        store.subscribers(&same_function_elsewhere.topic).await.expect("subscribers"),
+        [same_function_elsewhere]
+    );
+    assert_eq!(store.subscribers(&created.topic).await.expect("subscribers"), [created_too]);
 }
 
 /// Every filter of the transaction list is served by an index on SQLite (the

@@ -38,6 +38,7 @@ const FUNCTIONS: &[&str] = &[
     "log",
     "recurse",
     "retry-times",
+    "busy",
 ];
 
 /// Calls served by this instance: tells a reused instance from a fresh one.
@@ -92,6 +93,16 @@ impl Guest for Misbehave {
                 Err(e) => Err(BranchError::Retry(format!("{}: {}", e.code.unwrap_or_default(), e.message))),
             },
             "script" => script(&payload),
+            // Computes for the number of milliseconds given, then succeeds:
+            // a slow branch that does not wait on a clock.
+            "busy" => {
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(number() as u64);
+                let mut n: u64 = 0;
+                while std::time::Instant::now() < until {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                Ok(b"done".to_vec())
+            }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_millis(number() as u64));
                 Ok(b"woke up".to_vec())
