@@ -20,6 +20,7 @@ on_both_backends!(
     delay_holds_the_branches_back,
     a_sigkill_after_the_local_commit_is_resolved_by_the_back_check,
     messages_of_the_wrong_shape_are_refused,
+    a_concurrent_message_delivers_every_branch_at_once,
 );
 
 async fn bank(backend: Backend) -> Server {
@@ -271,4 +272,25 @@ async fn messages_of_the_wrong_shape_are_refused(backend: Backend) {
     topic_in_saga["branches"][0]["compensate"] = json!({ "module": "bank", "function": "trans-in-revert" });
     refused(topic_in_saga, "invalid_branch", "a topic is a target for a message's branch only").await;
     assert_eq!(server.get("/v1/transactions/m-shape").await.0, 404, "nothing was stored");
+}
+
+async fn a_concurrent_message_delivers_every_branch_at_once(backend: Backend) {
+    let server = bank(backend).await;
+    let branches =
+        [("misbehave", "busy", json!(300)), ("bank", "trans-in", Value::Null), ("misbehave", "retry-times", json!(1))];
+    let request = message("m-wave", 30, &branches, json!({ "concurrent": true, "retry_interval": 1 }));
+    let (status, body) = server.post("/v1/transactions", &request).await;
+    assert_eq!((status, &body["status"]), (200, &json!("succeeded")), "{body}");
+    let (_, tx) = server.get("/v1/transactions/m-wave").await;
+    assert_eq!(
+        op_statuses(&tx),
+        ["00 msg succeeded", "01 action succeeded", "02 action succeeded", "03 action succeeded"]
+    );
+    assert_eq!(tx["branches"][3]["attempts"], 2, "retried on its own: {tx}");
+    assert_eq!(balances(&server).await, (70, 30));
+    let mut bad = request.clone();
+    bad["gid"] = json!("m-orders");
+    bad["options"] = json!({ "concurrent": true, "orders": { "1": [0] } });
+    let (status, body) = server.post("/v1/transactions", &bad).await;
+    assert_eq!((status, &body["error"]["code"]), (400, &json!("invalid_options")), "{body}");
 }
