@@ -122,7 +122,8 @@ pub struct Toolchain {
 }
 
 impl Toolchain {
-    /// The WIT package, world `branch`.
+    /// The WIT package: worlds `branch` (what the Python, JavaScript and C
+    /// builders build) and `workflow` (Rust only, through `wasmtx-workflow`).
     pub fn wit(&self) -> PathBuf {
         self.checkout.join("wit")
     }
