@@ -35,6 +35,17 @@ struct Settings {
     warmup: Duration,
     history: u64,
     stores: Vec<String>,
+    mode: Mode,
+}
+
+/// Which transaction the clients submit: the transfer as a saga (the
+/// default), a TCC, an XA (Postgres only) or a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Saga,
+    Tcc,
+    Xa,
+    Msg,
 }
 
 const ACCOUNTS: usize = 1_000;
@@ -46,6 +57,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         warmup: Duration::from_secs(3),
         history: 0,
         stores: vec!["sqlite".into(), "postgres".into()],
+        mode: Mode::Saga,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -56,13 +68,27 @@ fn settings(args: &[String]) -> Result<Settings> {
             "--warmup" => s.warmup = Duration::from_secs(value.parse().context("--warmup SECONDS")?),
             "--history" => s.history = value.parse().context("--history N")?,
             "--stores" => s.stores = value.split(',').map(str::to_owned).collect(),
+            "--mode" => {
+                s.mode = match value.as_str() {
+                    "saga" => Mode::Saga,
+                    "tcc" => Mode::Tcc,
+                    "xa" => Mode::Xa,
+                    "msg" => Mode::Msg,
+                    other => bail!("--mode {other}: saga, tcc, xa or msg"),
+                }
+            }
             other => {
-                bail!("unknown bench flag {other} (flags: --duration, --concurrency, --warmup, --history, --stores)")
+                bail!(
+                    "unknown bench flag {other} (flags: --duration, --concurrency, --warmup, --history, --stores, --mode)"
+                )
             }
         }
     }
     if s.concurrency == 0 {
         bail!("--concurrency must be at least 1");
+    }
+    if s.mode == Mode::Xa && s.stores.iter().any(|st| st != "postgres") {
+        bail!("--mode xa needs --stores postgres: SQLite cannot prepare transactions");
     }
     Ok(s)
 }
@@ -72,10 +98,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     examples::build(root, &["transfer-rust".to_owned()])?;
     process::run(process::cargo(root).args(["build", "--release", "--package", "wasmtx", "--bin", "wasmtx"]))?;
     postgres::ensure_running()?;
+    if s.mode == Mode::Xa {
+        postgres::ensure_prepared_transactions()?;
+    }
     let binary = target_dir(root).join("release").join("wasmtx");
     let module = std::fs::read(target_dir(root).join("examples").join("transfer-rust.wasm"))?;
     eprintln!(
-        "bench: {} s peak at {} clients, {} s at half rate, {} s warm-up, per store; {} cores",
+        "bench: {:?} transfers, {} s peak at {} clients, {} s at half rate, {} s warm-up, per store; {} cores",
+        s.mode,
         s.duration.as_secs(),
         s.concurrency,
         (s.duration / 2).as_secs(),
@@ -95,7 +125,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     println!(
         "{:<9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>10} {:>9} {:>9} {:>9} {:>10} {:>10}",
         "store",
-        "sagas/s",
+        "tx/s",
         "p50 ms",
         "p90 ms",
         "p99 ms",
@@ -150,7 +180,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     println!("one Rust branch invocation (fresh instance, call, drop): {invoke_us:.1} µs p50");
 
     let sqlite = reports.iter().find(|r| r.store == "sqlite");
-    let mut json = vec![format!("\"bench\":\"sagas\""), format!("\"concurrency\":{}", s.concurrency)];
+    let mut json = vec![
+        format!("\"bench\":\"sagas\""),
+        format!("\"mode\":\"{}\"", format!("{:?}", s.mode).to_lowercase()),
+        format!("\"concurrency\":{}", s.concurrency),
+    ];
     if let Some(pg) = pg {
         json.push(format!("\"sagas_per_sec\":{:.1}", pg.peak.rate));
         json.push(format!("\"p50_ms\":{:.3}", pg.peak.p(0.50)));
@@ -242,10 +276,10 @@ fn measure(server: &Server, module: &[u8], s: &Settings, pg_database: Option<&st
     std::thread::sleep(Duration::from_secs(1));
     let idle_rss_mb = server.status_kb("VmRSS")? as f64 / 1024.0;
 
-    load(server, s.concurrency, s.warmup)?;
+    load(server, s.mode, s.concurrency, s.warmup)?;
     let commits_before = pg_database.map(xact_commit).transpose()?;
     let cpu_before = server.cpu_ms()?;
-    let peak = load(server, s.concurrency, s.duration)?;
+    let peak = load(server, s.mode, s.concurrency, s.duration)?;
     let cpu_after = server.cpu_ms()?;
     // Postgres publishes backend statistics within a second or so.
     std::thread::sleep(Duration::from_millis(1500));
@@ -254,17 +288,17 @@ fn measure(server: &Server, module: &[u8], s: &Settings, pg_database: Option<&st
     let commits_per_saga = commits_before.zip(commits_after).map(|(b, a)| (a - b) as f64 / sagas);
     let cpu_ms_per_saga = (cpu_after - cpu_before) / sagas;
 
-    let half = paced(server, s.concurrency, peak.rate / 2.0, s.duration / 2)?;
+    let half = paced(server, s.mode, s.concurrency, peak.rate / 2.0, s.duration / 2)?;
     let peak_rss_mb = server.status_kb("VmHWM")? as f64 / 1024.0;
 
     let history = if s.history > 0 {
         let finished = Arc::new(AtomicU64::new(0));
         eprintln!("bench: loading until {} sagas have finished", s.history);
         while finished.load(Ordering::Relaxed) < s.history {
-            let round = load(server, s.concurrency, Duration::from_secs(10))?;
+            let round = load(server, s.mode, s.concurrency, Duration::from_secs(10))?;
             finished.fetch_add(round.samples.len() as u64, Ordering::Relaxed);
         }
-        let later = load(server, s.concurrency, s.duration)?;
+        let later = load(server, s.mode, s.concurrency, s.duration)?;
         Some((later, finished.load(Ordering::Relaxed)))
     } else {
         None
@@ -308,8 +342,8 @@ impl Latencies {
     }
 }
 
-/// A transfer saga between two different random accounts.
-fn saga_body(rng: &mut u64) -> String {
+/// A transfer between two different random accounts, as a transaction of `mode`.
+fn body(mode: Mode, rng: &mut u64) -> String {
     let mut next = || {
         *rng ^= *rng << 13;
         *rng ^= *rng >> 7;
@@ -319,6 +353,34 @@ fn saga_body(rng: &mut u64) -> String {
     let from = next();
     let to = (from + 1 + next() % (ACCOUNTS - 1)) % ACCOUNTS;
     let payload = format!("{{\"from\":\"a{from}\",\"to\":\"a{to}\",\"amount\":1}}");
+    let f = |name: &str| format!("{{\"module\":\"bank\",\"function\":\"{name}\"}}");
+    match mode {
+        Mode::Saga => {}
+        Mode::Tcc => {
+            let branch = |side: &str| {
+                format!(
+                    "{{\"try\":{},\"confirm\":{},\"cancel\":{},\"payload\":{payload}}}",
+                    f(&format!("try-{side}")),
+                    f(&format!("confirm-{side}")),
+                    f(&format!("cancel-{side}"))
+                )
+            };
+            return format!("{{\"mode\":\"tcc\",\"wait\":true,\"branches\":[{},{}]}}", branch("out"), branch("in"));
+        }
+        Mode::Xa => {
+            return format!(
+                "{{\"mode\":\"xa\",\"wait\":true,\"branches\":[{{\"action\":{},\"payload\":{payload}}},{{\"action\":{},\"payload\":{payload}}}]}}",
+                f("trans-out"),
+                f("trans-in")
+            );
+        }
+        Mode::Msg => {
+            return format!(
+                "{{\"mode\":\"msg\",\"wait\":true,\"local\":{{\"module\":\"bank\",\"function\":\"trans-out\",\"payload\":{payload}}},\"branches\":[{{\"action\":{},\"payload\":{payload}}}]}}",
+                f("trans-in")
+            );
+        }
+    }
     format!(
         "{{\"mode\":\"saga\",\"wait\":true,\"branches\":[\
          {{\"action\":{{\"module\":\"bank\",\"function\":\"trans-out\"}},\"compensate\":{{\"module\":\"bank\",\"function\":\"trans-out-revert\"}},\"payload\":{payload}}},\
@@ -327,18 +389,24 @@ fn saga_body(rng: &mut u64) -> String {
 }
 
 /// Closed loop: `clients` threads, each submitting one saga after another.
-fn load(server: &Server, clients: usize, duration: Duration) -> Result<Latencies> {
-    run_clients(server, clients, duration, None)
+fn load(server: &Server, mode: Mode, clients: usize, duration: Duration) -> Result<Latencies> {
+    run_clients(server, mode, clients, duration, None)
 }
 
 /// Open loop at `rate` sagas/s spread over `clients` threads; latency is
 /// measured from each saga's scheduled start, so a stall is not hidden.
-fn paced(server: &Server, clients: usize, rate: f64, duration: Duration) -> Result<Latencies> {
+fn paced(server: &Server, mode: Mode, clients: usize, rate: f64, duration: Duration) -> Result<Latencies> {
     let interval = Duration::from_secs_f64(clients as f64 / rate.max(1.0));
-    run_clients(server, clients, duration, Some(interval))
+    run_clients(server, mode, clients, duration, Some(interval))
 }
 
-fn run_clients(server: &Server, clients: usize, duration: Duration, interval: Option<Duration>) -> Result<Latencies> {
+fn run_clients(
+    server: &Server,
+    mode: Mode,
+    clients: usize,
+    duration: Duration,
+    interval: Option<Duration>,
+) -> Result<Latencies> {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -362,7 +430,7 @@ fn run_clients(server: &Server, clients: usize, duration: Duration, interval: Op
                         }
                     }
                     let begun = if interval.is_some() { due } else { Instant::now() };
-                    let body = saga_body(&mut rng);
+                    let body = body(mode, &mut rng);
                     match post(&mut conn, &addr, "/v1/transactions", body.as_bytes()) {
                         Ok((200, reply)) if contains(&reply, b"\"succeeded\"") => mine.push(begun.elapsed()),
                         Ok((status, reply)) => {

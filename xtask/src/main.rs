@@ -40,7 +40,7 @@ commands:
   examples [NAME|LANG ...]  build the example components into target/examples/
   test                      wasm target, Postgres, examples, server binary, all tests
   lint                      cargo fmt --check, cargo clippy -D warnings
-  bench [--duration S] [--concurrency N] [--history N] [--stores sqlite,postgres]
+  bench [--duration S] [--concurrency N] [--history N] [--stores sqlite,postgres] [--mode saga|tcc|xa|msg]
                             sagas/s, latency, commits, CPU and memory of the release server (see README)
   bench-guests              per-invocation cost of each guest language, fresh and reused (release build)";
 
