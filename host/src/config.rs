@@ -62,6 +62,8 @@ pub struct Config {
     pub compile_cache: Option<PathBuf>,
     pub retry: RetryPolicy,
     pub lease: Duration,
+    /// How often this instance looks for due or orphaned work to claim.
+    pub poll: Duration,
     pub wait_timeout: Duration,
     /// An XA branch prepared this long ago whose transaction will never
     /// finish it (failed, or not stored) is finished by the host.
@@ -125,6 +127,9 @@ pub struct FileConfig {
     pub retry_base_ms: Option<u64>,
     pub retry_cap_ms: Option<u64>,
     pub lease_secs: Option<u64>,
+    /// How often due work (retries, other instances' expired leases) is
+    /// looked for, milliseconds.
+    pub poll_ms: Option<u64>,
     pub wait_timeout_secs: Option<u64>,
     /// How long an XA branch may stay prepared, seconds, before the host
     /// rolls it back if its transaction failed or is unknown.
@@ -326,6 +331,7 @@ impl Config {
             max_transactions: file.max_transactions.unwrap_or(512).max(1),
             retry,
             lease,
+            poll: Duration::from_millis(file.poll_ms.unwrap_or(200).clamp(10, 60_000)),
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),
             xa_orphan_after: Duration::from_secs(file.xa_orphan_secs.unwrap_or(60).max(1)),
         })

@@ -80,6 +80,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     let engine_config = EngineConfig {
         node: node.clone(),
         lease: config.lease,
+        poll: config.poll,
         retry: config.retry,
         max_concurrent: config.max_transactions,
         ..EngineConfig::default()

@@ -133,6 +133,47 @@ impl Server {
         Server::launch(launch, data_dir).expect("start wasmtx")
     }
 
+    /// Another instance on the same store and business databases (Postgres),
+    /// with its own data dir (so its own node id) and the same config.
+    pub fn another(&self) -> Server {
+        let data_dir = scratch_dir("wasmtx-e2e");
+        let config = data_dir.join("test.toml");
+        let ours = self.flag("--config").expect("started with --config");
+        std::fs::copy(&ours, &config).expect("copy the config");
+        let mut launch = self.launch.clone();
+        for i in 1..launch.args.len() {
+            match launch.args[i - 1].as_str() {
+                "--data-dir" => launch.args[i] = data_dir.display().to_string(),
+                "--config" => launch.args[i] = config.display().to_string(),
+                _ => {}
+            }
+        }
+        launch.cwd = data_dir.clone();
+        launch.log = Some(data_dir.join("server.log"));
+        Server::launch(launch, data_dir).expect("start another wasmtx")
+    }
+
+    /// What the server logged so far, when started with a log file ([`Server::another`]).
+    pub fn log(&self) -> String {
+        self.launch.log.as_ref().map(|p| std::fs::read_to_string(p).unwrap_or_default()).unwrap_or_default()
+    }
+
+    /// SIGSTOP: the process stops where it is, holding what it holds.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`Server::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status().expect("kill");
+        assert!(status.success(), "kill {signal}");
+    }
+
     /// Starts the binary as `launch` says and waits for its "listening" line.
     /// `scratch` is removed when the server is dropped.
     pub fn launch(launch: Launch, scratch: PathBuf) -> Result<Server> {

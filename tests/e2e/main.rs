@@ -19,6 +19,7 @@ macro_rules! on_both_backends {
 }
 
 mod catalog;
+mod cluster;
 mod concurrent;
 mod controls;
 mod crash;
