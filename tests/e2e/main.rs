@@ -23,6 +23,7 @@ mod cluster;
 mod concurrent;
 mod controls;
 mod crash;
+mod faults;
 mod harness;
 mod languages;
 mod msg;

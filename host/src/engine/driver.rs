@@ -119,7 +119,11 @@ impl Engine {
                 match &stop {
                     Stop::Fenced => tracing::info!(%gid, "another owner took the transaction over; stopping here"),
                     Stop::Store(e) => {
-                        tracing::warn!(%gid, error = %e, "store unavailable; the transaction will be resumed later")
+                        tracing::warn!(%gid, error = %e, "store unavailable; the transaction will be resumed later");
+                        // Its lease is still ours, so no poll would take it
+                        // before the lease lapses: take it back as soon as the
+                        // store answers again.
+                        self.spawn_reclaim(gid.clone());
                     }
                     Stop::ShuttingDown => tracing::debug!(%gid, "stopped for shutdown"),
                     Stop::GidTaken => {}

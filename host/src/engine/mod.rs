@@ -492,7 +492,39 @@ impl Engine {
             match engine.inner.store.claim(&gid, &engine.inner.config.node, now, until).await {
                 Ok(Some(lease)) => engine.resume(lease, permit).await,
                 Ok(None) => {}
-                Err(e) => tracing::warn!(%gid, error = %e, "could not claim transaction; it will be retried"),
+                Err(e) => {
+                    tracing::warn!(%gid, error = %e, "could not claim transaction; it will be retried");
+                    // The claim may have committed without its answer.
+                    engine.spawn_reclaim(gid);
+                }
+            }
+        });
+    }
+
+    /// Claims `gid` again (its lease is this instance's) once the store
+    /// answers, backing off from 100 ms; gives up after a lease's time, when
+    /// any instance's poll may take it.
+    fn spawn_reclaim(&self, gid: Gid) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let lease = engine.inner.config.lease;
+            let mut wait = Duration::from_millis(100);
+            let mut waited = Duration::ZERO;
+            while waited < lease && !*engine.inner.shutdown.borrow() {
+                tokio::time::sleep(wait).await;
+                waited += wait;
+                wait = (wait * 2).min(Duration::from_secs(2));
+                let now = engine.now();
+                let until = now.plus_ms(duration_ms(lease));
+                match engine.inner.store.claim(&gid, &engine.inner.config.node, now, until).await {
+                    Ok(Some(claimed)) => {
+                        let Ok(permit) = engine.inner.permits.clone().acquire_owned().await else { return };
+                        engine.resume(claimed, permit).await;
+                        return;
+                    }
+                    Ok(None) => return,
+                    Err(e) => tracing::debug!(%gid, error = %e, "store still unavailable"),
+                }
             }
         });
     }
@@ -504,6 +536,8 @@ impl Engine {
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(gid = %lease.gid, error = %e, "store unavailable; the transaction will be resumed later");
+                // The claim holds the lease: take it back when the store answers.
+                self.spawn_reclaim(lease.gid);
                 return;
             }
         };
