@@ -96,8 +96,9 @@ impl WasmBranches {
             Ok(c) => c,
             Err(e) => return error(format!("module {} unavailable: {e}", call.target.module)),
         };
-        let Some(db) = self.databases.get(&call.target.database) else {
-            return error(format!("database {:?} is not bound on this server", call.target.database.as_str()));
+        let db = match self.database(&call) {
+            Ok(db) => db,
+            Err(unbound) => return unbound,
         };
         // Instantiated before the database is touched: no connection or
         // writer waits on a guest's start-up.
@@ -105,15 +106,9 @@ impl WasmBranches {
             Ok(prepared) => prepared,
             Err(e) => return BranchResult::of(outcome_of(Err(e))),
         };
+        let key = barrier_key(&call);
         let progress = call.progress.filter(|_| self.colocated.contains(&call.target.database));
         let carries = progress.is_some();
-        let key = BarrierKey {
-            trans_type: call.mode.as_str().to_owned(),
-            gid: call.gid.clone(),
-            branch_id: call.branch_id.clone(),
-            op: call.op,
-            barrier_id: "01".to_owned(),
-        };
         let invocation = Invocation {
             function: call.target.function.clone(),
             gid: call.gid.to_string(),
@@ -156,19 +151,12 @@ impl WasmBranches {
     /// XA's phase 2 for one branch (`commit` or `rollback`): the host's
     /// alone, no guest runs.
     async fn finish_prepared(&self, call: BranchCall) -> BranchResult {
-        let Some(db) = self.databases.get(&call.target.database) else {
-            let m = format!("database {:?} is not bound on this server", call.target.database.as_str());
-            return BranchResult::of(Outcome::Error(m));
+        let db = match self.database(&call) {
+            Ok(db) => db,
+            Err(unbound) => return unbound,
         };
         let deadline = Instant::now() + self.sandbox.limits().deadline;
-        let key = BarrierKey {
-            trans_type: call.mode.as_str().to_owned(),
-            gid: call.gid.clone(),
-            branch_id: call.branch_id.clone(),
-            op: call.op,
-            barrier_id: "01".to_owned(),
-        };
-        match db.finish_prepared(key, deadline).await {
+        match db.finish_prepared(barrier_key(&call), deadline).await {
             Ok(()) => BranchResult::of(Outcome::Succeeded),
             Err(e) => BranchResult::of(Outcome::Error(format!("database {}: {e}", call.target.database))),
         }
@@ -179,19 +167,12 @@ impl WasmBranches {
     /// local transaction committed, `Failed` if it did not (and now never
     /// will), `Error` if the database cannot say yet.
     async fn back_check(&self, call: BranchCall) -> BranchResult {
-        let Some(db) = self.databases.get(&call.target.database) else {
-            let m = format!("database {:?} is not bound on this server", call.target.database.as_str());
-            return BranchResult::of(Outcome::Error(m));
+        let db = match self.database(&call) {
+            Ok(db) => db,
+            Err(unbound) => return unbound,
         };
         let deadline = Instant::now() + self.sandbox.limits().deadline;
-        let key = BarrierKey {
-            trans_type: call.mode.as_str().to_owned(),
-            gid: call.gid.clone(),
-            branch_id: call.branch_id.clone(),
-            op: call.op,
-            barrier_id: "01".to_owned(),
-        };
-        match db.query_prepared(key, deadline).await {
+        match db.query_prepared(barrier_key(&call), deadline).await {
             Ok(true) => BranchResult::of(Outcome::Succeeded),
             Ok(false) => BranchResult::of(Outcome::Failed(
                 "the local transaction did not commit (its first attempt ended without an answer, or asked to be \
@@ -200,6 +181,14 @@ impl WasmBranches {
             )),
             Err(e) => BranchResult::of(Outcome::Error(format!("database {}: back-check: {e}", call.target.database))),
         }
+    }
+
+    /// The call's business database, or the error outcome when it is not bound.
+    fn database(&self, call: &BranchCall) -> Result<&crate::database::Database, BranchResult> {
+        self.databases.get(&call.target.database).ok_or_else(|| {
+            let m = format!("database {:?} is not bound on this server", call.target.database.as_str());
+            BranchResult::of(Outcome::Error(m))
+        })
     }
 
     /// Why XA branches cannot run on `database`, if they cannot (it is not
@@ -255,6 +244,17 @@ impl WasmBranches {
             }
         }
         finished
+    }
+}
+
+/// The barrier row of the call's op (DTM's first barrier call of a branch op: "01").
+fn barrier_key(call: &BranchCall) -> BarrierKey {
+    BarrierKey {
+        trans_type: call.mode.as_str().to_owned(),
+        gid: call.gid.clone(),
+        branch_id: call.branch_id.clone(),
+        op: call.op,
+        barrier_id: "01".to_owned(),
     }
 }
 
