@@ -84,6 +84,18 @@ async fn three_instances_share_the_work_and_take_over_a_killed_one() {
     c.ready().await;
     let names: Vec<String> = (0..16).map(|i| format!("acct{i}")).collect();
     seed(&a, &names).await;
+    // Each instance's heartbeat is there, whichever instance answers.
+    let (status, cluster) = c.get("/v1/cluster").await;
+    assert_eq!(status, 200, "{cluster}");
+    let nodes = |view: &Value| -> Vec<String> {
+        let mut nodes: Vec<String> =
+            view["instances"].as_array().unwrap().iter().map(|i| i["node"].as_str().unwrap().to_owned()).collect();
+        nodes.sort();
+        nodes
+    };
+    assert_eq!(nodes(&cluster).len(), 3, "{cluster}");
+    let b_node = b.get("/v1/cluster").await.1["node"].as_str().unwrap().to_owned();
+    assert!(nodes(&cluster).contains(&b_node), "{cluster}");
     // Uploaded through one instance, served by every one.
     for other in [&b, &c] {
         let (status, body) = other.get("/v1/modules/bank").await;
@@ -142,6 +154,17 @@ async fn three_instances_share_the_work_and_take_over_a_killed_one() {
         killed.elapsed()
     );
     assert_eq!(sent.len(), SAGAS);
+    // The killed instance has dropped out of the list (no heartbeat for three periods).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, view) = a.get("/v1/cluster").await;
+        if !nodes(&view).contains(&b_node) {
+            assert_eq!(nodes(&view).len(), 2, "{view}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead instance is still listed: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(succeeded > SAGAS / 2, "the load did too little: {succeeded}");
     assert!(absent < 10, "at most the requests the kill cut off are missing: {absent}");
 }

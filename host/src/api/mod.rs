@@ -7,6 +7,7 @@
 //! size limit, every JSON body by [`ApiLimits::max_request_bytes`].
 
 pub mod auth;
+mod cluster;
 mod error;
 mod modules;
 mod time;
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/transactions/{gid}/abort", post(transactions::abort))
         .route("/transactions/{gid}/force-stop", post(transactions::force_stop))
         .route("/transactions/{gid}/retry-now", post(transactions::retry_now))
+        .route("/cluster", get(cluster::get))
         .route("/topics", get(topics::list))
         .route("/topics/{name}", get(topics::get))
         .route("/topics/{name}/subscribers", put(topics::subscribe).delete(topics::unsubscribe))

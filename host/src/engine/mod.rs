@@ -270,7 +270,48 @@ impl Engine {
             tracing::info!(released, "took back transactions leased by this node before it stopped");
         }
         let engine = self.clone();
+        let heartbeats = self.clone();
+        let started_at = self.now();
+        tokio::spawn(async move { heartbeats.beat(started_at).await });
         Ok(tokio::spawn(async move { engine.poll_due().await }))
+    }
+
+    /// How often this instance records its heartbeat: a third of the lease,
+    /// between 1 and 10 s.
+    fn heartbeat_every(&self) -> Duration {
+        (self.inner.config.lease / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
+    }
+
+    /// Records this instance's heartbeat until shutdown, then removes it.
+    async fn beat(&self, started_at: Millis) {
+        let mut shutdown = self.inner.shutdown.subscribe();
+        loop {
+            let all = self.inner.config.max_concurrent;
+            let instance = crate::store::Instance {
+                node: self.inner.config.node.clone(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at,
+                heartbeat_at: self.now(),
+                in_flight: all.saturating_sub(self.inner.permits.available_permits()) as u64,
+            };
+            if let Err(e) = self.inner.store.heartbeat(&instance).await {
+                tracing::debug!(error = %e, "could not record the heartbeat");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.heartbeat_every()) => {}
+                _ = shutdown.wait_for(|stopping| *stopping) => break,
+            }
+        }
+        if let Err(e) = self.inner.store.forget_instance(&self.inner.config.node).await {
+            tracing::debug!(error = %e, "could not remove this instance's heartbeat");
+        }
+    }
+
+    /// The instances on this store heard from within three heartbeats, by
+    /// node id, and this instance's node id.
+    pub async fn cluster(&self) -> Result<Vec<crate::store::Instance>, StoreError> {
+        let window = duration_ms(self.heartbeat_every() * 3);
+        self.inner.store.instances(Millis(self.now().0 - i64::try_from(window).unwrap_or(i64::MAX))).await
     }
 
     /// Starts driving a new transaction. When the client will wait for the

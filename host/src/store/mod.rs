@@ -32,11 +32,13 @@ use crate::model::{
     Options, Status, Target, Transaction, TransactionState,
 };
 
+mod instances;
 mod postgres;
 mod queries;
 mod sqlite;
 mod topics;
 
+pub use instances::Instance;
 pub(crate) use postgres::{progress_json as progress_json_postgres, progress_refusal as progress_refusal_postgres};
 pub use queries::ListFilter;
 pub(crate) use sqlite::write_progress as write_progress_sqlite;
@@ -355,6 +357,21 @@ impl Store {
     /// if it was subscribed already (its `created_at`, hence its place in the
     /// list, is kept). Whether the module exports the function is the
     /// caller's to check.
+    /// Records this instance's heartbeat (inserting its row the first time).
+    pub async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
+        dispatch!(self, b => b.heartbeat(instance).await)
+    }
+
+    /// The instances whose last heartbeat is at or after `since`, by node id.
+    pub async fn instances(&self, since: Millis) -> Result<Vec<Instance>, StoreError> {
+        dispatch!(self, b => b.instances(since).await)
+    }
+
+    /// Removes `node`'s row (a graceful stop).
+    pub async fn forget_instance(&self, node: &str) -> Result<(), StoreError> {
+        dispatch!(self, b => b.forget_instance(node).await)
+    }
+
     pub async fn add_subscriber(
         &self,
         topic: &TopicName,

@@ -16,6 +16,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+use super::instances::{Instance, InstanceRow};
 use super::queries::{HISTORY_COLUMNS, ListFilter, Sql};
 use super::topics::SubscriberRow;
 use super::{
@@ -371,6 +372,33 @@ impl PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    pub(super) async fn heartbeat(&self, i: &Instance) -> Result<(), StoreError> {
+        sqlx::query(&SQL.upsert_instance)
+            .bind(&i.node)
+            .bind(&i.version)
+            .bind(i.started_at.0)
+            .bind(i.heartbeat_at.0)
+            .bind(i64::try_from(i.in_flight).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    pub(super) async fn instances(&self, since: Millis) -> Result<Vec<Instance>, StoreError> {
+        let rows = sqlx::query_as::<_, InstanceRow>(&SQL.instances)
+            .bind(since.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(InstanceRow::decode).collect())
+    }
+
+    pub(super) async fn forget_instance(&self, node: &str) -> Result<(), StoreError> {
+        sqlx::query(&SQL.delete_instance).bind(node).execute(&self.pool).await.map_err(db_error)?;
+        Ok(())
     }
 
     pub(super) async fn subscribers(&self, topic: &TopicName) -> Result<Vec<Subscriber>, StoreError> {

@@ -35,6 +35,11 @@ pub(super) struct Sql {
     pub subscribers: String,
     /// Every subscriber, by topic then in subscription order.
     pub all_subscribers: String,
+    /// Insert or refresh an instance's row.
+    pub upsert_instance: String,
+    /// Instances heard from since `$1`, by node.
+    pub instances: String,
+    pub delete_instance: String,
     /// Table names, for statements built per call ([`Sql::list_filtered`]).
     transactions: String,
     ops: String,
@@ -54,6 +59,9 @@ pub struct ListFilter {
 
 /// Columns of `history` after its id, in the order row decoding expects.
 pub(super) const HISTORY_COLUMNS: &str = "gid, at, kind, branch_id, op, attempt, outcome, detail, duration_ms, actor";
+
+/// Columns of `instances`, in the order row decoding expects.
+pub(super) const INSTANCE_COLUMNS: &str = "node, version, started_at, heartbeat_at, in_flight";
 
 /// Columns of `topic_subscribers`, in the order row decoding expects.
 pub(super) const SUBSCRIBER_COLUMNS: &str = "topic, module, function, created_at";
@@ -87,6 +95,7 @@ impl Sql {
             (t("transactions"), t("branch_ops"), t("module_blobs"), t("module_versions"));
         let history = t("history");
         let subscribers = t("topic_subscribers");
+        let instances = t("instances");
         let op_insert = format!(
             "INSERT INTO {ops} (gid, branch_id, op, module, digest, database, function, payload, status, attempts, \
              last_error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -169,6 +178,13 @@ impl Sql {
             all_subscribers: format!(
                 "SELECT {SUBSCRIBER_COLUMNS} FROM {subscribers} ORDER BY topic, created_at, module, function"
             ),
+            upsert_instance: format!(
+                "INSERT INTO {instances} ({INSTANCE_COLUMNS}) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node) DO UPDATE \
+                 SET version = excluded.version, started_at = excluded.started_at, \
+                 heartbeat_at = excluded.heartbeat_at, in_flight = excluded.in_flight"
+            ),
+            instances: format!("SELECT {INSTANCE_COLUMNS} FROM {instances} WHERE heartbeat_at >= $1 ORDER BY node"),
+            delete_instance: format!("DELETE FROM {instances} WHERE node = $1"),
             transactions,
             ops,
         }

@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, Row};
 
+use super::instances::{Instance, InstanceRow};
 use super::queries::{ListFilter, Sql};
 use super::topics::SubscriberRow;
 use super::{
@@ -31,12 +32,13 @@ use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("main.wasmtx_"));
 
 /// The schema this code reads and writes, and the steps to each version.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
 const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
 const SCHEMA_V2: &str = include_str!("../../migrations/sqlite/0002_http_hosts.sql");
 const SCHEMA_V3: &str = include_str!("../../migrations/sqlite/0003_history.sql");
 const SCHEMA_V4: &str = include_str!("../../migrations/sqlite/0004_topics.sql");
+const SCHEMA_V5: &str = include_str!("../../migrations/sqlite/0005_instances.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -357,6 +359,33 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn heartbeat(&self, i: &Instance) -> Result<(), StoreError> {
+        let i = i.clone();
+        self.write(move |conn| {
+            let in_flight = i64::try_from(i.in_flight).unwrap_or(i64::MAX);
+            execute(
+                conn,
+                &SQL.upsert_instance,
+                &[&i.node.as_str(), &i.version.as_str(), &i.started_at.0, &i.heartbeat_at.0, &in_flight],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn instances(&self, since: Millis) -> Result<Vec<Instance>, StoreError> {
+        self.file
+            .read(move |conn| query(conn, &SQL.instances, &[&since.0], InstanceRow::from_sqlite))
+            .await
+            .map_err(file_error)?
+            .map(|rows| rows.into_iter().map(InstanceRow::decode).collect())
+    }
+
+    pub(super) async fn forget_instance(&self, node: &str) -> Result<(), StoreError> {
+        let node = node.to_owned();
+        self.write(move |conn| execute(conn, &SQL.delete_instance, &[&node.as_str()]).map(|_| ())).await
+    }
+
     pub(super) async fn subscribers(&self, topic: &TopicName) -> Result<Vec<Subscriber>, StoreError> {
         let topic = topic.clone();
         self.file
@@ -424,7 +453,8 @@ fn migrate(w: &Writer) -> Result<(), StoreError> {
             1 => SCHEMA_V1,
             2 => SCHEMA_V2,
             3 => SCHEMA_V3,
-            _ => SCHEMA_V4,
+            4 => SCHEMA_V4,
+            _ => SCHEMA_V5,
         };
         conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version {next}: {e}")))?;
         conn.pragma_update(None, "user_version", next).map_err(sql_error)?;
@@ -651,6 +681,18 @@ impl ModuleRow {
             size: r.get(6)?,
             created_at: r.get(7)?,
             http_hosts: r.get(8)?,
+        })
+    }
+}
+
+impl InstanceRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            node: r.get(0)?,
+            version: r.get(1)?,
+            started_at: r.get(2)?,
+            heartbeat_at: r.get(3)?,
+            in_flight: r.get(4)?,
         })
     }
 }

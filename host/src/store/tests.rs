@@ -66,6 +66,7 @@ on_both_backends!(
     removing_a_subscriber_that_is_not_there_removes_nothing,
     subscribers_are_listed_in_subscription_order_then_by_module_and_function,
     topics_are_isolated_from_each_other_and_listed_by_name,
+    heartbeats_list_the_instances_heard_from_lately_and_a_forgotten_one_goes,
 );
 
 // ---------------------------------------------------------------------------
@@ -1012,4 +1013,23 @@ fn every_list_filter_is_served_by_an_index() {
         assert!(plan.iter().any(|step| step.contains(index)), "{text}: {plan:?}");
         assert!(!plan.iter().any(|step| step == "SCAN wasmtx_transactions"), "{text}: {plan:?}");
     }
+}
+
+async fn heartbeats_list_the_instances_heard_from_lately_and_a_forgotten_one_goes(url: String) {
+    let store = Store::connect(&url).await.unwrap();
+    let beat = |node: &str, at: i64, in_flight: u64| super::Instance {
+        node: node.to_owned(),
+        version: "0.1.0".to_owned(),
+        started_at: Millis(1_000),
+        heartbeat_at: Millis(at),
+        in_flight,
+    };
+    store.heartbeat(&beat("node-b", 5_000, 2)).await.unwrap();
+    store.heartbeat(&beat("node-a", 2_000, 0)).await.unwrap();
+    store.heartbeat(&beat("node-a", 6_000, 7)).await.unwrap();
+    assert_eq!(store.instances(Millis(0)).await.unwrap(), [beat("node-a", 6_000, 7), beat("node-b", 5_000, 2)]);
+    assert_eq!(store.instances(Millis(5_500)).await.unwrap(), [beat("node-a", 6_000, 7)], "b not heard from since");
+    store.forget_instance("node-a").await.unwrap();
+    store.forget_instance("node-a").await.unwrap();
+    assert_eq!(store.instances(Millis(0)).await.unwrap(), [beat("node-b", 5_000, 2)]);
 }
