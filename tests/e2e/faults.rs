@@ -153,3 +153,87 @@ async fn cut_database_connections_under_load_lose_nothing() {
         assert_eq!(server.balance("bank", name).await, expected[i], "{name}: each effect once");
     }
 }
+
+/// The local Postgres cluster (store and business database) is restarted
+/// while clients submit sagas: the server reconnects, requests answer, and
+/// every stored saga ends with each effect applied once. `exclusive_`: it
+/// runs alone (see `.config/nextest.toml`), since the restart cuts every
+/// test's connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusive_a_postgres_restart_mid_run_loses_nothing() {
+    const ACCOUNTS: usize = 8;
+    let server = Server::start(Backend::Postgres).await;
+    server.ready().await;
+    let (status, body) = server.upload("bank", example("transfer-rust")).await;
+    assert_eq!(status, 201, "{body}");
+    let names: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct{i}")).collect();
+    let accounts: Vec<serde_json::Value> = names.iter().map(|n| json!({ "id": n, "balance": 1_000 })).collect();
+    server.call("bank", "setup", json!({ "accounts": accounts })).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (http, base, names, stop) = (server.http.clone(), server.base.clone(), names.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (from, to) = ((c + i) % ACCOUNTS, (c + i + 1 + i % 3) % ACCOUNTS);
+                    let gid = format!("restart-{c}-{i}");
+                    let body = transfer("bank", Some(&gid), &names[from], &names[to], 1, true);
+                    let started = Instant::now();
+                    let answer = http
+                        .post(format!("{base}/v1/transactions"))
+                        .json(&body)
+                        .timeout(Duration::from_secs(90))
+                        .send()
+                        .await;
+                    assert!(answer.is_ok(), "{gid}: no answer within 90 s: {answer:?}");
+                    assert!(started.elapsed() < Duration::from_secs(70), "{gid} hung for {:?}", started.elapsed());
+                    sent.push((gid, from, to));
+                    i += 1;
+                    if answer.is_ok_and(|r| r.status().is_server_error()) {
+                        // The store was down: give it a moment.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a local Postgres cluster under /etc/postgresql")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+        .expect("a cluster version");
+    let restarted = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()
+        .expect("pg_ctlcluster");
+    assert!(restarted.success(), "restarting Postgres {version}/main");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let settled_by = Instant::now() + Duration::from_secs(20);
+    let mut expected = [1_000i64; ACCOUNTS];
+    let mut succeeded = 0;
+    for client in clients {
+        for (gid, from, to) in client.await.unwrap() {
+            let (status, _) = server.get(&format!("/v1/transactions/{gid}")).await;
+            if status == 404 {
+                continue; // refused at submit while the store was down: never stored
+            }
+            let left = settled_by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+            let tx = server.wait_final(&gid, left).await;
+            assert_eq!(tx["status"], "succeeded", "{tx}");
+            expected[from] -= 1;
+            expected[to] += 1;
+            succeeded += 1;
+        }
+    }
+    assert!(succeeded > 10, "the load did too little: {succeeded}");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(server.balance("bank", name).await, expected[i], "{name}: each effect once");
+    }
+}

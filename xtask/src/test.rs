@@ -9,7 +9,9 @@
 //! 4. every test binary and the server binary `target/debug/wasmtx` (the
 //!    end-to-end tests start it), built once with the feature set the test
 //!    run uses, so that wasmtime is compiled once, not twice;
-//! 5. every test of the workspace (nextest if installed, else `cargo test`),
+//! 5. every test of the workspace (nextest if installed, else `cargo test`;
+//!    tests named `exclusive_*` restart the local Postgres and run alone,
+//!    see `.config/nextest.toml`),
 //!    then the doc tests (which nextest does not run), then the guest SDKs'
 //!    own suites: Python (the machine's python3), JavaScript (`node --test`)
 //!    and C (gcc with the address and undefined-behaviour sanitizers; its
@@ -50,7 +52,24 @@ pub fn run(root: &Path) -> Result<()> {
         process::run(process::cargo(root).args(["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {
         eprintln!("cargo-nextest is not installed; using cargo test");
-        process::run(process::cargo(root).args(["test", "--workspace", "--no-fail-fast"]))
+        // Tests named `exclusive_*` restart shared services: after the rest, alone.
+        let rest = process::run(process::cargo(root).args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--",
+            "--skip",
+            "exclusive_",
+        ]));
+        let exclusive = process::run(process::cargo(root).args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--",
+            "exclusive_",
+            "--test-threads=1",
+        ]));
+        rest.and(exclusive)
     };
     // The rest run even when a test failed, so that one run reports everything.
     let doc_tests = process::run(process::cargo(root).args(["test", "--workspace", "--doc"]));
