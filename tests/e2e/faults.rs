@@ -1,6 +1,9 @@
 //! Faults around the server: a business database that goes away holds only
 //! its own sagas, which say why they wait and finish once it is back.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -77,13 +80,10 @@ async fn a_business_database_that_goes_away_holds_only_its_sagas_until_it_return
     assert_eq!(server.balance("bank", "alice").await, 90);
 }
 
-/// The store's and the business database's connections are cut again and
-/// again under load (what a Postgres restart does to them): requests answer
-/// within their timeout, every saga ends soon after (not a lease later), and
-/// every effect applies once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cut_database_connections_under_load_lose_nothing() {
-    const ACCOUNTS: usize = 8;
+const ACCOUNTS: usize = 8;
+
+/// A Postgres server with the bank module and `ACCOUNTS` accounts of 1,000.
+async fn loaded_bank() -> (Server, Vec<String>) {
     let server = Server::start(Backend::Postgres).await;
     server.ready().await;
     let (status, body) = server.upload("bank", example("transfer-rust")).await;
@@ -91,12 +91,93 @@ async fn cut_database_connections_under_load_lose_nothing() {
     let names: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct{i}")).collect();
     let accounts: Vec<serde_json::Value> = names.iter().map(|n| json!({ "id": n, "balance": 1_000 })).collect();
     server.call("bank", "setup", json!({ "accounts": accounts })).await;
+    (server, names)
+}
+
+/// Four clients submit transfers of 1, each waiting for its answer (which
+/// must come within its timeout), until `fault` has run; returns what each
+/// sent as (gid, from, to).
+async fn transfers_through(
+    server: &Server,
+    names: &[String],
+    fault: impl Future<Output = ()>,
+) -> Vec<(String, usize, usize)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let (http, base, names, stop) = (server.http.clone(), server.base.clone(), names.to_vec(), stop.clone());
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let (from, to) = ((c + i) % ACCOUNTS, (c + i + 1 + i % 3) % ACCOUNTS);
+                    let gid = format!("load-{c}-{i}");
+                    let body = transfer("bank", Some(&gid), &names[from], &names[to], 1, true);
+                    let started = Instant::now();
+                    let answer = http
+                        .post(format!("{base}/v1/transactions"))
+                        .json(&body)
+                        .timeout(Duration::from_secs(90))
+                        .send()
+                        .await;
+                    assert!(answer.is_ok(), "{gid}: no answer within 90 s: {answer:?}");
+                    assert!(started.elapsed() < Duration::from_secs(70), "{gid} hung for {:?}", started.elapsed());
+                    if answer.is_ok_and(|r| r.status().is_server_error()) {
+                        // The store was unreachable: give it a moment.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    sent.push((gid, from, to));
+                    i += 1;
+                }
+                sent
+            })
+        })
+        .collect();
+    fault.await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for client in clients {
+        sent.extend(client.await.unwrap());
+    }
+    sent
+}
+
+/// Every stored transfer succeeds within `within` (one refused at submit was
+/// never stored), and the balances show each applied once.
+async fn settled(server: &Server, names: &[String], sent: &[(String, usize, usize)], within: Duration) {
+    let settled_by = Instant::now() + within;
+    let mut expected = [1_000i64; ACCOUNTS];
+    let mut succeeded = 0;
+    for (gid, from, to) in sent {
+        let (status, _) = server.get(&format!("/v1/transactions/{gid}")).await;
+        if status == 404 {
+            continue;
+        }
+        let left = settled_by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+        let tx = server.wait_final(gid, left).await;
+        assert_eq!(tx["status"], "succeeded", "{tx}");
+        expected[*from] -= 1;
+        expected[*to] += 1;
+        succeeded += 1;
+    }
+    assert!(succeeded > 10, "the load did too little: {succeeded}");
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(server.balance("bank", name).await, expected[i], "{name}: each effect once");
+    }
+}
+
+/// The store's and the business database's connections are cut again and
+/// again under load (what a Postgres restart does to them): requests answer
+/// within their timeout, every saga ends soon after (not a lease later), and
+/// every effect applies once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cut_database_connections_under_load_lose_nothing() {
+    let (server, names) = loaded_bank().await;
     let databases: Vec<String> = [server.store_url(), server.database_url("default")]
         .iter()
         .map(|u| u.rsplit('/').next().unwrap().to_owned())
         .collect();
-
-    let cutter = tokio::spawn(async move {
+    let cut = async {
         let mut admin = admin().await;
         for _ in 0..8 {
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -106,52 +187,11 @@ async fn cut_database_connections_under_load_lose_nothing() {
                 .await
                 .unwrap();
         }
-    });
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (http, base, names) = (server.http.clone(), server.base.clone(), names.clone());
-            tokio::spawn(async move {
-                let mut sent = Vec::new();
-                for i in 0..40 {
-                    let (from, to) = ((c + i) % ACCOUNTS, (c + i + 1 + i % 3) % ACCOUNTS);
-                    let gid = format!("cut-{c}-{i}");
-                    let body = transfer("bank", Some(&gid), &names[from], &names[to], 1, true);
-                    let started = Instant::now();
-                    let answer = http
-                        .post(format!("{base}/v1/transactions"))
-                        .json(&body)
-                        .timeout(Duration::from_secs(90))
-                        .send()
-                        .await;
-                    assert!(answer.is_ok(), "{gid}: no answer within 90 s: {answer:?}");
-                    assert!(started.elapsed() < Duration::from_secs(70), "{gid} hung for {:?}", started.elapsed());
-                    sent.push((gid, from, to));
-                }
-                sent
-            })
-        })
-        .collect();
-    cutter.await.unwrap();
+    };
+    let sent = transfers_through(&server, &names, cut).await;
     // Well within the 30 s lease: a driver the store failed takes its own
     // transaction back as soon as the store answers, not when its lease lapses.
-    let settled_by = Instant::now() + Duration::from_secs(15);
-    let mut expected = [1_000i64; ACCOUNTS];
-    for client in clients {
-        for (gid, from, to) in client.await.unwrap() {
-            let (status, _) = server.get(&format!("/v1/transactions/{gid}")).await;
-            if status == 404 {
-                continue; // refused at submit while the store was cut off: never stored
-            }
-            let left = settled_by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            let tx = server.wait_final(&gid, left).await;
-            assert_eq!(tx["status"], "succeeded", "{tx}");
-            expected[from] -= 1;
-            expected[to] += 1;
-        }
-    }
-    for (i, name) in names.iter().enumerate() {
-        assert_eq!(server.balance("bank", name).await, expected[i], "{name}: each effect once");
-    }
+    settled(&server, &names, &sent, Duration::from_secs(15)).await;
 }
 
 /// The local Postgres cluster (store and business database) is restarted
@@ -161,79 +201,21 @@ async fn cut_database_connections_under_load_lose_nothing() {
 /// test's connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_a_postgres_restart_mid_run_loses_nothing() {
-    const ACCOUNTS: usize = 8;
-    let server = Server::start(Backend::Postgres).await;
-    server.ready().await;
-    let (status, body) = server.upload("bank", example("transfer-rust")).await;
-    assert_eq!(status, 201, "{body}");
-    let names: Vec<String> = (0..ACCOUNTS).map(|i| format!("acct{i}")).collect();
-    let accounts: Vec<serde_json::Value> = names.iter().map(|n| json!({ "id": n, "balance": 1_000 })).collect();
-    server.call("bank", "setup", json!({ "accounts": accounts })).await;
-
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..4)
-        .map(|c| {
-            let (http, base, names, stop) = (server.http.clone(), server.base.clone(), names.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut sent = Vec::new();
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let (from, to) = ((c + i) % ACCOUNTS, (c + i + 1 + i % 3) % ACCOUNTS);
-                    let gid = format!("restart-{c}-{i}");
-                    let body = transfer("bank", Some(&gid), &names[from], &names[to], 1, true);
-                    let started = Instant::now();
-                    let answer = http
-                        .post(format!("{base}/v1/transactions"))
-                        .json(&body)
-                        .timeout(Duration::from_secs(90))
-                        .send()
-                        .await;
-                    assert!(answer.is_ok(), "{gid}: no answer within 90 s: {answer:?}");
-                    assert!(started.elapsed() < Duration::from_secs(70), "{gid} hung for {:?}", started.elapsed());
-                    sent.push((gid, from, to));
-                    i += 1;
-                    if answer.is_ok_and(|r| r.status().is_server_error()) {
-                        // The store was down: give it a moment.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-                sent
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("a local Postgres cluster under /etc/postgresql")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
-        .expect("a cluster version");
-    let restarted = std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
-        .status()
-        .expect("pg_ctlcluster");
-    assert!(restarted.success(), "restarting Postgres {version}/main");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-
-    let settled_by = Instant::now() + Duration::from_secs(20);
-    let mut expected = [1_000i64; ACCOUNTS];
-    let mut succeeded = 0;
-    for client in clients {
-        for (gid, from, to) in client.await.unwrap() {
-            let (status, _) = server.get(&format!("/v1/transactions/{gid}")).await;
-            if status == 404 {
-                continue; // refused at submit while the store was down: never stored
-            }
-            let left = settled_by.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            let tx = server.wait_final(&gid, left).await;
-            assert_eq!(tx["status"], "succeeded", "{tx}");
-            expected[from] -= 1;
-            expected[to] += 1;
-            succeeded += 1;
-        }
-    }
-    assert!(succeeded > 10, "the load did too little: {succeeded}");
-    for (i, name) in names.iter().enumerate() {
-        assert_eq!(server.balance("bank", name).await, expected[i], "{name}: each effect once");
-    }
+    let (server, names) = loaded_bank().await;
+    let restart = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let version = std::fs::read_dir("/etc/postgresql")
+            .expect("a local Postgres cluster under /etc/postgresql")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
+            .expect("a cluster version");
+        let restarted = std::process::Command::new("pg_ctlcluster")
+            .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+            .status()
+            .expect("pg_ctlcluster");
+        assert!(restarted.success(), "restarting Postgres {version}/main");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    };
+    let sent = transfers_through(&server, &names, restart).await;
+    settled(&server, &names, &sent, Duration::from_secs(20)).await;
 }
