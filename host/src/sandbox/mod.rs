@@ -60,6 +60,12 @@ pub enum CompileError {
     Invalid(String),
     #[error("the component does not implement the `wasmtx:runtime/branch` world: {0}")]
     WorldMismatch(String),
+    /// A module of the `workflow` world (it imports `steps`).
+    #[error(
+        "this is a workflow module (world `wasmtx:runtime/workflow`); this server does not run workflows yet, only \
+         branch modules (world `wasmtx:runtime/branch`): see docs/writing-workflows.md"
+    )]
+    Workflow,
 }
 
 /// Why an invocation did not return `ok`.
@@ -420,6 +426,13 @@ impl Sandbox {
         }
         let component =
             Component::new(&self.inner.engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
+        let workflow = component
+            .component_type()
+            .imports(&self.inner.engine)
+            .any(|(name, _)| name.starts_with("wasmtx:runtime/steps"));
+        if workflow {
+            return Err(CompileError::Workflow);
+        }
         let pre =
             self.inner.linker.instantiate_pre(&component).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
         let pre = bindings::BranchPre::new(pre).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
