@@ -94,17 +94,18 @@ async fn loaded_bank() -> (Server, Vec<String>) {
     (server, names)
 }
 
-/// Four clients submit transfers of 1, each waiting for its answer (which
-/// must come within its timeout), until `fault` has run; returns what each
-/// sent as (gid, from, to).
+/// Four clients submit transfers of 1 (spread over `servers`), each waiting
+/// for its answer (which must come within its timeout), until `fault` has
+/// run; returns what each sent as (gid, from, to).
 async fn transfers_through(
-    server: &Server,
+    servers: &[&Server],
     names: &[String],
     fault: impl Future<Output = ()>,
 ) -> Vec<(String, usize, usize)> {
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
         .map(|c| {
+            let server = servers[c % servers.len()];
             let (http, base, names, stop) = (server.http.clone(), server.base.clone(), names.to_vec(), stop.clone());
             tokio::spawn(async move {
                 let mut sent = Vec::new();
@@ -188,20 +189,22 @@ async fn cut_database_connections_under_load_lose_nothing() {
                 .unwrap();
         }
     };
-    let sent = transfers_through(&server, &names, cut).await;
+    let sent = transfers_through(&[&server], &names, cut).await;
     // Well within the 30 s lease: a driver the store failed takes its own
     // transaction back as soon as the store answers, not when its lease lapses.
     settled(&server, &names, &sent, Duration::from_secs(15)).await;
 }
 
 /// The local Postgres cluster (store and business database) is restarted
-/// while clients submit sagas: the server reconnects, requests answer, and
-/// every stored saga ends with each effect applied once. `exclusive_`: it
+/// while clients submit sagas to two instances: both reconnect, requests
+/// answer, and every stored saga ends with each effect applied once. `exclusive_`: it
 /// runs alone (see `.config/nextest.toml`), since the restart cuts every
 /// test's connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exclusive_a_postgres_restart_mid_run_loses_nothing() {
     let (server, names) = loaded_bank().await;
+    let second = server.another();
+    second.ready().await;
     let restart = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
         let version = std::fs::read_dir("/etc/postgresql")
@@ -216,6 +219,8 @@ async fn exclusive_a_postgres_restart_mid_run_loses_nothing() {
         assert!(restarted.success(), "restarting Postgres {version}/main");
         tokio::time::sleep(Duration::from_millis(1500)).await;
     };
-    let sent = transfers_through(&server, &names, restart).await;
+    let sent = transfers_through(&[&server, &second], &names, restart).await;
     settled(&server, &names, &sent, Duration::from_secs(20)).await;
+    let (_, cluster) = second.get("/v1/cluster").await;
+    assert_eq!(cluster["instances"].as_array().map(Vec::len), Some(2), "both back: {cluster}");
 }

@@ -34,6 +34,7 @@ mod startup;
 mod tcc;
 mod topics;
 mod uploads;
+mod verify;
 mod xa;
 
 use std::time::Duration;

@@ -26,6 +26,7 @@ mod examples;
 mod lint;
 mod postgres;
 mod test;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,7 +43,9 @@ commands:
   lint                      cargo fmt --check, cargo clippy -D warnings
   bench [--duration S] [--concurrency N] [--history N] [--stores sqlite,postgres] [--mode saga|tcc|xa|msg]
                             sagas/s, latency, commits, CPU and memory of the release server (see README)
-  bench-guests              per-invocation cost of each guest language, fresh and reused (release build)";
+  bench-guests              per-invocation cost of each guest language, fresh and reused (release build)
+  verify [--programs N] [--minutes M] [--seed S]
+                            the generated-program verifier under SIGKILLs, run long (CI runs 120 programs once)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,6 +72,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         Some("test") if args.len() == 1 => test::run(&root),
         Some("lint") if args.len() == 1 => lint::run(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("verify") => verify::run(&root, &args[1..]),
         Some("bench-guests") if args.len() == 1 => {
             examples::build(&root, &["transfer".to_owned()])?;
             process::run(process::cargo(&root).args(["bench", "--package", "wasmtx", "--bench", "guests"]))
