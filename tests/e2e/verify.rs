@@ -216,7 +216,7 @@ async fn generated_programs_under_kills_end_as_the_model_says(backend: Backend) 
         client.await.unwrap();
     }
 
-    let mut expected = vec![START; ACCOUNTS];
+    let mut expected = [START; ACCOUNTS];
     let (mut stored, mut unsent_messages) = (0, 0);
     for program in &programs {
         let (status, _) = server.get(&format!("/v1/transactions/{}", program.gid)).await;
