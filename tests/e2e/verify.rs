@@ -1,8 +1,9 @@
 //! The generated-program verifier, CI-sized: random transfer programs of
 //! every mode that exists (saga, TCC, message, and XA on Postgres), some with
 //! a misbehaving branch injected (refusing, asking to be retried, trapping
-//! until its retry limit, slow), submitted by concurrent clients while the
-//! server is SIGKILLed and restarted at random moments. Every program's
+//! until its retry limit, slow), submitted by concurrent clients while
+//! instances are SIGKILLed and restarted, or paused past their lease, at
+//! seeded moments. Every program's
 //! outcome is known in advance, so the check is against an independent
 //! model, not against what the server says: every stored transaction ends
 //! with the status its program implies, balances equal the model, and money
@@ -20,7 +21,11 @@ use serde_json::{Value, json};
 
 use crate::harness::{Backend, Server, example};
 
-on_both_backends!(generated_programs_under_kills_end_as_the_model_says);
+on_both_backends!(generated_programs_under_faults_end_as_the_model_says);
+
+// On Postgres two instances share the store; the faults are a SIGKILL of one
+// and a SIGSTOP of the other past its lease. On SQLite (one process by
+// design) the one instance is SIGKILLed twice.
 
 const ACCOUNTS: usize = 12;
 /// Enough that no debit is ever short: programs move at most 9 each.
@@ -160,7 +165,7 @@ fn programs(seed: u64, count: usize, backend: Backend) -> Vec<Program> {
         .collect()
 }
 
-async fn generated_programs_under_kills_end_as_the_model_says(backend: Backend) {
+async fn generated_programs_under_faults_end_as_the_model_says(backend: Backend) {
     let seed = std::env::var("WASMTX_VERIFY_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -169,8 +174,16 @@ async fn generated_programs_under_kills_end_as_the_model_says(backend: Backend) 
     eprintln!("verifier seed {seed} ({count} programs, {backend:?}): WASMTX_VERIFY_SEED={seed} replays it");
     let programs = programs(seed, count, backend);
 
-    let mut server = Server::start(backend).await;
+    // Short leases, so that a paused instance's work is taken over within the test.
+    let config = "lease_secs = 3\ndeadline_ms = 2000\n".to_owned();
+    let mut server = Server::start_with(backend, crate::harness::Extra { config, ..Default::default() }).await;
     server.ready().await;
+    // On Postgres a second instance shares the store: it takes requests too,
+    // and is paused past its lease once.
+    let second = (backend == Backend::Postgres).then(|| server.another());
+    if let Some(second) = &second {
+        second.ready().await;
+    }
     for (name, component) in [("bank", "transfer-rust"), ("misbehave", "misbehave-rust")] {
         let (status, body) = server.upload(name, example(component)).await;
         assert_eq!(status, 201, "{body}");
@@ -179,21 +192,29 @@ async fn generated_programs_under_kills_end_as_the_model_says(backend: Backend) 
     let accounts: Vec<Value> = names.iter().map(|n| json!({ "id": n, "balance": START })).collect();
     server.call("bank", "setup", json!({ "accounts": accounts })).await;
 
-    // Clients take programs in order while the server is SIGKILLed and
-    // restarted twice, at seeded points; a request the kill cut off is sent
-    // again (same gid, same body) once the server is back.
+    // Clients take programs in order, each to an instance in turn, while the
+    // first instance is SIGKILLed and restarted, and then (on Postgres) the
+    // second paused past its lease, or the first killed again, at seeded
+    // points. A request that a fault cut off, or that waited too long, is
+    // sent again (same gid, same body), to the next instance.
     let queue = Arc::new(Mutex::new(programs.clone().into_iter().enumerate().rev().collect::<Vec<_>>()));
-    let base = Arc::new(Mutex::new(server.base.clone()));
+    let mut bases = vec![server.base.clone()];
+    bases.extend(second.iter().map(|s| s.base.clone()));
+    let bases = Arc::new(Mutex::new(bases));
     let clients: Vec<_> = (0..4)
         .map(|_| {
-            let (http, base, queue, names) = (server.http.clone(), base.clone(), queue.clone(), names.clone());
+            let (http, bases, queue, names) = (server.http.clone(), bases.clone(), queue.clone(), names.clone());
             tokio::spawn(async move {
                 loop {
                     let Some((i, program)) = queue.lock().unwrap().pop() else { return };
                     let request = program.request(&names, i % 2 == 0);
-                    for _ in 0..100 {
-                        let url = format!("{}/v1/transactions", base.lock().unwrap());
-                        match http.post(url).json(&request).send().await {
+                    for attempt in 0..100 {
+                        let url = {
+                            let bases = bases.lock().unwrap();
+                            format!("{}/v1/transactions", bases[(i + attempt) % bases.len()])
+                        };
+                        let sent = http.post(url).json(&request).timeout(Duration::from_secs(5)).send().await;
+                        match sent {
                             Ok(r) if !r.status().is_server_error() => break,
                             _ => tokio::time::sleep(Duration::from_millis(200)).await,
                         }
@@ -204,13 +225,22 @@ async fn generated_programs_under_kills_end_as_the_model_says(backend: Backend) 
         .collect();
     let mut rng = Rng(seed.rotate_left(17) | 1);
     for third in [1, 2] {
-        let kill_at = third * count / 3 + rng.below(count as u64 / 6 + 1) as usize;
-        while count - queue.lock().unwrap().len() < kill_at.min(count) {
+        let fault_at = third * count / 3 + rng.below(count as u64 / 6 + 1) as usize;
+        while count - queue.lock().unwrap().len() < fault_at.min(count) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        server.kill();
-        server.restart().await;
-        *base.lock().unwrap() = server.base.clone();
+        match (&second, third) {
+            (Some(second), 2) => {
+                second.pause();
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                second.resume();
+            }
+            _ => {
+                server.kill();
+                server.restart().await;
+                bases.lock().unwrap()[0] = server.base.clone();
+            }
+        }
     }
     for client in clients {
         client.await.unwrap();
