@@ -213,3 +213,43 @@ async fn an_instance_paused_past_its_lease_is_taken_over_and_fenced_when_it_wake
         assert_eq!(tx["status"], "succeeded", "B sees the same end: {tx}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminated_instance_hands_its_work_back_at_once() {
+    // The default lease (30 s): only a handover finishes the work sooner.
+    let a = Server::start(Backend::Postgres).await;
+    a.ready().await;
+    let mut b = a.another();
+    b.ready().await;
+    let names: Vec<String> = (0..8).map(|i| format!("acct{i}")).collect();
+    seed(&a, &names).await;
+    let (status, body) = a.upload("misbehave", example("misbehave-rust")).await;
+    assert_eq!(status, 201, "{body}");
+    let mut sent = Vec::new();
+    for i in 0..10 {
+        let (from, to) = (i % names.len(), (i + 5) % names.len());
+        let mut body = transfer("bank", Some(&format!("t-{i}")), &names[from], &names[to], 3, false);
+        let slow = json!({
+            "action": { "module": "misbehave", "function": "busy" },
+            "compensate": { "module": "misbehave", "function": "echo" },
+            "payload": 400,
+        });
+        for _ in 0..3 {
+            body["branches"].as_array_mut().unwrap().insert(0, slow.clone());
+        }
+        let (status, answer) = b.post("/v1/transactions", &body).await;
+        assert_eq!(status, 202, "{answer}");
+        sent.push(Sent { gid: format!("t-{i}"), from, to: Some(to), amount: 3 });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = b.terminate();
+    assert!(status.success(), "SIGTERM ends it cleanly: {status:?}");
+    let stopped = Instant::now();
+    let (succeeded, _) = check(&a, &names, &sent, Duration::from_secs(15)).await;
+    assert_eq!(succeeded, sent.len());
+    assert!(
+        stopped.elapsed() < Duration::from_secs(15),
+        "taken over long before the 30 s lease: {:?}",
+        stopped.elapsed()
+    );
+}

@@ -207,16 +207,7 @@ async fn exclusive_a_postgres_restart_mid_run_loses_nothing() {
     second.ready().await;
     let restart = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
-        let version = std::fs::read_dir("/etc/postgresql")
-            .expect("a local Postgres cluster under /etc/postgresql")
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .max_by_key(|v| v.parse::<u32>().unwrap_or(0))
-            .expect("a cluster version");
-        let restarted = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &version, "main", "restart"])
-            .status()
-            .expect("pg_ctlcluster");
-        assert!(restarted.success(), "restarting Postgres {version}/main");
+        crate::verify::restart_postgres();
         tokio::time::sleep(Duration::from_millis(1500)).await;
     };
     let sent = transfers_through(&[&server, &second], &names, restart).await;
