@@ -154,6 +154,37 @@ async fn three_instances_share_the_work_and_take_over_a_killed_one() {
         killed.elapsed()
     );
     assert_eq!(sent.len(), SAGAS);
+    // The barrier rows tell the same story: each op's row at most once; a
+    // saga that succeeded has both actions and no compensation; one that
+    // rolled back never committed its credit to the missing account (its
+    // null compensation wrote that action's row, with reason `compensate`).
+    let mut business = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&a.database_url("default")).await.unwrap()
+    };
+    let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+        "SELECT gid::text, branch_id::text, op::text, count(*) FROM wasmtx.barrier WHERE reason = op GROUP BY 1, 2, 3",
+    )
+    .fetch_all(&mut business)
+    .await
+    .unwrap();
+    let row = |gid: &str, branch: &str, op: &str| {
+        rows.iter().find(|r| r.0 == gid && r.1 == branch && r.2 == op).map_or(0, |r| r.3)
+    };
+    assert!(rows.iter().all(|r| r.3 == 1), "an op's barrier row twice: {:?}", rows.iter().find(|r| r.3 > 1));
+    for s in &sent {
+        let (status, tx) = a.get(&format!("/v1/transactions/{}", s.gid)).await;
+        if status == 404 {
+            continue;
+        }
+        match tx["status"].as_str() {
+            Some("succeeded") => {
+                assert_eq!((row(&s.gid, "01", "action"), row(&s.gid, "02", "action")), (1, 1), "{}", s.gid);
+                assert_eq!(row(&s.gid, "01", "compensate") + row(&s.gid, "02", "compensate"), 0, "{}", s.gid);
+            }
+            _ => assert_eq!(row(&s.gid, "02", "action"), 0, "{}: the missing account was never credited", s.gid),
+        }
+    }
     // The killed instance has dropped out of the list (no heartbeat for three periods).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
