@@ -307,8 +307,7 @@ impl Engine {
         }
     }
 
-    /// The instances on this store heard from within three heartbeats, by
-    /// node id, and this instance's node id.
+    /// The instances on this store heard from within three heartbeats, by node id.
     pub async fn cluster(&self) -> Result<Vec<crate::store::Instance>, StoreError> {
         let window = duration_ms(self.heartbeat_every() * 3);
         self.inner.store.instances(Millis(self.now().0 - i64::try_from(window).unwrap_or(i64::MAX))).await
