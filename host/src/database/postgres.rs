@@ -118,6 +118,20 @@ const SETUP: &[&str] = &[
     "REVOKE ALL ON FUNCTION wasmtx.check_sealed() FROM PUBLIC",
 ];
 
+/// What an earlier guest may have left on a pooled connection, undone.
+const CLEAN: &str = "RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()";
+
+/// `SET LOCAL` statements that make `deadline` the statement and lock
+/// timeouts of the transaction just begun.
+fn local_timeouts(deadline: Instant) -> String {
+    let ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
+    format!(
+        "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+         SET LOCAL idle_in_transaction_session_timeout = {}",
+        ms + 5_000
+    )
+}
+
 /// What the host knows about a database after setting it up.
 struct Setup {
     key: String,
@@ -220,9 +234,6 @@ impl PgDb {
         work: TxWork<T>,
     ) -> Result<BranchRun<T>, RunError> {
         let xid = super::xid(&key.gid, &key.branch_id);
-        if self.is_prepared(&xid, deadline).await? {
-            return Ok(BranchRun::Skipped(BarrierVerdict::Duplicate));
-        }
         self.branch(key, deadline, None, work, Some(xid)).await
     }
 
@@ -334,16 +345,6 @@ impl PgDb {
         }
     }
 
-    async fn is_prepared(&self, xid: &str, deadline: Instant) -> Result<bool, DbError> {
-        let query = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = $1)")
-            .bind(xid)
-            .fetch_one(&self.xa);
-        match tokio::time::timeout_at(deadline.into(), query).await {
-            Ok(found) => Ok(found?),
-            Err(_) => Err(DbError::host("deadline exceeded looking for a prepared transaction".to_owned())),
-        }
-    }
-
     /// Whether the action of `key`'s branch committed (its barrier row is there).
     async fn action_committed(&self, key: &BarrierKey, deadline: Instant) -> Result<bool, DbError> {
         let query = sqlx::query_scalar(
@@ -376,7 +377,14 @@ impl PgDb {
             .map(crate::store::progress_json_postgres)
             .transpose()
             .map_err(|e| DbError::host(format!("encoding the transaction's progress: {e}")))?;
-        let mut tx = self.begin(deadline, prepare.is_some()).await?;
+        let mut tx = match &prepare {
+            Some(xid) => match self.begin_prepared(deadline, xid).await? {
+                Some(tx) => tx,
+                // Prepared before (its answer lost to a crash): not again.
+                None => return Ok(BranchRun::Skipped(BarrierVerdict::Duplicate)),
+            },
+            None => self.begin(deadline).await?,
+        };
         let entered = tx.enter(&self.key, &key, json).await;
         let (a1, a2, pid, txid) = entered.map_err(|e| {
             match e
@@ -405,7 +413,7 @@ impl PgDb {
         deadline: Instant,
         work: TxWork<T>,
     ) -> Result<Decision<T>, DbError> {
-        let mut tx = self.begin(deadline, false).await?;
+        let mut tx = self.begin(deadline).await?;
         tx.pid = tx.backend_pid().await?;
         self.run_work(tx, deadline, work, None).await.map_err(|e| match e {
             RunError::Db(e) => e,
@@ -448,33 +456,45 @@ impl PgDb {
         }
     }
 
-    /// A guest connection in a fresh transaction whose timeouts end by
-    /// `deadline`; `prepare` when it is to end in `PREPARE TRANSACTION`.
-    async fn begin(&self, deadline: Instant, prepare: bool) -> Result<PgTx, DbError> {
+    /// A guest connection in a fresh transaction whose timeouts end by `deadline`.
+    async fn begin(&self, deadline: Instant) -> Result<PgTx, DbError> {
+        let mut tx = self.acquire(deadline).await?;
+        let begin = format!("BEGIN; {CLEAN}; {}", local_timeouts(deadline));
+        tx.host(|conn| Box::pin(async move { conn.execute(begin.as_str()).await.map(|_| ()) })).await?;
+        Ok(tx)
+    }
+
+    /// [`PgDb::begin`] for an XA action, whose transaction will end in
+    /// `PREPARE TRANSACTION xid`; `None` when `xid` is prepared already.
+    /// Postgres refuses to prepare a transaction that touched temporary
+    /// objects, and `DISCARD TEMP` inside it would: the connection is cleaned
+    /// in the round trip that looks for `xid`, before the transaction begins.
+    async fn begin_prepared(&self, deadline: Instant, xid: &str) -> Result<Option<PgTx>, DbError> {
+        use sqlx::Row as _;
+        let mut tx = self.acquire(deadline).await?;
+        // The xid is made of a gid and a branch id ([A-Za-z0-9_.:-]): safe to inline.
+        let look = format!("{CLEAN}; SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_prepared_xacts WHERE gid = '{xid}')");
+        let rows = tx.host(|conn| Box::pin(async move { conn.fetch_all(look.as_str()).await })).await?;
+        let prepared = match rows.last() {
+            Some(row) => row.try_get::<bool, _>(0)?,
+            None => return Err(DbError::host("looking for a prepared transaction returned nothing".to_owned())),
+        };
+        if prepared {
+            // Not in a transaction: the connection goes back to the pool.
+            drop(tx.conn.take());
+            return Ok(None);
+        }
+        let begin = format!("BEGIN; {}", local_timeouts(deadline));
+        tx.host(|conn| Box::pin(async move { conn.execute(begin.as_str()).await.map(|_| ()) })).await?;
+        Ok(Some(tx))
+    }
+
+    /// A guest connection from the pool, within `deadline`.
+    async fn acquire(&self, deadline: Instant) -> Result<PgTx, DbError> {
         let acquired = tokio::time::timeout_at(deadline.into(), self.guest.acquire()).await;
         let conn = acquired
             .map_err(|_| DbError::host("deadline exceeded while waiting for a database connection".to_owned()))??;
-        let mut tx = PgTx { conn: Some(conn), statement_failed: false, pid: 0, seal: None };
-        let ms = deadline.saturating_duration_since(Instant::now()).as_millis().max(1);
-        // What an earlier guest left on this pooled connection goes, then the
-        // deadline becomes the statement and lock timeouts.
-        const CLEAN: &str = "RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()";
-        let timeouts = format!(
-            "SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}",
-            ms + 5_000
-        );
-        let begin = if prepare {
-            // Postgres refuses to prepare a transaction that touched temporary
-            // objects, and DISCARD TEMP inside it would: clean up first, in a
-            // round trip of its own.
-            tx.host(|conn| Box::pin(async move { conn.execute(CLEAN).await.map(|_| ()) })).await?;
-            format!("BEGIN; {timeouts}")
-        } else {
-            format!("BEGIN; {CLEAN}; {timeouts}")
-        };
-        tx.host(|conn| Box::pin(async move { conn.execute(begin.as_str()).await.map(|_| ()) })).await?;
-        Ok(tx)
+        Ok(PgTx { conn: Some(conn), statement_failed: false, pid: 0, seal: None })
     }
 
     /// Cancels the statement a guest connection runs (it is closed anyway).
