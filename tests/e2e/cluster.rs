@@ -200,6 +200,39 @@ async fn three_instances_share_the_work_and_take_over_a_killed_one() {
     assert!(absent < 10, "at most the requests the kill cut off are missing: {absent}");
 }
 
+/// Uploads the test guest through `a`, then submits `count` transfers of 5 to
+/// `b` without waiting, each starting with `slow` branches that compute for
+/// 300 ms.
+async fn slow_transfers(
+    a: &Server,
+    b: &Server,
+    names: &[String],
+    prefix: &str,
+    count: usize,
+    slow: usize,
+) -> Vec<Sent> {
+    let (status, body) = a.upload("misbehave", example("misbehave-rust")).await;
+    assert_eq!(status, 201, "{body}");
+    let busy = json!({
+        "action": { "module": "misbehave", "function": "busy" },
+        "compensate": { "module": "misbehave", "function": "echo" },
+        "payload": 300,
+    });
+    let mut sent = Vec::new();
+    for i in 0..count {
+        let (from, to) = (i % names.len(), (i + 3) % names.len());
+        let gid = format!("{prefix}-{i}");
+        let mut body = transfer("bank", Some(&gid), &names[from], &names[to], 5, false);
+        for _ in 0..slow {
+            body["branches"].as_array_mut().unwrap().insert(0, busy.clone());
+        }
+        let (status, answer) = b.post("/v1/transactions", &body).await;
+        assert_eq!(status, 202, "{answer}");
+        sent.push(Sent { gid, from, to: Some(to), amount: 5 });
+    }
+    sent
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_paused_past_its_lease_is_taken_over_and_fenced_when_it_wakes() {
     let a = first_instance().await;
@@ -207,24 +240,8 @@ async fn an_instance_paused_past_its_lease_is_taken_over_and_fenced_when_it_wake
     b.ready().await;
     let names: Vec<String> = (0..8).map(|i| format!("acct{i}")).collect();
     seed(&a, &names).await;
-    let (status, body) = a.upload("misbehave", example("misbehave-rust")).await;
-    assert_eq!(status, 201, "{body}");
-
     // Each saga first computes for 300 ms on B, then moves the money.
-    let mut sent = Vec::new();
-    for i in 0..20 {
-        let (from, to) = (i % names.len(), (i + 3) % names.len());
-        let mut body = transfer("bank", Some(&format!("p-{i}")), &names[from], &names[to], 5, false);
-        let slow = json!({
-            "action": { "module": "misbehave", "function": "busy" },
-            "compensate": { "module": "misbehave", "function": "echo" },
-            "payload": 300,
-        });
-        body["branches"].as_array_mut().unwrap().insert(0, slow);
-        let (status, answer) = b.post("/v1/transactions", &body).await;
-        assert_eq!(status, 202, "{answer}");
-        sent.push(Sent { gid: format!("p-{i}"), from, to: Some(to), amount: 5 });
-    }
+    let sent = slow_transfers(&a, &b, &names, "p", 20, 1).await;
     tokio::time::sleep(Duration::from_millis(150)).await;
     b.pause();
     // A takes every one over once B's leases lapse, while B sleeps. (Should
@@ -254,24 +271,8 @@ async fn a_terminated_instance_hands_its_work_back_at_once() {
     b.ready().await;
     let names: Vec<String> = (0..8).map(|i| format!("acct{i}")).collect();
     seed(&a, &names).await;
-    let (status, body) = a.upload("misbehave", example("misbehave-rust")).await;
-    assert_eq!(status, 201, "{body}");
-    let mut sent = Vec::new();
-    for i in 0..10 {
-        let (from, to) = (i % names.len(), (i + 5) % names.len());
-        let mut body = transfer("bank", Some(&format!("t-{i}")), &names[from], &names[to], 3, false);
-        let slow = json!({
-            "action": { "module": "misbehave", "function": "busy" },
-            "compensate": { "module": "misbehave", "function": "echo" },
-            "payload": 400,
-        });
-        for _ in 0..3 {
-            body["branches"].as_array_mut().unwrap().insert(0, slow.clone());
-        }
-        let (status, answer) = b.post("/v1/transactions", &body).await;
-        assert_eq!(status, 202, "{answer}");
-        sent.push(Sent { gid: format!("t-{i}"), from, to: Some(to), amount: 3 });
-    }
+    // Each saga first computes for 3 × 300 ms on B, then moves the money.
+    let sent = slow_transfers(&a, &b, &names, "t", 10, 3).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let status = b.terminate();
     assert!(status.success(), "SIGTERM ends it cleanly: {status:?}");

@@ -54,7 +54,14 @@ pub(super) struct PostgresStore {
 
 impl PostgresStore {
     pub(super) async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url).map_err(db_error)?.application_name("wasmtx");
+        // A store transaction is a few statements; one left open (its process
+        // paused or stuck) holds its rows, which `FOR UPDATE SKIP LOCKED`
+        // claims then skip: Postgres ends such a session after 10 s, so that
+        // another instance can take the work over.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(db_error)?
+            .application_name("wasmtx")
+            .options([("idle_in_transaction_session_timeout", "10s")]);
         // One connection first, so that a wrong host, password or database name
         // is reported as such (a pool would only time out).
         let first = PgConnection::connect_with(&options).await.map_err(db_error)?;
