@@ -72,6 +72,7 @@ async fn every_prepared_branch_commits() {
     assert_eq!((status, &body["status"]), (200, &json!("succeeded")), "{body}");
     let (_, tx) = server.get("/v1/transactions/x-ok").await;
     assert_eq!(tx["mode"], "xa");
+    assert_eq!(tx["options"]["timeout_to_fail"], 35, "an XA's default timeout (its prepared branches hold locks)");
     assert_eq!(
         op_statuses(&tx),
         [

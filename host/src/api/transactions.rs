@@ -239,7 +239,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
             gid,
             mode,
             status: mode.initial_status(),
-            options: request.options,
+            options: with_defaults(request.options, mode),
             next_due: Some(now),
             attempts: 0,
             last_error: None,
@@ -299,6 +299,21 @@ async fn expand_topics(
         }
     }
     Ok(expanded)
+}
+
+/// An XA not finished in this many seconds is rolled back unless the request
+/// says otherwise (DTM's default for XA, 35 s).
+const XA_TIMEOUT_TO_FAIL: u64 = 35;
+
+/// The request's options with the mode's defaults filled in: an XA gets a
+/// `timeout_to_fail`, since its prepared branches hold their locks until it
+/// decides, and two XAs each waiting for rows the other's prepared branch
+/// holds would otherwise wait for ever.
+fn with_defaults(mut options: Options, mode: Mode) -> Options {
+    if mode == Mode::Xa && options.timeout_to_fail.is_none() {
+        options.timeout_to_fail = Some(XA_TIMEOUT_TO_FAIL);
+    }
+    options
 }
 
 /// A branch's JSON payload as bytes, within the size limit.
