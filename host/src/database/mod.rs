@@ -21,6 +21,7 @@
 //! - `value`: values, rows and errors crossing the guest boundary.
 //! - `barrier`: the barrier key and verdict, and the SQLite barrier table.
 //! - `statement`: the first-keyword check on Postgres guest SQL.
+//! - `step_output`: workflow steps' outputs, kept beside the barrier; the SQLite table.
 //! - `sqlite`, `postgres`: each backend's connections and local transaction.
 //!
 //! # Parameters
@@ -35,6 +36,7 @@ mod barrier;
 mod postgres;
 mod sqlite;
 mod statement;
+mod step_output;
 mod value;
 
 #[cfg(test)]
@@ -340,6 +342,18 @@ impl Database {
         }
     }
 
+    /// The output recorded for a branch by [`LocalTx::record_output`] in a
+    /// local transaction that committed, read as the host; `None` when no
+    /// committed transaction recorded one. On SQLite the read is a job on
+    /// the file's writer (like [`Database::query_prepared`]): it waits for a
+    /// local transaction in flight, and answers once what it read is durable.
+    pub async fn step_output(&self, gid: &Gid, branch_id: &BranchId) -> Result<Option<Vec<u8>>, DbError> {
+        match &self.kind {
+            Kind::Sqlite(db) => db.step_output(gid, branch_id).await,
+            Kind::Postgres(db) => db.step_output(gid, branch_id).await,
+        }
+    }
+
     /// Runs `work` in a local transaction of its own, without barrier (a
     /// direct call); commits only on [`Decision::Commit`].
     pub async fn run_local<T: Send + 'static>(
@@ -385,6 +399,9 @@ impl Database {
                         }
                         Command::Query(sql, params, reply) => {
                             let _ = reply.send(tx.query(&sql, &params).await);
+                        }
+                        Command::RecordOutput(key, output, reply) => {
+                            let _ = reply.send(tx.record_output(&key, &output).await);
                         }
                         Command::End(true) => return (Some(tx), Decision::Commit(())),
                         Command::End(false) => break,
@@ -493,6 +510,7 @@ struct RemoteTx {
 enum Command {
     Execute(String, Vec<Value>, oneshot::Sender<Result<u64, DbError>>),
     Query(String, Vec<Value>, oneshot::Sender<Result<Rows, DbError>>),
+    RecordOutput(BarrierKey, Vec<u8>, oneshot::Sender<Result<(), DbError>>),
     End(bool),
 }
 
@@ -547,6 +565,28 @@ impl LocalTx {
         let bytes: u64 = rows.values.iter().flatten().map(Value::size).sum();
         self.budget.bytes = self.budget.bytes.saturating_sub(bytes);
         Ok(rows)
+    }
+
+    /// Records `output` as the output of `key`'s branch (a workflow step),
+    /// in this transaction: it commits or rolls back with the branch's writes
+    /// and barrier row, and once committed [`Database::step_output`] reads it.
+    /// A host write that guest SQL cannot reach or forge (SQLite: a host
+    /// statement the authorizer does not judge; Postgres: the host-keyed
+    /// function `wasmtx.record_output`). Call it at most once per branch, in
+    /// the transaction [`Database::run_branch`] began for `key` after the
+    /// barrier let the op run; an output already committed for the branch is
+    /// kept, not replaced.
+    pub async fn record_output(&mut self, key: &BarrierKey, output: &[u8]) -> Result<(), DbError> {
+        match &mut self.inner {
+            TxInner::Sqlite(tx) => tx.record_output(key, output),
+            TxInner::Postgres(tx) => tx.record_output(key, output).await,
+            TxInner::Remote(tx) => {
+                let (reply, answer) = oneshot::channel();
+                let command = Command::RecordOutput(key.clone(), output.to_vec(), reply);
+                tx.commands.send(command).await.map_err(|_| ended())?;
+                answer.await.map_err(|_| ended())?
+            }
+        }
     }
 
     /// Commits an interactive transaction ([`Database::begin`]) and waits until

@@ -4,10 +4,11 @@
 //! the first time, a role). At start the host sets up, in the database:
 //!
 //! - the schema `wasmtx`, which no guest can read or write: the barrier table
-//!   `wasmtx.barrier`, the table `wasmtx.host` with a secret key, and (when the
-//!   store shares the database) the coordinator's tables;
+//!   `wasmtx.barrier`, the workflow steps' outputs `wasmtx.step_output`, the
+//!   table `wasmtx.host` with a secret key, and (when the store shares the
+//!   database) the coordinator's tables;
 //! - a role `wasmtx_guest_<database>` that may log in, create and use tables in
-//!   `public`, and call two host functions, nothing else: no superuser, no
+//!   `public`, and call the host functions below, nothing else: no superuser, no
 //!   CREATEDB/CREATEROLE, no server files or programs (`COPY … PROGRAM`,
 //!   `pg_read_file`, `lo_import` are superuser-only), no extensions;
 //! - `wasmtx.enter(key, …, progress)`, `SECURITY DEFINER`: writes the
@@ -16,6 +17,9 @@
 //!   the backend pid and transaction id. It refuses a wrong key, and the key
 //!   only ever travels as a bound parameter, so a guest (which runs as the
 //!   same role) can neither call it nor read the key;
+//! - `wasmtx.record_output(key, gid, branch, output)`, `SECURITY DEFINER`,
+//!   guarded by the key the same way: writes a workflow step's output in the
+//!   branch's transaction (see `step_output.rs`);
 //! - a deferred constraint trigger on `wasmtx.barrier` that refuses to commit
 //!   a branch transaction the host did not seal: the host commits with
 //!   `SELECT set_config('wasmtx.sealed', <token>, true); COMMIT`, the token
@@ -47,12 +51,15 @@ use super::{
     BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, RunError, TxInner, TxWork,
     statement,
 };
+use crate::model::{BranchId, Gid};
 use crate::sqlite::GuestLimits;
 use crate::store::Progress;
 
 /// Bumped when the objects below change; they are (re)created when the
-/// database's `wasmtx.host` row has an older version.
-const SETUP_VERSION: i32 = 2;
+/// database's `wasmtx.host` row has an older version, so every statement
+/// must be safe to run again. Version 3 added `wasmtx.step_output` and
+/// `wasmtx.record_output`.
+const SETUP_VERSION: i32 = 3;
 
 /// Objects in the schema `wasmtx` (created by the owner; names fully qualified).
 const SETUP: &[&str] = &[
@@ -66,6 +73,12 @@ const SETUP: &[&str] = &[
         reason      VARCHAR(45)  NOT NULL DEFAULT '',
         created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
         CONSTRAINT barrier_uniq UNIQUE (gid, branch_id, op, barrier_id))",
+    "CREATE TABLE IF NOT EXISTS wasmtx.step_output (
+        gid         VARCHAR(128) NOT NULL,
+        branch_id   VARCHAR(128) NOT NULL,
+        output      BYTEA        NOT NULL,
+        created_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
+        PRIMARY KEY (gid, branch_id))",
     // Barrier rows of earlier versions (in `public`, reachable by guests) move in.
     "DO $$ BEGIN
         IF to_regclass('public.wasmtx_barrier') IS NOT NULL THEN
@@ -101,6 +114,16 @@ const SETUP: &[&str] = &[
         END IF;
         RETURN QUERY SELECT a1, a2, pg_backend_pid(), txid_current();
     END $$",
+    "CREATE OR REPLACE FUNCTION wasmtx.record_output(p_key text, p_gid text, p_branch_id text, p_output bytea)
+        RETURNS void
+        LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    BEGIN
+        IF sha256(convert_to(p_key, 'UTF8')) IS DISTINCT FROM (SELECT h.key_hash FROM wasmtx.host h WHERE h.id = 1) THEN
+            RAISE EXCEPTION 'wasmtx.record_output is reserved for the host' USING ERRCODE = '42501';
+        END IF;
+        INSERT INTO wasmtx.step_output (gid, branch_id, output) VALUES (p_gid, p_branch_id, p_output)
+        ON CONFLICT DO NOTHING;
+    END $$",
     "CREATE OR REPLACE FUNCTION wasmtx.check_sealed() RETURNS trigger
         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
     BEGIN
@@ -115,8 +138,12 @@ const SETUP: &[&str] = &[
     "CREATE CONSTRAINT TRIGGER barrier_sealed AFTER INSERT ON wasmtx.barrier
         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION wasmtx.check_sealed()",
     "REVOKE ALL ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text, jsonb) FROM PUBLIC",
+    "REVOKE ALL ON FUNCTION wasmtx.record_output(text, text, text, bytea) FROM PUBLIC",
     "REVOKE ALL ON FUNCTION wasmtx.check_sealed() FROM PUBLIC",
 ];
+
+/// How long a host read without a deadline of its own may take.
+const HOST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What an earlier guest may have left on a pooled connection, undone.
 const CLEAN: &str = "RESET ALL; DISCARD TEMP; CLOSE ALL; UNLISTEN *; SELECT pg_advisory_unlock_all()";
@@ -359,6 +386,18 @@ impl PgDb {
         }
     }
 
+    /// A step's committed output, read as the owner.
+    pub(super) async fn step_output(&self, gid: &Gid, branch_id: &BranchId) -> Result<Option<Vec<u8>>, DbError> {
+        let query = sqlx::query_scalar("SELECT output FROM wasmtx.step_output WHERE gid = $1 AND branch_id = $2")
+            .bind(gid.as_str())
+            .bind(branch_id.as_str())
+            .fetch_optional(&self.owner);
+        match tokio::time::timeout(HOST_READ_TIMEOUT, query).await {
+            Ok(found) => Ok(found?),
+            Err(_) => Err(DbError::host(format!("reading a step's output took more than {HOST_READ_TIMEOUT:?}"))),
+        }
+    }
+
     /// A branch op's local transaction: the barrier, then the work, ended by
     /// a commit, or by `PREPARE TRANSACTION prepare` when given.
     async fn branch<T: Send + 'static>(
@@ -494,7 +533,7 @@ impl PgDb {
         let acquired = tokio::time::timeout_at(deadline.into(), self.guest.acquire()).await;
         let conn = acquired
             .map_err(|_| DbError::host("deadline exceeded while waiting for a database connection".to_owned()))??;
-        Ok(PgTx { conn: Some(conn), statement_failed: false, pid: 0, seal: None })
+        Ok(PgTx { conn: Some(conn), statement_failed: false, pid: 0, seal: None, key: self.key.clone() })
     }
 
     /// Cancels the statement a guest connection runs (it is closed anyway).
@@ -615,6 +654,7 @@ async fn set_up(conn: &mut PgConnection) -> Result<Setup, DatabaseError> {
         format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}"),
         format!("GRANT USAGE ON SCHEMA wasmtx TO {role}"),
         format!("GRANT EXECUTE ON FUNCTION wasmtx.enter(text, text, text, text, text, text, text, jsonb) TO {role}"),
+        format!("GRANT EXECUTE ON FUNCTION wasmtx.record_output(text, text, text, bytea) TO {role}"),
     ] {
         tx.execute(grant.as_str()).await.map_err(|e| fail("granting the guest role its rights", e))?;
     }
@@ -666,6 +706,8 @@ pub(super) struct PgTx {
     pid: i32,
     /// Set once the barrier was entered: what the commit seals with.
     seal: Option<String>,
+    /// The host key, for host functions called in the transaction.
+    key: Arc<str>,
 }
 
 impl Drop for PgTx {
@@ -722,6 +764,26 @@ impl PgTx {
                     .bind(progress)
                     .fetch_one(conn)
                     .await
+            })
+        })
+        .await
+    }
+
+    /// Records a step's output through `wasmtx.record_output`.
+    pub(super) async fn record_output(&mut self, barrier: &BarrierKey, output: &[u8]) -> Result<(), DbError> {
+        let key = self.key.to_string();
+        let (gid, branch_id) = (barrier.gid.as_str().to_owned(), barrier.branch_id.as_str().to_owned());
+        let output = output.to_vec();
+        self.host(move |conn| {
+            Box::pin(async move {
+                sqlx::query("SELECT wasmtx.record_output($1, $2, $3, $4)")
+                    .bind(key)
+                    .bind(gid)
+                    .bind(branch_id)
+                    .bind(output)
+                    .execute(conn)
+                    .await
+                    .map(|_| ())
             })
         })
         .await

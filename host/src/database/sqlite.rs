@@ -17,8 +17,9 @@ use std::time::Instant;
 use super::value::{self, DbError, Rows, Value};
 use super::{
     BarrierKey, BarrierVerdict, BranchRun, DatabaseError, DbLimits, Decision, LocalTx, RunError, TxInner, TxWork,
-    barrier,
+    barrier, step_output,
 };
+use crate::model::{BranchId, Gid};
 use crate::sqlite::{GuestLimits, GuestOutput, GuestSqlError, SqliteError, SqliteFile, Writer};
 use crate::store::Progress;
 
@@ -35,13 +36,18 @@ enum Undo<T> {
 }
 
 impl SqliteDb {
-    /// Opens the file (creating it when missing) and its barrier table.
+    /// Opens the file (creating it when missing), its barrier table and its
+    /// step-output table.
     pub(super) async fn connect(url: &str, limits: DbLimits) -> Result<SqliteDb, DatabaseError> {
         let file = SqliteFile::open(url).map_err(open_error)?;
-        file.write(|w: &Arc<Writer>| w.conn().execute_batch(barrier::CREATE_TABLE_SQLITE))
-            .await
-            .map_err(open_error)?
-            .map_err(|e| DatabaseError::Unavailable(format!("cannot create the barrier table: {e}")))?;
+        file.write(|w: &Arc<Writer>| {
+            let conn = w.conn();
+            conn.execute_batch(barrier::CREATE_TABLE_SQLITE)?;
+            conn.execute_batch(step_output::CREATE_TABLE_SQLITE)
+        })
+        .await
+        .map_err(open_error)?
+        .map_err(|e| DatabaseError::Unavailable(format!("cannot create the barrier and step-output tables: {e}")))?;
         Ok(SqliteDb { file, limits })
     }
 
@@ -89,6 +95,16 @@ impl SqliteDb {
             .write(move |w: &Arc<Writer>| barrier::query_prepared_sqlite(&w.conn(), &key))
             .await
             .map_err(|e| DbError::host(format!("back-check: {e}")))?
+    }
+
+    /// A step's committed output, read by a host job on the writer (like the
+    /// back-check): answered once the batch it read from is durable.
+    pub(super) async fn step_output(&self, gid: &Gid, branch_id: &BranchId) -> Result<Option<Vec<u8>>, DbError> {
+        let (gid, branch_id) = (gid.as_str().to_owned(), branch_id.as_str().to_owned());
+        self.file
+            .write(move |w: &Arc<Writer>| step_output::read_sqlite(&w.conn(), &gid, &branch_id))
+            .await
+            .map_err(|e| DbError::host(format!("reading a step's output: {e}")))?
     }
 
     pub(super) async fn run_local<T: Send + 'static>(
@@ -202,6 +218,18 @@ impl SqliteTx {
             self.ended_early = true;
         }
         result.map_err(guest_error)
+    }
+
+    /// A host statement in the guest's transaction, between its statements
+    /// (the authorizer judges only guest mode). Refused once the transaction
+    /// ended, where the insert would commit on its own.
+    pub(super) fn record_output(&mut self, key: &BarrierKey, output: &[u8]) -> Result<(), DbError> {
+        self.check()?;
+        if !self.writer.in_transaction() {
+            self.ended_early = true;
+            return Err(DbError::host(ENDED_EARLY.to_owned()));
+        }
+        step_output::record_sqlite(&self.writer.conn(), key, output)
     }
 
     pub(super) fn execute(&mut self, sql: &str, params: &[Value]) -> Result<u64, DbError> {

@@ -55,6 +55,9 @@ on_both_backends!(
     a_compensate_racing_an_inflight_action_waits_for_it_and_then_proceeds,
     eight_concurrent_transactions_all_commit,
     a_message_back_check_finds_a_committed_local_transaction_and_blocks_one_that_never_was,
+    a_step_output_recorded_by_a_committed_branch_is_read_back_and_survives_its_replay,
+    a_step_output_recorded_by_a_rolled_back_branch_is_not_kept,
+    guest_sql_can_neither_read_nor_write_nor_drop_the_step_outputs,
 );
 
 async fn connect(url: &str) -> Result<Database, DatabaseError> {
@@ -460,6 +463,153 @@ async fn eight_concurrent_transactions_all_commit(db: Database) {
     assert_eq!(count(&db, "t").await, 8);
 }
 
+// ------------------------------------------------------------ step outputs
+
+/// The barrier key of a workflow step: op `action` of a `workflow` transaction.
+fn step_key(gid: &str, branch: &str) -> BarrierKey {
+    BarrierKey { trans_type: "workflow".to_owned(), ..key(gid, branch, Op::Action, "01") }
+}
+
+/// A workflow step's work: records `output` for `key`'s branch, adds 1 to
+/// account 1, and commits or rolls back.
+fn step_work(key: BarrierKey, output: Vec<u8>, commit: bool) -> TxWork<()> {
+    Box::new(move |mut tx: LocalTx| {
+        Box::pin(async move {
+            tx.record_output(&key, &output).await.expect("record the step's output");
+            tx.execute("UPDATE account SET balance = balance + 1 WHERE id = 1", &[]).await.expect("business write");
+            (Some(tx), if commit { Decision::Commit(()) } else { Decision::Rollback(()) })
+        })
+    })
+}
+
+async fn run_step(db: &Database, key: &BarrierKey, output: &[u8], commit: bool) -> BranchRun<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    db.run_branch(key.clone(), deadline, None, step_work(key.clone(), output.to_vec(), commit))
+        .await
+        .expect("run the step")
+}
+
+async fn step_output_of(db: &Database, key: &BarrierKey) -> Option<Vec<u8>> {
+    db.step_output(&key.gid, &key.branch_id).await.expect("read the step's output")
+}
+
+async fn a_step_output_recorded_by_a_committed_branch_is_read_back_and_survives_its_replay(db: Database) {
+    with_account(&db, 0).await;
+    let step = step_key("wf-1", "01");
+    assert_eq!(step_output_of(&db, &step).await, None, "nothing recorded yet");
+    let output = b"{\"charged\": 42}\x00\xff".to_vec();
+    assert_eq!(run_step(&db, &step, &output, true).await, BranchRun::Ran(Decision::Commit(())));
+    assert_eq!(step_output_of(&db, &step).await, Some(output.clone()));
+    assert_eq!(barrier_rows(&db, "wf-1", "01").await, [pair("action", "action")]);
+
+    // The replay after a crash: the barrier skips the guest, the output stays the first run's.
+    let replay = run_step(&db, &step, b"second run", true).await;
+    assert_eq!(replay, BranchRun::Skipped(BarrierVerdict::Duplicate));
+    assert_eq!(step_output_of(&db, &step).await, Some(output));
+    assert_eq!(balance(&db).await, 1, "the business code ran once");
+
+    // Other branches and gids are apart; an empty output is an output, not a missing one.
+    let (other_branch, other_gid) = (step_key("wf-1", "02"), step_key("wf-2", "01"));
+    assert_eq!(step_output_of(&db, &other_branch).await, None);
+    assert_eq!(run_step(&db, &other_gid, b"", true).await, BranchRun::Ran(Decision::Commit(())));
+    assert_eq!(step_output_of(&db, &other_gid).await, Some(Vec::new()));
+
+    // An interactive branch transaction records through the same call.
+    let interactive = step_key("wf-3", "01");
+    let (tx, verdict) = db.begin_branch(interactive.clone()).await.unwrap();
+    assert_eq!(verdict, BarrierVerdict::Proceed);
+    let mut tx = tx.unwrap();
+    tx.record_output(&interactive, b"interactive").await.unwrap();
+    if db.kind() == "postgres" {
+        // (On SQLite the read is a job on the writer, which waits for the transaction.)
+        assert_eq!(step_output_of(&db, &interactive).await, None, "not before the commit");
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(step_output_of(&db, &interactive).await, Some(b"interactive".to_vec()));
+}
+
+async fn a_step_output_recorded_by_a_rolled_back_branch_is_not_kept(db: Database) {
+    with_account(&db, 0).await;
+    let step = step_key("wf-1", "01");
+    assert_eq!(run_step(&db, &step, b"lost", false).await, BranchRun::Ran(Decision::Rollback(())));
+    assert_eq!(step_output_of(&db, &step).await, None);
+    assert_eq!(barrier_rows(&db, "wf-1", "01").await, []);
+    assert_eq!(balance(&db).await, 0);
+
+    // Dropping an interactive transaction rolls its output back too.
+    {
+        let mut tx = db.begin_branch(step.clone()).await.unwrap().0.unwrap();
+        tx.record_output(&step, b"dropped").await.unwrap();
+    }
+    assert_eq!(step_output_of(&db, &step).await, None);
+
+    // The retry that commits is the one whose output is kept.
+    assert_eq!(run_step(&db, &step, b"kept", true).await, BranchRun::Ran(Decision::Commit(())));
+    assert_eq!(step_output_of(&db, &step).await, Some(b"kept".to_vec()));
+    assert_eq!(balance(&db).await, 1);
+}
+
+async fn guest_sql_can_neither_read_nor_write_nor_drop_the_step_outputs(db: Database) {
+    with_account(&db, 0).await;
+    let step = step_key("wf-1", "01");
+    assert_eq!(run_step(&db, &step, b"secret", true).await, BranchRun::Ran(Decision::Commit(())));
+    let tables: &[&str] = if db.kind() == "postgres" {
+        &["wasmtx.step_output", "\"wasmtx\".\"step_output\""]
+    } else {
+        &["wasmtx_step_output", "main.wasmtx_step_output", "\"WASMTX_STEP_OUTPUT\""]
+    };
+    let bytes = || Value::Bytes(b"forged".to_vec());
+    let text = |s: &str| Value::Text(s.to_owned());
+    for table in tables {
+        let mut attempts: Vec<(String, Vec<Value>, bool)> = vec![
+            (format!("SELECT output FROM {table}"), vec![], true),
+            (format!("SELECT count(*) FROM {table} WHERE gid = $1"), vec![text("wf-1")], true),
+            (
+                format!("INSERT INTO {table} (gid, branch_id, output) VALUES ($1, $2, $3)"),
+                vec![text("wf-9"), text("01"), bytes()],
+                false,
+            ),
+            (format!("UPDATE {table} SET output = $1"), vec![bytes()], false),
+            (format!("DELETE FROM {table}"), vec![], false),
+            (format!("DROP TABLE {table}"), vec![], false),
+        ];
+        // SQLite names the schema on the index, not on its table.
+        if !(db.kind() == "sqlite" && table.contains('.')) {
+            attempts.push((format!("CREATE INDEX guest_idx ON {table} (output)"), vec![], false));
+        }
+        for (sql, params, rows) in attempts {
+            // A fresh transaction each time: on Postgres a refusal aborts it.
+            let mut tx = db.begin().await.unwrap();
+            let refused = if rows {
+                tx.query(&sql, &params).await.map(|_| ()).unwrap_err()
+            } else {
+                tx.execute(&sql, &params).await.map(|_| ()).unwrap_err()
+            };
+            if db.kind() == "postgres" {
+                assert_eq!(refused.code.as_deref(), Some("42501"), "{sql}: {refused}");
+            } else {
+                assert!(refused.message.contains("belongs to the host"), "{sql}: {refused}");
+            }
+            tx.rollback().await.unwrap();
+        }
+    }
+    // Inside a branch transaction too (the work's own LocalTx, not the interactive one).
+    let probe = step_key("wf-2", "01");
+    let sql = format!("SELECT output FROM {}", tables[0]);
+    let work: TxWork<Result<Rows, DbError>> = Box::new(move |mut tx: LocalTx| {
+        Box::pin(async move {
+            let read = tx.query(&sql, &[]).await;
+            (Some(tx), Decision::Rollback(read))
+        })
+    });
+    let run = db.run_branch(probe, Instant::now() + Duration::from_secs(10), None, work).await.unwrap();
+    let BranchRun::Ran(Decision::Rollback(read)) = run else { panic!("{run:?}") };
+    assert!(read.is_err(), "{read:?}");
+
+    assert_eq!(step_output_of(&db, &step).await, Some(b"secret".to_vec()), "untouched");
+    assert_eq!(step_output_of(&db, &step_key("wf-9", "01")).await, None, "nothing forged");
+}
+
 // ------------------------------------------------------------ connecting
 
 #[tokio::test]
@@ -609,6 +759,35 @@ mod sqlite_only {
         assert_eq!(balance(&db).await, 0);
     }
 
+    /// A step output recorded after a statement ended the transaction behind
+    /// the host's back would commit on its own: it is refused instead.
+    #[tokio::test]
+    async fn a_step_output_is_not_recorded_once_sqlite_ended_the_transaction_itself() {
+        let db = sqlite_db().await;
+        with_account(&db, 5).await;
+        let trigger = "CREATE TRIGGER no_overdraft BEFORE UPDATE ON account WHEN NEW.balance < 0 \
+                       BEGIN SELECT RAISE(ROLLBACK, 'insufficient funds'); END";
+        let Kind::Sqlite(file) = &db.kind else { unreachable!("an SQLite database") };
+        file.file().write(move |w| w.conn().execute_batch(trigger)).await.unwrap().unwrap();
+        let step = step_key("wf-1", "01");
+        let work: TxWork<Result<(), DbError>> = Box::new({
+            let step = step.clone();
+            move |mut tx: LocalTx| {
+                Box::pin(async move {
+                    let overdraw = tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]).await;
+                    assert!(overdraw.is_err());
+                    let recorded = tx.record_output(&step, b"too late").await;
+                    (Some(tx), Decision::Rollback(recorded))
+                })
+            }
+        });
+        let run = db.run_branch(step.clone(), Instant::now() + Duration::from_secs(10), None, work).await.unwrap();
+        let BranchRun::Ran(Decision::Rollback(recorded)) = run else { panic!("{run:?}") };
+        assert!(recorded.is_err_and(|e| e.message.contains("not committed")));
+        assert_eq!(step_output_of(&db, &step).await, None);
+        assert_eq!(barrier_rows(&db, "wf-1", "01").await, []);
+    }
+
     /// Two handles on one file share its single writer: the second waits its
     /// turn instead of failing.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -661,6 +840,69 @@ mod postgres_only {
         }
         assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
         assert_eq!(balance(&db).await, 90);
+    }
+
+    /// A guest runs as the role that may execute `wasmtx.record_output`, but
+    /// without the host key the function refuses, and writes nothing.
+    #[tokio::test]
+    async fn recording_a_step_output_without_the_host_key_is_refused() {
+        let db = postgres_db().await;
+        with_account(&db, 0).await;
+        for forged_key in ["wrong", ""] {
+            let mut tx = db.begin().await.unwrap();
+            // `execute`: `query` would refuse the function's void result type before it ran.
+            let refused = tx
+                .execute(
+                    "SELECT wasmtx.record_output($1, 'wf-1', '01', $2)",
+                    &[Value::Text(forged_key.to_owned()), Value::Bytes(b"forged".to_vec())],
+                )
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code.as_deref(), Some("42501"), "{refused}");
+            assert!(refused.message.contains("reserved for the host"), "{refused}");
+            tx.rollback().await.unwrap();
+        }
+        let mut tx = db.begin().await.unwrap();
+        let null_key = tx.execute("SELECT wasmtx.record_output(NULL, 'wf-1', '01', '\\x00'::bytea)", &[]).await;
+        assert!(null_key.is_err_and(|e| e.code.as_deref() == Some("42501")));
+        tx.rollback().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let key_read = tx.query("SELECT key FROM wasmtx.host", &[]).await.unwrap_err();
+        assert_eq!(key_read.code.as_deref(), Some("42501"), "{key_read}");
+        tx.rollback().await.unwrap();
+        assert_eq!(step_output_of(&db, &step_key("wf-1", "01")).await, None);
+    }
+
+    /// A database the previous version set up (no step outputs) gets the
+    /// table and function when a host connects, and keeps its barrier rows.
+    #[tokio::test]
+    async fn a_database_set_up_by_version_2_gets_the_step_outputs_on_connect() {
+        use sqlx::Connection as _;
+        let url = fresh_postgres().await;
+        let db = connect(&url).await.unwrap();
+        with_account(&db, 0).await;
+        assert_eq!(run_op(&db, GID, "01", Op::Action, 1, false).await, BarrierVerdict::Proceed);
+        db.close().await;
+        let mut owner = sqlx::PgConnection::connect(&url).await.unwrap();
+        for sql in [
+            "DROP FUNCTION wasmtx.record_output(text, text, text, bytea)",
+            "DROP TABLE wasmtx.step_output",
+            "UPDATE wasmtx.host SET version = 2",
+        ] {
+            sqlx::query(sql).execute(&mut owner).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+
+        let db = connect(&url).await.unwrap();
+        let version: i32 = sqlx::query_scalar("SELECT version FROM wasmtx.host").fetch_one(&mut owner).await.unwrap();
+        assert_eq!(version, 3);
+        assert_eq!(barrier_rows(&db, GID, "01").await, [pair("action", "action")]);
+        let step = step_key("wf-1", "01");
+        assert_eq!(run_step(&db, &step, b"after the upgrade", true).await, BranchRun::Ran(Decision::Commit(())));
+        assert_eq!(step_output_of(&db, &step).await, Some(b"after the upgrade".to_vec()));
+        let mut tx = db.begin().await.unwrap();
+        let refused = tx.query("SELECT output FROM wasmtx.step_output", &[]).await.unwrap_err();
+        assert_eq!(refused.code.as_deref(), Some("42501"), "the guest role has no privilege: {refused}");
+        let _ = owner.close().await;
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //! A guest may read and write the tables of its database, create and drop
 //! its own tables, indexes, views and triggers, use savepoints, and call
 //! SQLite's ordinary functions. It may not: touch `wasmtx_*` tables (the
-//! barrier and, when the store shares the file, the coordinator's tables) or
+//! barrier, the workflow steps' outputs and, when the store shares the file,
+//! the coordinator's tables) or
 //! `sqlite_*` internals; attach or detach files (so no `ATTACH` or
 //! `VACUUM INTO`); begin, commit or roll back the host's transaction; create
 //! temporary objects (which could shadow host tables) or virtual tables;
@@ -617,6 +618,28 @@ mod tests {
         assert!(authorize(&ctx(host_savepoint)).unwrap_err().contains("are the host's"));
         let temp = AuthContext { action: AuthAction::Select, database_name: Some("temp"), accessor: None };
         assert!(authorize(&temp).is_err(), "the temp schema is not reachable");
+    }
+
+    /// Workflow steps' outputs sit beside the barrier under the same rule:
+    /// a guest may neither read, write, index, trigger on nor drop them.
+    #[test]
+    fn the_step_output_table_is_the_host_s() {
+        for action in [
+            AuthAction::Read { table_name: "wasmtx_step_output", column_name: "output" },
+            AuthAction::Read { table_name: "WASMTX_STEP_OUTPUT", column_name: "gid" },
+            AuthAction::Insert { table_name: "wasmtx_step_output" },
+            AuthAction::Update { table_name: "wasmtx_step_output", column_name: "output" },
+            AuthAction::Delete { table_name: "wasmtx_step_output" },
+            AuthAction::DropTable { table_name: "wasmtx_step_output" },
+            AuthAction::AlterTable { database_name: "main", table_name: "wasmtx_step_output" },
+            AuthAction::CreateIndex { index_name: "i", table_name: "wasmtx_step_output" },
+            AuthAction::CreateTrigger { trigger_name: "t", table_name: "wasmtx_step_output" },
+            AuthAction::CreateTable { table_name: "wasmtx_step_output" },
+            AuthAction::Pragma { pragma_name: "table_info", pragma_value: Some("wasmtx_step_output") },
+        ] {
+            let err = authorize(&ctx(action)).expect_err(&format!("{action:?}"));
+            assert!(err.contains("belongs to the host") || err.contains("PRAGMA"), "{action:?}: {err}");
+        }
     }
 
     #[test]
