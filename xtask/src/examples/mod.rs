@@ -44,6 +44,8 @@ const EXAMPLES: &[Example] = &[
     Example { example: "transfer-workflow", lang: Lang::Rust, dir: "examples/transfer-workflow/rust" },
     // Not an example: the sandbox's test guest.
     Example { example: "misbehave", lang: Lang::Rust, dir: "tests/guests/misbehave" },
+    // Not an example: a world `workflow` test guest that runs the script its input gives.
+    Example { example: "workflow-script", lang: Lang::Rust, dir: "tests/guests/workflow-script" },
 ];
 
 /// Where the components land, relative to the workspace root.
