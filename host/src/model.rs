@@ -129,7 +129,8 @@ impl Digest {
 }
 
 impl BranchId {
-    /// "00": a message's local transaction (DTM's branch of op `msg`).
+    /// "00": a message's local transaction (DTM's branch of op `msg`), a
+    /// workflow's `run`.
     pub fn local() -> Self {
         Self("00".to_owned())
     }
@@ -166,7 +167,7 @@ macro_rules! string_enum {
 
 string_enum!(
     /// Transaction mode: how the host drives a transaction's branches.
-    Mode { Saga => "saga", Tcc => "tcc", Xa => "xa", Msg => "msg" }
+    Mode { Saga => "saga", Tcc => "tcc", Xa => "xa", Msg => "msg", Workflow => "workflow" }
 );
 
 impl Mode {
@@ -176,16 +177,18 @@ impl Mode {
     /// `prepared` until its local transaction committed.
     pub fn initial_status(self) -> Status {
         match self {
-            Mode::Saga => Status::Submitted,
+            Mode::Saga | Mode::Workflow => Status::Submitted,
             Mode::Tcc | Mode::Xa | Mode::Msg => Status::Prepared,
         }
     }
 
     /// Whether a branch op's local commit may carry the transaction's progress
     /// (co-location). Not in XA: an action ends in `PREPARE TRANSACTION`, so
-    /// anything written in it would stay invisible until phase 2.
+    /// anything written in it would stay invisible until phase 2. Not in a
+    /// workflow: its progress includes the journal, which is written by the
+    /// driver alone.
     pub fn carries_progress(self) -> bool {
-        !matches!(self, Mode::Xa)
+        !matches!(self, Mode::Xa | Mode::Workflow)
     }
 }
 
@@ -208,7 +211,8 @@ impl Status {
 
 string_enum!(
     /// Which step of a branch an op is (mirrors the WIT `op` enum, but for
-    /// `msg`: a message's local function, which guests see as `action`).
+    /// `msg`: a message's local function, which guests see as `action`; and
+    /// `run`: a workflow's `run`, which is not a branch function).
     Op {
         Action => "action",
         Compensate => "compensate",
@@ -219,6 +223,7 @@ string_enum!(
         Rollback => "rollback",
         Call => "call",
         Msg => "msg",
+        Run => "run",
     }
 );
 
@@ -226,7 +231,7 @@ impl Op {
     /// A forward op: its `failure` (or exhausting `retry_limit`) rolls the
     /// transaction back.
     pub fn is_forward(self) -> bool {
-        matches!(self, Op::Action | Op::Try | Op::Msg)
+        matches!(self, Op::Action | Op::Try | Op::Msg | Op::Run)
     }
 
     /// For an op that carries out a decision already taken (undo, confirm,
@@ -239,7 +244,7 @@ impl Op {
             Op::Cancel => Some("cancel"),
             Op::Commit => Some("commit"),
             Op::Rollback => Some("rollback"),
-            Op::Action | Op::Try | Op::Call | Op::Msg => None,
+            Op::Action | Op::Try | Op::Call | Op::Msg | Op::Run => None,
         }
     }
 
@@ -503,5 +508,128 @@ impl HistoryEntry {
             duration_ms: None,
             actor: None,
         }
+    }
+}
+
+/// A branch function as a workflow's `run` names it in `steps.call`: the
+/// module's upload name and the function (resolved to a pinned [`Target`]
+/// when the step first runs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTarget {
+    pub module: String,
+    pub function: String,
+}
+
+/// A call a workflow's `run` makes through `steps`, as the instance makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepRequest {
+    Call { action: StepTarget, compensate: Option<StepTarget>, payload: Vec<u8> },
+    Now,
+    Random,
+    Sleep { millis: u64 },
+    Signal { name: String },
+}
+
+impl StepRequest {
+    /// The journal's form of this request; a call becomes step `branch_id`.
+    pub fn journaled(self, branch_id: BranchId) -> StepCall {
+        match self {
+            StepRequest::Call { action, compensate, payload } => {
+                StepCall::Call { branch_id, action, compensate, payload }
+            }
+            StepRequest::Now => StepCall::Now,
+            StepRequest::Random => StepCall::Random,
+            StepRequest::Sleep { millis } => StepCall::Sleep { millis },
+            StepRequest::Signal { name } => StepCall::Signal { name },
+        }
+    }
+}
+
+/// What a workflow's `run` asked of the host through `steps`, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepCall {
+    /// `steps.call`: a branch function run as step `branch_id` ("01", "02", ...).
+    Call {
+        branch_id: BranchId,
+        action: StepTarget,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        compensate: Option<StepTarget>,
+        #[serde(with = "base64_bytes")]
+        payload: Vec<u8>,
+    },
+    Now,
+    Random,
+    Sleep {
+        millis: u64,
+    },
+    Signal {
+        name: String,
+    },
+    /// Not a call: `run` returned (the journal's last entry).
+    End,
+}
+
+impl StepCall {
+    /// How the call reads in messages: `call bank.trans-out`, `sleep 5000 ms`, ...
+    pub fn describe(&self) -> String {
+        match self {
+            StepCall::Call { action, .. } => format!("call {}.{}", action.module, action.function),
+            StepCall::Now => "now".to_owned(),
+            StepCall::Random => "random".to_owned(),
+            StepCall::Sleep { millis } => format!("sleep {millis} ms"),
+            StepCall::Signal { name } => format!("await-signal {name:?}"),
+            StepCall::End => "the return of run".to_owned(),
+        }
+    }
+}
+
+/// The host's answer to a [`StepCall`], as journaled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepAnswer {
+    /// A step (or `run`) succeeded with this output.
+    Ok {
+        #[serde(with = "base64_bytes")]
+        output: Vec<u8>,
+    },
+    /// A step's function refused (WIT `failure`), or `run` returned this error.
+    Failure { message: String },
+    /// The host gave up retrying a step (WIT `retry`).
+    Retry { message: String },
+    /// `now` and `random`.
+    Value { value: u64 },
+    /// A sleep's deadline.
+    Until { deadline: Millis },
+    /// A signal's payload.
+    Signal {
+        #[serde(with = "base64_bytes")]
+        payload: Vec<u8>,
+    },
+}
+
+/// One entry of a workflow's journal: the `seq`-th (1-based) call `run` made
+/// through `steps`, its answer and when it was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalEntry {
+    pub seq: u32,
+    pub call: StepCall,
+    pub answer: StepAnswer,
+    pub at: Millis,
+}
+
+/// Bytes as a base64 string in JSON (journal entries are stored as JSON).
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }

@@ -88,6 +88,8 @@ pub struct Extra {
     /// On Postgres, the store and the `default` database in one database (on
     /// SQLite they always share the data dir's file).
     pub colocated: bool,
+    /// Environment variables of the server process (beyond `WASMTX_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -128,7 +130,8 @@ impl Server {
             };
             args.extend(["--database".to_owned(), format!("{name}={url}")]);
         }
-        let env = vec![("WASMTX_LOG".into(), "wasmtx=debug,info".into())];
+        let mut env = vec![("WASMTX_LOG".into(), "wasmtx=debug,info".into())];
+        env.extend(extra.env);
         let launch = Launch { cwd: data_dir.clone(), args, env, log: None };
         Server::launch(launch, data_dir).expect("start wasmtx")
     }

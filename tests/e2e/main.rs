@@ -35,6 +35,7 @@ mod tcc;
 mod topics;
 mod uploads;
 mod verify;
+mod workflow;
 mod xa;
 
 use std::time::Duration;

@@ -26,8 +26,6 @@ async fn bad_uploads_are_refused_with_a_reason_and_nothing_is_stored() {
         // The smallest valid component: it exports nothing.
         ("nothing", b"\0asm\x0d\0\x01\0".to_vec(), "world_mismatch", "does not implement"),
         ("truncated", example("transfer-rust")[..200].to_vec(), "invalid_component", "invalid component"),
-        // A workflow module is refused as such, not as a broken branch module.
-        ("workflow", example("transfer-workflow-rust"), "world_mismatch", "this server does not run workflows yet"),
     ];
     for (name, bytes, code, text) in cases {
         let (status, body) = server.upload(name, bytes).await;

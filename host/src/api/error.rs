@@ -92,11 +92,14 @@ impl From<UploadError> for ApiError {
             UploadError::Compile(CompileError::NotWasm) => "not_wasm",
             UploadError::Compile(CompileError::CoreModule) => "core_module",
             UploadError::Compile(CompileError::Invalid(_)) => "invalid_component",
-            UploadError::Compile(CompileError::WorldMismatch(_) | CompileError::Workflow) => "world_mismatch",
+            UploadError::Compile(CompileError::WorldMismatch(_) | CompileError::WorkflowMismatch(_)) => {
+                "world_mismatch"
+            }
             UploadError::Inspect(_) | UploadError::NoFunctions | UploadError::BadFunctionName(_) => "world_mismatch",
             UploadError::CompileTimeout(_) => "compile_timeout",
             UploadError::InvalidReuse { .. } => "invalid_reuse",
             UploadError::InvalidHttpHost(_) => "invalid_http_host",
+            UploadError::NotForWorkflows(_) => "not_for_workflows",
         };
         match e {
             UploadError::Store(s) => s.into(),

@@ -85,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/transactions/{gid}/abort", post(transactions::abort))
         .route("/transactions/{gid}/force-stop", post(transactions::force_stop))
         .route("/transactions/{gid}/retry-now", post(transactions::retry_now))
+        .route("/transactions/{gid}/signals/{name}", post(transactions::signal))
         .route("/cluster", get(cluster::get))
         .route("/topics", get(topics::list))
         .route("/topics/{name}", get(topics::get))

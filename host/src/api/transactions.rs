@@ -26,7 +26,12 @@ pub struct SubmitRequest {
     mode: String,
     /// A message's local function, run before its branches.
     local: Option<LocalRequest>,
+    #[serde(default)]
     branches: Vec<BranchRequest>,
+    /// A workflow's module (mode `workflow`).
+    workflow: Option<WorkflowRequest>,
+    /// A workflow's input, handed to its `run`.
+    input: Option<serde_json::Value>,
     #[serde(default)]
     wait: bool,
     #[serde(default)]
@@ -64,6 +69,8 @@ impl BranchRequest {
             Mode::Saga => &[Op::Action, Op::Compensate],
             Mode::Tcc => &[Op::Try, Op::Confirm, Op::Cancel],
             Mode::Xa | Mode::Msg => &[Op::Action],
+            // A workflow has no branches in its request (refused before).
+            Mode::Workflow => &[],
         };
         let names = || wanted.iter().map(|op| format!("`{op}`")).collect::<Vec<_>>().join(", ");
         let mut ops = Vec::with_capacity(wanted.len());
@@ -98,6 +105,12 @@ impl BranchRequest {
 /// A message's local function: `{"module","function","payload"}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct WorkflowRequest {
+    module: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LocalRequest {
     module: String,
     function: String,
@@ -123,6 +136,9 @@ pub struct SubmitResponse {
     status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     rollback_reason: Option<String>,
+    /// What a workflow's `run` returned, once it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<serde_json::Value>,
 }
 
 pub async fn submit(
@@ -150,8 +166,30 @@ pub async fn submit(
         ));
     }
     let t = current.transaction;
+    let output = match (t.mode, t.status) {
+        (Mode::Workflow, Status::Succeeded) => workflow_output(&state, &t.gid).await?,
+        _ => None,
+    };
     let code = if t.status.is_final() { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok((code, Json(SubmitResponse { gid: t.gid.to_string(), status: t.status, rollback_reason: t.rollback_reason })))
+    let response =
+        SubmitResponse { gid: t.gid.to_string(), status: t.status, rollback_reason: t.rollback_reason, output };
+    Ok((code, Json(response)))
+}
+
+/// What a finished workflow's `run` returned (from its journal), as JSON.
+async fn workflow_output(state: &AppState, gid: &Gid) -> Result<Option<serde_json::Value>, ApiError> {
+    let journal = state.engine.store().journal(gid).await?;
+    Ok(crate::engine::workflow::returned(&journal).and_then(Result::ok).map(bytes_json))
+}
+
+/// Bytes a guest gave or got, as JSON when they are JSON, else as text (or,
+/// if not UTF-8, as `{"base64": ...}`).
+fn bytes_json(bytes: &[u8]) -> serde_json::Value {
+    use base64::Engine as _;
+    serde_json::from_slice(bytes).unwrap_or_else(|_| match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::Value::String(text.to_owned()),
+        Err(_) => serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(bytes) }),
+    })
 }
 
 /// Validates a request and resolves every module name to its current
@@ -164,10 +202,19 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
     let mode = Mode::parse(&request.mode).ok_or_else(|| {
         ApiError::bad_request(
             "unsupported_mode",
-            format!("mode {:?} is not supported; supported: saga, tcc, xa, msg", request.mode),
+            format!("mode {:?} is not supported; supported: saga, tcc, xa, msg, workflow", request.mode),
         )
     })?;
     let limits = &state.limits;
+    if mode == Mode::Workflow {
+        return build_workflow(state, gid, request).await;
+    }
+    if request.workflow.is_some() || request.input.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("`workflow` and `input` are for workflow transactions, not {mode}"),
+        ));
+    }
     if request.branches.is_empty() {
         return Err(ApiError::bad_request("no_branches", format!("a {mode} transaction needs at least one branch")));
     }
@@ -234,12 +281,63 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
             ops.push(BranchOp::new(branch_id.clone(), op, target, payload.clone(), now));
         }
     }
-    Ok(TransactionState {
+    Ok(new_state(gid, mode, with_defaults(request.options, mode), ops, now))
+}
+
+/// A workflow: `{"mode":"workflow","workflow":{"module"},"input"}`, pinned
+/// to the workflow module's current version; its steps are added as `run`
+/// calls them.
+async fn build_workflow(state: &AppState, gid: Gid, request: SubmitRequest) -> Result<TransactionState, ApiError> {
+    let invalid = |m: &str| Err(ApiError::bad_request("invalid_request", m.to_owned()));
+    if !request.branches.is_empty() {
+        return invalid("a workflow has no `branches`: its steps are the branch functions its run calls");
+    }
+    if request.local.is_some() {
+        return invalid("`local` is for msg transactions, not workflow");
+    }
+    let Some(workflow) = request.workflow else {
+        return invalid("a workflow transaction needs `workflow`: {\"module\"}, the workflow module to run");
+    };
+    check_options(&request.options, &state.limits)?;
+    check_concurrency(&request.options, Mode::Workflow, 0)?;
+    let local = BranchId::local();
+    let input = encode_payload(&request.input.unwrap_or(serde_json::Value::Null), &local, &state.limits)?;
+    let name = ModuleName::parse(&workflow.module)
+        .map_err(|e| ApiError::bad_request("invalid_name", format!("workflow: {}", e.0)))?;
+    let record = state.registry.current(&name).await?.ok_or_else(|| {
+        ApiError::bad_request("unknown_module", format!("workflow: no module named {:?}", workflow.module))
+    })?;
+    if record.world != "workflow" {
+        return Err(ApiError::bad_request(
+            "not_a_workflow",
+            format!(
+                "workflow: module {} is a {} module; a workflow transaction runs a module of the workflow world \
+                 (see docs/writing-workflows.md)",
+                record.name, record.world
+            ),
+        ));
+    }
+    let now = state.engine.now();
+    let target =
+        Target { module: record.name, digest: record.digest, database: record.database, function: "run".to_owned() };
+    let ops = vec![BranchOp::new(local, Op::Run, target, input, now)];
+    Ok(new_state(gid, Mode::Workflow, request.options, ops, now))
+}
+
+/// A new transaction of `mode`, due now, not leased yet.
+fn new_state(
+    gid: Gid,
+    mode: Mode,
+    options: Options,
+    ops: Vec<BranchOp>,
+    now: crate::model::Millis,
+) -> TransactionState {
+    TransactionState {
         transaction: Transaction {
             gid,
             mode,
             status: mode.initial_status(),
-            options: with_defaults(request.options, mode),
+            options,
             next_due: Some(now),
             attempts: 0,
             last_error: None,
@@ -252,7 +350,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
             epoch: 0,
         },
         ops,
-    })
+    }
 }
 
 /// A message's branches with every `{"topic"}` target replaced by one branch
@@ -452,6 +550,17 @@ async fn resolve(
         modules.insert(f.module.clone(), record);
     }
     let module = &modules[&f.module];
+    if module.world != "branch" {
+        return Err(ApiError::bad_request(
+            "not_a_branch_module",
+            format!(
+                "{}: module {} is a {} module; branches call functions of branch modules",
+                at(),
+                module.name,
+                module.world
+            ),
+        ));
+    }
     if !module.functions.iter().any(|x| x == &f.function) {
         return Err(ApiError::bad_request(
             "unknown_function",
@@ -477,9 +586,12 @@ fn same_request(stored: &TransactionState, new: &TransactionState) -> bool {
     let key = |o: &BranchOp| {
         (o.branch_id.clone(), o.op, o.target.module.clone(), o.target.function.clone(), o.payload.clone())
     };
-    stored.transaction.mode == new.transaction.mode
-        && stored.ops.len() == new.ops.len()
-        && stored.ops.iter().map(key).eq(new.ops.iter().map(key))
+    // A workflow's steps are added as it runs: its request is its `00 run`.
+    let requested = |s: &TransactionState| match s.transaction.mode {
+        Mode::Workflow => s.ops.iter().filter(|o| o.branch_id == BranchId::local()).map(key).collect::<Vec<_>>(),
+        _ => s.ops.iter().map(key).collect(),
+    };
+    stored.transaction.mode == new.transaction.mode && requested(stored) == requested(new)
 }
 
 #[derive(Debug, Serialize)]
@@ -505,6 +617,13 @@ pub struct TransactionView {
     /// Status changes, op attempts and controls, oldest first (one transaction's view only).
     #[serde(skip_serializing_if = "Option::is_none")]
     history: Option<Vec<serde_json::Value>>,
+    /// A workflow's journal: every call its `run` made and its answer, in
+    /// order, ending with what `run` returned (one transaction's view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<Vec<serde_json::Value>>,
+    /// What a workflow's `run` returned, once it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -554,7 +673,35 @@ fn view(t: Transaction, ops: Option<Vec<BranchOp>>) -> TransactionView {
                 .collect()
         }),
         history: None,
+        journal: None,
+        output: None,
     }
+}
+
+/// One journal entry as the API shows it: payloads and outputs as JSON (see [`bytes_json`]).
+fn journal_view(e: &crate::model::JournalEntry) -> serde_json::Value {
+    use crate::model::{StepAnswer, StepCall};
+    let target = |t: &crate::model::StepTarget| serde_json::json!({ "module": t.module, "function": t.function });
+    let call = match &e.call {
+        StepCall::Call { branch_id, action, compensate, payload } => serde_json::json!({
+            "kind": "call", "branch_id": branch_id.to_string(), "action": target(action),
+            "compensate": compensate.as_ref().map(target), "payload": bytes_json(payload),
+        }),
+        StepCall::Now => serde_json::json!({ "kind": "now" }),
+        StepCall::Random => serde_json::json!({ "kind": "random" }),
+        StepCall::Sleep { millis } => serde_json::json!({ "kind": "sleep", "millis": millis }),
+        StepCall::Signal { name } => serde_json::json!({ "kind": "signal", "name": name }),
+        StepCall::End => serde_json::json!({ "kind": "end" }),
+    };
+    let answer = match &e.answer {
+        StepAnswer::Ok { output } => serde_json::json!({ "kind": "ok", "output": bytes_json(output) }),
+        StepAnswer::Failure { message } => serde_json::json!({ "kind": "failure", "message": message }),
+        StepAnswer::Retry { message } => serde_json::json!({ "kind": "retry", "message": message }),
+        StepAnswer::Value { value } => serde_json::json!({ "kind": "value", "value": value }),
+        StepAnswer::Until { deadline } => serde_json::json!({ "kind": "until", "deadline": time::rfc3339(*deadline) }),
+        StepAnswer::Signal { payload } => serde_json::json!({ "kind": "signal", "payload": bytes_json(payload) }),
+    };
+    serde_json::json!({ "seq": e.seq, "at": time::rfc3339(e.at), "call": call, "answer": answer })
 }
 
 /// History entries shown with a transaction, at most (the oldest first).
@@ -574,8 +721,14 @@ pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Resu
         "at": time::rfc3339(t.created_at), "kind": "created",
         "outcome": t.mode.initial_status(), "detail": format!("mode {}", t.mode),
     });
+    let mode = s.transaction.mode;
     let mut view = view(s.transaction, Some(s.ops));
     view.history = Some(std::iter::once(created).chain(history.into_iter().map(history_view)).collect());
+    if mode == Mode::Workflow {
+        let journal = state.engine.store().journal(&parsed).await?;
+        view.output = crate::engine::workflow::returned(&journal).and_then(Result::ok).map(bytes_json);
+        view.journal = Some(journal.iter().map(journal_view).collect());
+    }
     Ok(Json(view))
 }
 
@@ -632,7 +785,7 @@ pub async fn list(
     if let Some(mode) = &params.mode
         && Mode::parse(mode).is_none()
     {
-        return Err(invalid(format!("mode must be saga, tcc, xa or msg, got {mode:?}")));
+        return Err(invalid(format!("mode must be saga, tcc, xa, msg or workflow, got {mode:?}")));
     }
     if let Some(module) = &params.module {
         ModuleName::parse(module).map_err(|e| invalid(format!("module: {}", e.0)))?;
@@ -718,4 +871,65 @@ async fn control(
     }
     let after = state.engine.control(&gid, Request { control, actor, reason }).await?;
     Ok(Json(view(after.transaction, Some(after.ops))))
+}
+
+/// The longest signal name, in bytes.
+const MAX_SIGNAL_NAME: usize = 128;
+
+/// `POST /v1/transactions/{gid}/signals/{name}`: sends the signal `name`
+/// with the request's JSON body (none: `null`) as its payload to a running
+/// workflow. It is kept until the workflow awaits it; several of one name
+/// are taken in the order they were sent. `202`; `404` for an unknown gid;
+/// `409` for a transaction that is not a workflow or has ended.
+pub async fn signal(
+    State(state): State<AppState>,
+    Path((gid, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let gid = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
+    if name.is_empty() || name.len() > MAX_SIGNAL_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("signal names are 1 to {MAX_SIGNAL_NAME} bytes of printable characters"),
+        ));
+    }
+    let body = body.map_err(body_error)?;
+    let payload = if body.iter().all(u8::is_ascii_whitespace) {
+        b"null".to_vec()
+    } else {
+        let value: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_payload", format!("a signal's body is JSON: {e}")))?;
+        serde_json::to_vec(&value).map_err(|e| ApiError::bad_request("invalid_payload", e.to_string()))?
+    };
+    if payload.len() > state.limits.max_payload_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the signal is {} bytes; at most {} (max_payload_kb)",
+                payload.len(),
+                state.limits.max_payload_bytes
+            ),
+        ));
+    }
+    use crate::store::SignalSent;
+    match state.engine.signal(&gid, &name, &payload).await? {
+        SignalSent::Sent { .. } => Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "gid": gid.to_string(), "signal": name, "status": "sent" })),
+        )),
+        SignalSent::UnknownGid => {
+            Err(ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid}")))
+        }
+        SignalSent::NotWorkflow(mode) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_workflow",
+            format!("transaction {gid} is a {mode}; only workflows take signals"),
+        )),
+        SignalSent::Finished(status) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "finished",
+            format!("workflow {gid} has already {status}; the signal was not kept"),
+        )),
+    }
 }

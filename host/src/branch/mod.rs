@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::database::{BarrierKey, BranchRun, Databases, DbError, Decision, ProgressRefused, RunError, TxWork};
-use crate::engine::{BoxFuture, BranchCall, BranchExecutor, BranchResult, Carried, Outcome};
-use crate::model::{DatabaseName, Digest, Mode, ModuleName, Op, Status, Target};
+use crate::engine::{
+    BoxFuture, BranchCall, BranchExecutor, BranchResult, Carried, Outcome, RunEnd, StepQuestion, WorkflowRun,
+};
+use crate::model::{DatabaseName, Digest, Gid, Mode, ModuleName, Op, Status, StepTarget, Target};
 use crate::registry::Registry;
-use crate::sandbox::{Invocation, InvokeError, Prepared, Sandbox};
+use crate::sandbox::{Invocation, InvokeError, Prepared, Sandbox, WorkflowInstance};
 use crate::store::Store;
 
 /// Branch ops whose target is a Wasm module.
@@ -78,7 +80,7 @@ impl WasmBranches {
             payload,
             module: module.to_string(),
         };
-        let decision = db.run_local(deadline, guest_work(prepared, invocation)).await?;
+        let decision = db.run_local(deadline, guest_work(prepared, invocation, None)).await?;
         Ok(decision.into_inner()?)
     }
 
@@ -107,6 +109,10 @@ impl WasmBranches {
             Err(e) => return BranchResult::of(outcome_of(Err(e))),
         };
         let key = barrier_key(&call);
+        // A workflow step's output is kept with its commit, for a replay
+        // that finds the step done (the barrier) but not journaled.
+        let step = call.mode == Mode::Workflow && call.op == Op::Action;
+        let keep_output = step.then(|| key.clone());
         let progress = call.progress.filter(|_| self.colocated.contains(&call.target.database));
         let carries = progress.is_some();
         let invocation = Invocation {
@@ -122,17 +128,28 @@ impl WasmBranches {
         let written = if carries { Carried::Written } else { Carried::No };
         let ran = if call.mode == Mode::Xa {
             // Ended by PREPARE TRANSACTION; an XA op never carries progress.
-            db.run_branch_prepared(key, deadline, guest_work(prepared, invocation)).await
+            db.run_branch_prepared(key, deadline, guest_work(prepared, invocation, None)).await
         } else {
-            db.run_branch(key, deadline, progress, guest_work(prepared, invocation)).await
+            db.run_branch(key, deadline, progress, guest_work(prepared, invocation, keep_output)).await
         };
         match ran {
             Ok(BranchRun::Skipped(verdict)) => {
                 tracing::debug!(gid = %call.gid, branch = %call.branch_id, op = %call.op, ?verdict, "barrier: the guest did not run");
-                BranchResult { outcome: Outcome::Succeeded, progress: written }
+                if !step {
+                    return BranchResult { outcome: Outcome::Succeeded, progress: written, output: Vec::new() };
+                }
+                match db.step_output(&call.gid, &call.branch_id).await {
+                    Ok(Some(output)) => BranchResult { outcome: Outcome::Succeeded, progress: written, output },
+                    Ok(None) => error(format!(
+                        "step {} ran before, but its output is not in database {}; it cannot be answered",
+                        call.branch_id, call.target.database
+                    )),
+                    Err(e) => error(format!("database {}: reading the step's output: {e}", call.target.database)),
+                }
             }
             Ok(BranchRun::Ran(Decision::Commit(result))) => {
-                BranchResult { outcome: outcome_of(result), progress: written }
+                let output = result.as_ref().ok().cloned().unwrap_or_default();
+                BranchResult { outcome: outcome_of(result), progress: written, output }
             }
             Ok(BranchRun::Ran(Decision::Rollback(result))) => BranchResult::of(outcome_of(result)),
             Err(RunError::Progress(refused)) => {
@@ -140,7 +157,7 @@ impl WasmBranches {
                     ProgressRefused::Fenced => Carried::Fenced,
                     ProgressRefused::GidTaken => Carried::GidTaken,
                 };
-                BranchResult { outcome: Outcome::Error(refused.to_string()), progress }
+                BranchResult { outcome: Outcome::Error(refused.to_string()), progress, output: Vec::new() }
             }
             Err(RunError::Db(e)) => error(format!("database {}: {e}", call.target.database)),
         }
@@ -258,11 +275,22 @@ fn barrier_key(call: &BranchCall) -> BarrierKey {
     }
 }
 
-/// The guest's run inside the local transaction: commit on `ok`, roll back otherwise.
-fn guest_work(prepared: Prepared, invocation: Invocation) -> TxWork<Result<Vec<u8>, InvokeError>> {
+/// The guest's run inside the local transaction: commit on `ok`, roll back
+/// otherwise. With `keep_output`, an `ok` output is recorded in the same
+/// transaction (a workflow step's).
+fn guest_work(
+    prepared: Prepared,
+    invocation: Invocation,
+    keep_output: Option<BarrierKey>,
+) -> TxWork<Result<Vec<u8>, InvokeError>> {
     Box::new(move |tx| {
         Box::pin(async move {
-            let (result, tx) = prepared.call(invocation, Some(tx)).await;
+            let (mut result, mut tx) = prepared.call(invocation, Some(tx)).await;
+            if let (Ok(output), Some(key), Some(open)) = (&result, &keep_output, tx.as_mut())
+                && let Err(e) = open.record_output(key, output).await
+            {
+                result = Err(InvokeError::Trap(format!("recording the step's output: {e}")));
+            }
             let decision = if result.is_ok() { Decision::Commit(result) } else { Decision::Rollback(result) };
             (tx, decision)
         })
@@ -286,5 +314,71 @@ impl BranchExecutor for WasmBranches {
 
     fn colocated(&self, target: &Target) -> bool {
         self.colocated.contains(&target.database)
+    }
+
+    fn start_workflow(
+        &self,
+        target: &Target,
+        gid: &Gid,
+        input: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Box<dyn WorkflowRun>, String>> {
+        let (target, gid) = (target.clone(), gid.clone());
+        Box::pin(async move {
+            let compiled = self
+                .registry
+                .compiled(&target.digest)
+                .await
+                .map_err(|e| format!("workflow module {} unavailable: {e}", target.module))?;
+            let label = format!("{} {gid}/00 run", target.module);
+            let instance = self.sandbox.start_workflow(&compiled, input, label).map_err(|e| e.to_string())?;
+            Ok(Box::new(Run(instance)) as Box<dyn WorkflowRun>)
+        })
+    }
+
+    fn resolve(&self, step: &StepTarget) -> BoxFuture<'_, Result<Target, String>> {
+        let step = step.clone();
+        Box::pin(async move {
+            let name = ModuleName::parse(&step.module).map_err(|e| e.to_string())?;
+            let record = match self.registry.current(&name).await {
+                Ok(Some(record)) => record,
+                Ok(None) => return Err(format!("module {:?} is not uploaded", step.module)),
+                Err(e) => return Err(format!("module {:?} could not be looked up: {e}", step.module)),
+            };
+            if record.world != "branch" {
+                return Err(format!("module {:?} is a {} module, not a branch module", step.module, record.world));
+            }
+            if !record.functions.contains(&step.function) {
+                return Err(format!("module {:?} has no function {:?}", step.module, step.function));
+            }
+            Ok(Target { module: name, digest: record.digest, database: record.database, function: step.function })
+        })
+    }
+}
+
+/// A workflow instance, as the engine drives it.
+struct Run(WorkflowInstance);
+
+impl WorkflowRun for Run {
+    fn next(&mut self) -> BoxFuture<'_, Option<StepQuestion>> {
+        Box::pin(async move {
+            let ask = self.0.asks.recv().await?;
+            let reply = ask.reply;
+            Some(StepQuestion {
+                request: ask.request,
+                answer: Box::new(move |answer| {
+                    // The instance may be gone (it trapped meanwhile).
+                    let _ = reply.send(answer);
+                }),
+            })
+        })
+    }
+
+    fn end(&mut self) -> BoxFuture<'_, RunEnd> {
+        Box::pin(async move {
+            match self.0.end().await {
+                Ok(returned) => RunEnd::Returned(returned),
+                Err(e) => RunEnd::Trapped(e.to_string()),
+            }
+        })
     }
 }

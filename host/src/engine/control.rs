@@ -60,7 +60,7 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
                     tx.gid
                 ));
             }
-            if tx.mode != Mode::Saga && tx.status == Status::Submitted {
+            if !matches!(tx.mode, Mode::Saga | Mode::Workflow) && tx.status == Status::Submitted {
                 return Err(format!(
                     "transaction {} has decided to {} every branch; a decided {} only goes forward",
                     tx.gid,
@@ -77,7 +77,7 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
             let left = match tx.mode {
                 // Not an effect to compensate: locks to release (`branch::sweep_prepared`).
                 Mode::Xa => "nothing was compensated; branches left prepared are rolled back by the host",
-                Mode::Saga | Mode::Tcc | Mode::Msg => "nothing was compensated",
+                Mode::Saga | Mode::Tcc | Mode::Msg | Mode::Workflow => "nothing was compensated",
             };
             tx.rollback_reason = Some(format!("{asked} ({left})"));
             tx.finished_at = Some(now);

@@ -28,7 +28,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::saga::{self, Effect, Event, Outcome};
 use super::{BranchCall, Carried, Engine, Live, control, duration_ms, history};
-use crate::model::{BranchId, Millis, Op, Status, TransactionState};
+use crate::model::{BranchId, JournalEntry, Millis, Op, Status, TransactionState};
 use crate::store::{Lease, Progress, StoreError};
 
 /// A transaction being driven.
@@ -36,20 +36,33 @@ pub(super) struct Driving {
     pub lease: Lease,
     pub state: TransactionState,
     /// The store holds the transaction.
-    stored: bool,
+    pub(super) stored: bool,
     /// Its status as the store holds it.
     durable_status: Status,
     /// When the stored lease runs out.
     durable_lease: Option<Millis>,
     /// Ops changed since the last write.
-    dirty: BTreeSet<(BranchId, Op)>,
+    pub(super) dirty: BTreeSet<(BranchId, Op)>,
+    /// A workflow's journal, once loaded (see `workflow`).
+    pub(super) journal: Option<Vec<JournalEntry>>,
+    /// How many of its entries the store holds.
+    pub(super) journal_stored: usize,
 }
 
 impl Driving {
     pub fn new(lease: Lease, state: TransactionState, stored: bool) -> Self {
         let durable_status = state.transaction.status;
         let durable_lease = state.transaction.lease_expires;
-        Self { lease, state, stored, durable_status, durable_lease, dirty: BTreeSet::new() }
+        Self {
+            lease,
+            state,
+            stored,
+            durable_status,
+            durable_lease,
+            dirty: BTreeSet::new(),
+            journal: None,
+            journal_stored: 0,
+        }
     }
 
     /// The write that brings the store up to `state` (`release` gives the lease up).
@@ -63,7 +76,20 @@ impl Driving {
             return Progress::Create(state);
         }
         let ops = state.ops.iter().filter(|o| dirty.contains(&(o.branch_id.clone(), o.op))).cloned().collect();
-        Progress::Save { lease: self.lease.clone(), transaction: state.transaction.clone(), ops, release }
+        let journal = self.journal.as_ref().map(|j| j[self.journal_stored.min(j.len())..].to_vec()).unwrap_or_default();
+        Progress::Save { lease: self.lease.clone(), transaction: state.transaction.clone(), ops, journal, release }
+    }
+
+    /// The fenced save of the state as it is (never the create).
+    pub(super) fn save_progress(&self, release: bool) -> Progress {
+        debug_assert!(self.stored, "a save of a transaction not stored yet");
+        self.progress(&self.state, &self.dirty, release)
+    }
+
+    /// [`Driving::save_progress`] was written (with the lease released).
+    pub(super) fn mark_written(&mut self) {
+        self.written(self.state.transaction.status);
+        self.durable_lease = None;
     }
 
     fn written(&mut self, status: Status) {
@@ -71,11 +97,12 @@ impl Driving {
         self.durable_status = status;
         self.durable_lease = self.state.transaction.lease_expires;
         self.dirty.clear();
+        self.journal_stored = self.journal.as_ref().map_or(0, Vec::len);
     }
 }
 
 /// Why the loop stopped before an end.
-enum Stop {
+pub(super) enum Stop {
     Fenced,
     GidTaken,
     Store(StoreError),
@@ -169,6 +196,16 @@ impl Engine {
                         event = Event::Resume;
                         continue;
                     }
+                    if op == Op::Run {
+                        match self.run_workflow(d, attempt).await? {
+                            Some(next) => {
+                                event = next;
+                                continue;
+                            }
+                            // Parked (a sleep, a signal, a step's retry): written and released.
+                            None => return Ok(()),
+                        }
+                    }
                     let colocated = self.carries_progress(d.state.transaction.mode, &branch_op.target);
                     let after = colocated.then(|| self.after_success(d, &branch_id, op, now));
                     if after.is_none() {
@@ -261,7 +298,7 @@ impl Engine {
 
     /// Writes the state now (the create if it was not stored yet), giving the
     /// lease up with `release`.
-    async fn persist(&self, d: &mut Driving, release: bool) -> Result<(), Stop> {
+    pub(super) async fn persist(&self, d: &mut Driving, release: bool) -> Result<(), Stop> {
         let progress = d.progress(&d.state, &d.dirty, release);
         match self.inner.store.write(&progress).await {
             Ok(()) => {

@@ -21,6 +21,7 @@ pub mod msg;
 pub mod retry;
 pub mod saga;
 pub mod tcc;
+pub mod workflow;
 pub mod xa;
 
 use std::collections::HashMap;
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
-use crate::model::{BranchId, Gid, Millis, Mode, Op, Target, TransactionState};
+use crate::model::{BranchId, Gid, Millis, Mode, Op, StepAnswer, StepRequest, StepTarget, Target, TransactionState};
 use crate::store::{Created, Lease, Progress, Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -45,6 +46,7 @@ fn step(state: &mut TransactionState, event: saga::Event, now: Millis, policy: &
         Mode::Tcc => tcc::step(state, event, now, policy),
         Mode::Xa => xa::step(state, event, now, policy),
         Mode::Msg => msg::step(state, event, now, policy),
+        Mode::Workflow => workflow::step(state, event, now, policy),
     }
 }
 
@@ -53,7 +55,7 @@ fn step(state: &mut TransactionState, event: saga::Event, now: Millis, policy: &
 fn ready(state: &TransactionState) -> Vec<(BranchId, Op, u32)> {
     match state.transaction.mode {
         Mode::Msg => msg::ready(state),
-        Mode::Saga | Mode::Tcc | Mode::Xa => saga::ready(state),
+        Mode::Saga | Mode::Tcc | Mode::Xa | Mode::Workflow => saga::ready(state),
     }
 }
 
@@ -83,6 +85,10 @@ pub struct BranchCall {
 pub struct BranchResult {
     pub outcome: Outcome,
     pub progress: Carried,
+    /// What the function returned, when it succeeded (a workflow's step
+    /// answers with it; also after a crash, when the barrier found the op
+    /// done and the output was kept with it).
+    pub output: Vec<u8>,
 }
 
 /// What became of [`BranchCall::progress`].
@@ -100,7 +106,7 @@ pub enum Carried {
 
 impl BranchResult {
     pub fn of(outcome: Outcome) -> Self {
-        Self { outcome, progress: Carried::No }
+        Self { outcome, progress: Carried::No, output: Vec::new() }
     }
 }
 
@@ -116,6 +122,50 @@ pub trait BranchExecutor: Send + Sync + 'static {
     fn colocated(&self, _target: &Target) -> bool {
         false
     }
+
+    /// Starts a workflow's `run(input)` in a fresh instance of the pinned
+    /// workflow module `target`, for the transaction `gid`.
+    fn start_workflow(
+        &self,
+        _target: &Target,
+        _gid: &Gid,
+        _input: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Box<dyn WorkflowRun>, String>> {
+        Box::pin(async { Err("this executor does not run workflows".to_owned()) })
+    }
+
+    /// The current version of the branch function a workflow step names,
+    /// pinned; `Err` says why it cannot be a step (unknown module or
+    /// function, a workflow module).
+    fn resolve(&self, step: &StepTarget) -> BoxFuture<'_, Result<Target, String>> {
+        let message = format!("module {:?} is unknown to this executor", step.module);
+        Box::pin(async move { Err(message) })
+    }
+}
+
+/// A workflow's `run`, running in its instance: the engine answers its
+/// `steps` calls one by one, or drops it.
+pub trait WorkflowRun: Send {
+    /// The instance's next `steps` call; `None` once `run` has ended.
+    fn next(&mut self) -> BoxFuture<'_, Option<StepQuestion>>;
+    /// How `run` ended (call once [`WorkflowRun::next`] gave `None`).
+    fn end(&mut self) -> BoxFuture<'_, RunEnd>;
+}
+
+/// One `steps` call waiting for its answer. Dropping it unanswered ends
+/// the instance at this call.
+pub struct StepQuestion {
+    pub request: StepRequest,
+    pub answer: Box<dyn FnOnce(StepAnswer) + Send>,
+}
+
+/// How a workflow instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// `run` returned: its output, or its error.
+    Returned(Result<Vec<u8>, String>),
+    /// The instance trapped or hit a limit: not the workflow's decision.
+    Trapped(String),
 }
 
 /// Tunables of the driver.
@@ -308,6 +358,17 @@ impl Engine {
     }
 
     /// The instances on this store heard from within three heartbeats, by node id.
+    /// Sends the signal `name` to the workflow `gid` (see
+    /// [`Store::send_signal`]); a workflow that waits for it, unleased, is
+    /// claimed here at once.
+    pub async fn signal(&self, gid: &Gid, name: &str, payload: &[u8]) -> Result<crate::store::SignalSent, EngineError> {
+        let sent = self.inner.store.send_signal(gid, name, payload, self.now()).await?;
+        if let crate::store::SignalSent::Sent { wake: true } = sent {
+            self.spawn_claim(gid.clone());
+        }
+        Ok(sent)
+    }
+
     pub async fn cluster(&self) -> Result<Vec<crate::store::Instance>, StoreError> {
         let window = duration_ms(self.heartbeat_every() * 3);
         self.inner.store.instances(Millis(self.now().0 - i64::try_from(window).unwrap_or(i64::MAX))).await
@@ -694,6 +755,21 @@ pub(crate) mod fixture {
         state.ops = std::iter::once(local)
             .chain((0..branches).map(|i| BranchOp { branch_id: BranchId::from_index(i), ..template.clone() }))
             .collect();
+        state
+    }
+
+    /// A workflow with its `00 run` and no steps yet, not started.
+    pub fn workflow(gid: &str, at: Millis) -> TransactionState {
+        let mut state = saga(gid, 1, at);
+        state.transaction.mode = Mode::Workflow;
+        let template = state.ops[0].clone();
+        let run = BranchOp {
+            branch_id: BranchId::local(),
+            op: Op::Run,
+            target: Target { function: "run".to_owned(), ..template.target.clone() },
+            ..template
+        };
+        state.ops = vec![run];
         state
     }
 

@@ -71,7 +71,7 @@ impl BranchExecutor for Script {
             if carried == Carried::Written {
                 self.carried.lock().unwrap().push(progress);
             }
-            BranchResult { outcome, progress: carried }
+            BranchResult { outcome, progress: carried, output: Vec::new() }
         })
     }
 
@@ -393,7 +393,7 @@ impl BranchExecutor for HeldColocated {
             }
             let progress = call.progress.expect("co-located ops carry progress");
             self.store.write(&progress).await.expect("the carried progress commits");
-            BranchResult { outcome: Outcome::Succeeded, progress: Carried::Written }
+            BranchResult { outcome: Outcome::Succeeded, progress: Carried::Written, output: Vec::new() }
         })
     }
 

@@ -46,6 +46,12 @@ pub enum UploadError {
     InvalidReuse { got: u32, max: u32 },
     #[error("{0}")]
     InvalidHttpHost(String),
+    /// An option that only branch modules take, given with a workflow module.
+    #[error(
+        "{0} is for branch modules; a workflow module runs one fresh instance per run and reaches nothing but its \
+         steps and log"
+    )]
+    NotForWorkflows(&'static str),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -209,6 +215,14 @@ impl Registry {
                 Compilation::TimedOut(t) => UploadError::CompileTimeout(t),
             })?,
         };
+        if compiled.world() == "workflow" {
+            if instance_reuse.is_some() {
+                return Err(UploadError::NotForWorkflows("reuse"));
+            }
+            if !http_hosts.is_empty() {
+                return Err(UploadError::NotForWorkflows("http_hosts"));
+            }
+        }
         let mut functions = self.inner.sandbox.functions(&compiled).await.map_err(UploadError::Inspect)?;
         functions.sort();
         functions.dedup();
@@ -229,7 +243,7 @@ impl Registry {
         let record = ModuleRecord {
             name,
             digest: digest.clone(),
-            world: "branch".to_owned(),
+            world: compiled.world().to_owned(),
             functions,
             database,
             instance_reuse,

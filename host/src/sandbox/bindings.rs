@@ -9,3 +9,20 @@ wasmtime::component::bindgen!({
     imports: { "wasmtx:runtime/log.log": async | trappable, default: async },
     exports: { default: async },
 });
+
+/// The `workflow` world: `steps` is new here; `types` and `log` are the
+/// `branch` world's bindings, so one host `log` serves both.
+pub mod workflow {
+    wasmtime::component::bindgen!({
+        world: "workflow",
+        path: "../wit",
+        with: {
+            "wasmtx:runtime/types": super::wasmtx::runtime::types,
+            "wasmtx:runtime/log": super::wasmtx::runtime::log,
+        },
+        // Every `steps` call may trap: the host drops an instance that
+        // waits (a sleep, a signal) or diverged from its journal.
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}

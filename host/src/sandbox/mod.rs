@@ -27,6 +27,7 @@ mod db;
 mod http;
 mod limits;
 mod log;
+mod workflow;
 
 impl bindings::wasmtx::runtime::types::Host for HostState {}
 
@@ -46,6 +47,7 @@ use bindings::wasmtx::runtime::types as wit;
 pub use http::{HostRule, HttpGrant};
 pub use limits::Limits;
 use limits::{InstanceLimiter, engine_config};
+pub use workflow::{DROPPED, StepAsk, WorkflowInstance};
 
 /// Why an upload cannot become a module.
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +62,11 @@ pub enum CompileError {
     Invalid(String),
     #[error("the component does not implement the `wasmtx:runtime/branch` world: {0}")]
     WorldMismatch(String),
-    /// A module of the `workflow` world (it imports `steps`).
+    /// It imports `steps` but does not fit the `workflow` world.
     #[error(
-        "this is a workflow module (world `wasmtx:runtime/workflow`); this server does not run workflows yet, only \
-         branch modules (world `wasmtx:runtime/branch`): see docs/writing-workflows.md"
+        "the component imports `wasmtx:runtime/steps` but does not implement the `wasmtx:runtime/workflow` world: {0}"
     )]
-    Workflow,
+    WorkflowMismatch(String),
 }
 
 /// Why an invocation did not return `ok`.
@@ -85,7 +86,33 @@ pub enum InvokeError {
 /// A validated, compiled module version, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct Compiled {
-    pre: bindings::BranchPre<HostState>,
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Branch(bindings::BranchPre<HostState>),
+    Workflow(bindings::workflow::WorkflowPre<HostState>),
+}
+
+impl Compiled {
+    /// The WIT world it implements: `branch` or `workflow`.
+    pub fn world(&self) -> &'static str {
+        match self.kind {
+            Kind::Branch(_) => "branch",
+            Kind::Workflow(_) => "workflow",
+        }
+    }
+
+    fn branch(&self) -> Result<&bindings::BranchPre<HostState>, InvokeError> {
+        match &self.kind {
+            Kind::Branch(pre) => Ok(pre),
+            Kind::Workflow(_) => Err(InvokeError::Trap(
+                "this is a workflow module (world `wasmtx:runtime/workflow`): it has no branch functions to call"
+                    .to_owned(),
+            )),
+        }
+    }
 }
 
 /// How a module version is run: a fresh instance per invocation (the
@@ -271,6 +298,8 @@ struct HostState {
     http_ctx: wasmtime_wasi_http::WasiHttpCtx,
     /// Where outbound requests may go.
     http: HttpGrant,
+    /// A workflow instance's `steps` (`None` in a branch instance).
+    steps: Option<workflow::StepsLink>,
 }
 
 /// What is left of an invocation's log allowance.
@@ -314,6 +343,8 @@ pub struct Sandbox {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
+    /// WASI, `log` and `steps`: no `db`, no HTTP.
+    workflow_linker: Linker<HostState>,
     limits: Limits,
     /// One permit per invocation allowed at once.
     slots: Arc<Semaphore>,
@@ -356,17 +387,23 @@ impl Sandbox {
                 Engine::new(engine_config(&limits, false).cache(cache))?
             }
         };
-        let mut linker = Linker::<HostState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // The monotonic clock again, without sleep (see `clocks`).
-        linker.allow_shadowing(true);
-        wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<HostState, clocks::NoSleepClocks>(
-            &mut linker,
-            |s| clocks::NoSleep(WasiClocksCtxView { ctx: s.wasi.clocks(), table: &mut s.table }),
-        )?;
-        linker.allow_shadowing(false);
+        let wasi_linker = || -> Result<Linker<HostState>, wasmtime::Error> {
+            let mut linker = Linker::<HostState>::new(&engine);
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+            // The monotonic clock again, without sleep (see `clocks`).
+            linker.allow_shadowing(true);
+            wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<HostState, clocks::NoSleepClocks>(
+                &mut linker,
+                |s| clocks::NoSleep(WasiClocksCtxView { ctx: s.wasi.clocks(), table: &mut s.table }),
+            )?;
+            linker.allow_shadowing(false);
+            Ok(linker)
+        };
+        let mut linker = wasi_linker()?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::Branch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let mut workflow_linker = wasi_linker()?;
+        bindings::workflow::Workflow::add_to_linker::<_, HasSelf<_>>(&mut workflow_linker, |s| s)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
@@ -385,6 +422,7 @@ impl Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
+                workflow_linker,
                 limits,
                 slots,
                 idle_instances: Arc::new(AtomicUsize::new(0)),
@@ -431,22 +469,30 @@ impl Sandbox {
             .imports(&self.inner.engine)
             .any(|(name, _)| name.starts_with("wasmtx:runtime/steps"));
         if workflow {
-            return Err(CompileError::Workflow);
+            let mismatch = |e: wasmtime::Error| CompileError::WorkflowMismatch(format!("{e:#}"));
+            let pre = self.inner.workflow_linker.instantiate_pre(&component).map_err(mismatch)?;
+            let pre = bindings::workflow::WorkflowPre::new(pre).map_err(mismatch)?;
+            return Ok(Compiled { kind: Kind::Workflow(pre) });
         }
         let pre =
             self.inner.linker.instantiate_pre(&component).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
         let pre = bindings::BranchPre::new(pre).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
-        Ok(Compiled { pre })
+        Ok(Compiled { kind: Kind::Branch(pre) })
     }
 
-    /// Asks the module which functions it exports (`handler.functions`).
+    /// Asks the module which functions it exports (`handler.functions`); a
+    /// workflow's one function is `run`.
     pub async fn functions(&self, compiled: &Compiled) -> Result<Vec<String>, InvokeError> {
+        let pre = match &compiled.kind {
+            Kind::Branch(pre) => pre,
+            Kind::Workflow(_) => return Ok(vec!["run".to_owned()]),
+        };
         let deadline = Instant::now() + self.inner.limits.deadline;
         let _slot = self.slot(deadline).await?;
         let mut store = self.store(None, "upload inspection".into());
         self.arm_deadline(&mut store, deadline);
         let budget = self.inner.limits.deadline;
-        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, budget))?;
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, budget))?;
         let functions =
             instance.wasmtx_runtime_handler().call_functions(&mut store).await.map_err(|e| self.trap(e, budget))?;
         let size: usize = functions.iter().map(String::len).sum();
@@ -512,9 +558,10 @@ impl Sandbox {
                 (&pool.compiled, Some((pool.clone(), 0)))
             }
         };
+        let pre = compiled.branch()?;
         let mut store = self.store(None, String::new());
         self.arm_deadline(&mut store, deadline);
-        let instance = compiled.pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, budget))?;
+        let instance = pre.instantiate_async(&mut store).await.map_err(|e| self.trap(e, budget))?;
         Ok(Prepared { store, instance, pool, sandbox: self.clone(), deadline, budget, http, _slot: slot })
     }
 
@@ -582,6 +629,7 @@ impl Sandbox {
             log: LogBudget::new(limits),
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
             http: HttpGrant::default(),
+            steps: None,
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -611,7 +659,13 @@ impl Sandbox {
             Some(trap) => format!("guest trapped: {trap}"),
             None => {
                 let text = format!("{:#}", error.root_cause());
-                let named = ["memory limit exceeded", "table limit exceeded", "log limit exceeded", "sleep is not"];
+                let named = [
+                    "memory limit exceeded",
+                    "table limit exceeded",
+                    "log limit exceeded",
+                    "sleep is not",
+                    workflow::DROPPED,
+                ];
                 match named.iter().find_map(|n| text.find(n)) {
                     Some(at) => text[at..].to_owned(),
                     None if text.contains("maximum concurrent") || text.contains("pooling allocator") => {
@@ -636,6 +690,8 @@ fn wit_op(op: Op) -> wit::Op {
         Op::Commit => wit::Op::Commit,
         Op::Rollback => wit::Op::Rollback,
         Op::Call => wit::Op::Call,
+        // Not a branch op: a workflow's `run` is called through its own export.
+        Op::Run => wit::Op::Call,
     }
 }
 

@@ -15,6 +15,15 @@
 //! only if the row still carries the caller's owner and epoch, so a zombie that
 //! lost its lease can never overwrite the new owner's progress.
 //!
+//! # Workflows
+//!
+//! A workflow's journal (what its `run` asked through `steps` and the host's
+//! answers) is appended in the driver's fenced saves ([`Progress::Save`]'s
+//! `journal`), so it is exactly as durable as the progress it explains.
+//! Signals are stored as they arrive ([`Store::send_signal`]); a workflow that
+//! waits for one gives its lease up with [`Store::park`], which never parks it
+//! past a signal it has not seen.
+//!
 //! # Layout
 //!
 //! - `mod.rs`: the public API, errors, row decoding shared by both backends.
@@ -28,8 +37,8 @@
 use std::fmt;
 
 use crate::model::{
-    BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus,
-    Options, Status, Target, Transaction, TransactionState,
+    BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, JournalEntry, Millis, Mode, ModuleName, ModuleRecord,
+    Op, OpStatus, Options, Status, Target, Transaction, TransactionState,
 };
 
 mod instances;
@@ -81,10 +90,25 @@ pub enum Progress {
     /// Insert a new transaction and its ops (already leased to the writer).
     Create(TransactionState),
     /// The fenced save of [`Store::save`] (and [`Store::save_and_release`] with `release`).
-    Save { lease: Lease, transaction: Transaction, ops: Vec<BranchOp>, release: bool },
+    /// `journal` holds the workflow journal entries to append in the same
+    /// write (empty for every other mode). An entry whose seq is stored
+    /// already must carry the same text (a retried save); another text is
+    /// [`StoreError::Corrupt`] and nothing is written.
+    Save { lease: Lease, transaction: Transaction, ops: Vec<BranchOp>, release: bool, journal: Vec<JournalEntry> },
 }
 
 impl Progress {
+    /// A [`Progress::Save`] without journal entries.
+    fn save(lease: &Lease, tx: &Transaction, ops: &[BranchOp], release: bool) -> Self {
+        Progress::Save {
+            lease: lease.clone(),
+            transaction: tx.clone(),
+            ops: ops.to_vec(),
+            release,
+            journal: Vec::new(),
+        }
+    }
+
     /// The transaction it writes.
     pub fn gid(&self) -> &Gid {
         match self {
@@ -92,6 +116,32 @@ impl Progress {
             Progress::Save { lease, .. } => &lease.gid,
         }
     }
+}
+
+/// Outcome of [`Store::send_signal`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignalSent {
+    /// The signal is stored. `wake`: the workflow is `submitted` and no live
+    /// lease drives it, so it was made due for a poller to claim. Without
+    /// `wake`, a live owner drives it (and sees the signal before it parks,
+    /// see [`Store::park`]), or it is not `submitted` (not running `run`).
+    Sent { wake: bool },
+    /// No transaction has this gid; nothing was stored.
+    UnknownGid,
+    /// The transaction is not a workflow (here is its mode); nothing was stored.
+    NotWorkflow(Mode),
+    /// The workflow is final (here is its status); nothing was stored.
+    Finished(Status),
+}
+
+/// Outcome of [`Store::park`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parked {
+    /// The progress is written (and the lease given up, as it asked).
+    Parked,
+    /// A signal of the awaited name arrived beyond the ones already seen;
+    /// nothing was written and the caller still holds its lease.
+    SignalWaiting,
 }
 
 /// Why a store call failed, shaped by what the caller does next.
@@ -261,16 +311,14 @@ impl Store {
     /// stored yet is inserted whole, so modes that add branches while running (TCC,
     /// workflow) can use the same call.
     pub async fn save(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
-        debug_assert_eq!(lease.gid, tx.gid, "save: lease and transaction name different gids");
-        dispatch!(self, b => b.save(lease, tx, ops, false).await)
+        self.write(&Progress::save(lease, tx, ops, false)).await
     }
 
     /// [`Store::save`] and [`Store::release`] in one write: for a driver that
     /// stops here (the transaction is final, or waits for a retry), one commit
     /// instead of two.
     pub async fn save_and_release(&self, lease: &Lease, tx: &Transaction, ops: &[BranchOp]) -> Result<(), StoreError> {
-        debug_assert_eq!(lease.gid, tx.gid, "save: lease and transaction name different gids");
-        dispatch!(self, b => b.save(lease, tx, ops, true).await)
+        self.write(&Progress::save(lease, tx, ops, true)).await
     }
 
     /// Writes `progress` in a transaction of its own: a [`Progress::Create`]
@@ -282,11 +330,82 @@ impl Store {
                 Created::New => Ok(()),
                 Created::Existing(_) => Err(StoreError::GidTaken { gid: state.transaction.gid.clone() }),
             },
-            Progress::Save { lease, transaction, ops, release } => {
+            Progress::Save { lease, transaction, .. } => {
                 debug_assert_eq!(lease.gid, transaction.gid, "save: lease and transaction name different gids");
-                dispatch!(self, b => b.save(lease, transaction, ops, *release).await)
+                dispatch!(self, b => b.write_save(progress).await)
             }
         }
+    }
+
+    /// A workflow's journal, in seq order (empty for an unknown gid or a
+    /// transaction of another mode). An entry that does not decode is
+    /// [`StoreError::Corrupt`].
+    pub async fn journal(&self, gid: &Gid) -> Result<Vec<JournalEntry>, StoreError> {
+        dispatch!(self, b => b.journal(gid).await)
+    }
+
+    /// Stores signal `name` with `payload` for the workflow `gid`, in one
+    /// local transaction that holds the transaction's row (locked on
+    /// Postgres; SQLite has one writer) from the first read to the commit.
+    ///
+    /// Refused, with nothing stored, when `gid` is unknown, not a workflow,
+    /// or final. Otherwise the signal is stored and, if the workflow is
+    /// `submitted` and no live lease drives it (no owner, no expiry, or
+    /// expired before `now`, as [`Store::claim`] sees it), it is made due
+    /// at `now` (or kept due earlier) so that a poller claims it and its
+    /// `run` takes the signal: [`SignalSent::Sent`] with `wake`. A workflow
+    /// with a live owner is left alone: its owner looks for signals under
+    /// the same row lock before it parks ([`Store::park`]).
+    pub async fn send_signal(
+        &self,
+        gid: &Gid,
+        name: &str,
+        payload: &[u8],
+        now: Millis,
+    ) -> Result<SignalSent, StoreError> {
+        dispatch!(self, b => b.send_signal(gid, name, payload, now).await)
+    }
+
+    /// The payloads of the signals `name` sent to `gid`, in arrival order.
+    pub async fn signals(&self, gid: &Gid, name: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        dispatch!(self, b => b.signals(gid, name).await)
+    }
+
+    /// Parks a workflow that awaits signal `name` and has seen `seen` of
+    /// them: writes `progress` (a [`Progress::Save`], normally with
+    /// `release`, its journal maybe not empty) exactly as [`Store::write`]
+    /// would, unless a signal it has not seen has arrived.
+    ///
+    /// In one local transaction: the transaction's row is locked (Postgres
+    /// `FOR UPDATE`; SQLite has one writer) and checked against the lease
+    /// ([`StoreError::Fenced`] if it is not the caller's any more); then
+    /// the signals of `name` are counted, by a statement that starts after
+    /// the lock is held; if there are more than `seen`, nothing is written
+    /// and the result is [`Parked::SignalWaiting`] (the caller still holds
+    /// its lease, and takes the signal); otherwise the fenced write is made
+    /// and the result is [`Parked::Parked`].
+    ///
+    /// Why no signal is lost between a workflow's last look and its
+    /// parking: [`Store::send_signal`] stores a signal while holding the
+    /// same row lock, and decides whether to wake the workflow from the
+    /// lease it reads under that lock. Either the sender locked the row
+    /// first: its signal is committed before this count starts (on
+    /// Postgres, READ COMMITTED gives each statement a snapshot taken as it
+    /// starts; SQLite runs one write at a time), so the workflow does not
+    /// park. Or this park locked it first: the sender then reads the row
+    /// as this park left it, its lease given up, and makes it due (`wake`).
+    ///
+    /// A [`Progress::Create`] is a caller's bug: [`StoreError::Config`],
+    /// nothing written.
+    pub async fn park(&self, progress: &Progress, name: &str, seen: u32) -> Result<Parked, StoreError> {
+        let Progress::Save { lease, transaction, .. } = progress else {
+            return Err(StoreError::Config(format!(
+                "park is for a running workflow's save, not the create of {}",
+                progress.gid()
+            )));
+        };
+        debug_assert_eq!(lease.gid, transaction.gid, "park: lease and transaction name different gids");
+        dispatch!(self, b => b.park(progress, name, seen).await)
     }
 
     /// Clears lease_owner/lease_expires if still held under this lease (no error
@@ -635,6 +754,69 @@ impl ModuleRow {
             created_at: Millis(self.created_at),
             http_hosts,
         })
+    }
+}
+
+/// A journal entry as stored: its JSON text.
+fn journal_json(entry: &JournalEntry) -> Result<String, StoreError> {
+    serde_json::to_string(entry).map_err(|e| StoreError::Corrupt(format!("encoding journal entry {}: {e}", entry.seq)))
+}
+
+/// A `journal` row (seq, entry) decoded; its seq must be the entry's own.
+fn decode_journal(gid: &Gid, seq: i64, text: &str) -> Result<JournalEntry, StoreError> {
+    let entry = serde_json::from_str::<JournalEntry>(text)
+        .map_err(|e| StoreError::Corrupt(format!("journal entry {seq} of {gid}: {e}")))?;
+    if i64::from(entry.seq) != seq {
+        return Err(StoreError::Corrupt(format!("journal entry {seq} of {gid} says it is entry {}", entry.seq)));
+    }
+    Ok(entry)
+}
+
+/// What a journal entry about to be appended found at its (gid, seq): the
+/// same text is a retried save, another one a bug that must not pass.
+fn journal_conflict(gid: &Gid, entry: &JournalEntry, ours: &str, stored: Option<&str>) -> Result<(), StoreError> {
+    match stored {
+        Some(stored) if stored == ours => Ok(()),
+        // Not the texts themselves: they hold payloads, and may be large.
+        Some(_) => Err(StoreError::Corrupt(format!(
+            "journal entry {} of {gid} is stored already with other content: its run did not replay the same calls",
+            entry.seq
+        ))),
+        None => Err(StoreError::Corrupt(format!("journal entry {} of {gid} conflicted but is not stored", entry.seq))),
+    }
+}
+
+/// The transaction row as [`Store::send_signal`] and [`Store::park`] read it
+/// under its lock (columns of [`queries::Sql::signal_target`]).
+#[derive(sqlx::FromRow)]
+struct SignalTargetRow {
+    mode: String,
+    status: String,
+    lease_owner: Option<String>,
+    lease_expires: Option<i64>,
+    epoch: i64,
+}
+
+impl SignalTargetRow {
+    /// Whether a signal is stored for this transaction at `now`: a refusal,
+    /// or [`SignalSent::Sent`] saying whether to wake it.
+    fn signal_verdict(&self, now: Millis) -> Result<SignalSent, StoreError> {
+        let mode = parse_text("mode", &self.mode, Mode::parse)?;
+        let status = parse_text("status", &self.status, Status::parse)?;
+        if mode != Mode::Workflow {
+            return Ok(SignalSent::NotWorkflow(mode));
+        }
+        if status.is_final() {
+            return Ok(SignalSent::Finished(status));
+        }
+        // As `claim` sees a lease it may take.
+        let unleased = self.lease_owner.is_none() || self.lease_expires.is_none_or(|expires| expires < now.0);
+        Ok(SignalSent::Sent { wake: status == Status::Submitted && unleased })
+    }
+
+    /// Whether `lease` still holds the row (the condition of the fenced update).
+    fn held_by(&self, lease: &Lease) -> bool {
+        self.epoch == lease.epoch && self.lease_owner.as_deref() == Some(lease.owner.as_str())
     }
 }
 

@@ -6,6 +6,8 @@
 //! fencing (a concurrent claim waits on the row lock, then the condition is
 //! re-checked), and due work is claimed with `FOR UPDATE SKIP LOCKED` so instances
 //! never claim the same row. Reads that span two statements use one snapshot.
+//! A workflow's signal senders and its parking driver lock its row
+//! (`FOR UPDATE`) and so take turns (see `Store::park`).
 //!
 //! Structurally parallel to `sqlite.rs`; must not be used outside `store`.
 
@@ -20,11 +22,12 @@ use super::instances::{Instance, InstanceRow};
 use super::queries::{HISTORY_COLUMNS, ListFilter, Sql};
 use super::topics::SubscriberRow;
 use super::{
-    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, Subscriber, TopicName, TransactionRow,
-    db_error, decode_state, functions_json, leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
+    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Parked, Progress, SignalSent, SignalTargetRow, StoreError,
+    Subscriber, TopicName, TransactionRow, db_error, decode_journal, decode_state, functions_json, journal_conflict,
+    journal_json, leases_oldest_first, limit_i64, migrate_error, options_json, to_i64,
 };
 use crate::model::{
-    BranchOp, Digest, Gid, HistoryEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
+    BranchOp, Digest, Gid, HistoryEntry, JournalEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -41,6 +44,10 @@ static HISTORY_BATCH: LazyLock<String> = LazyLock::new(|| {
 const MAX_CONNECTIONS: u32 = 10;
 /// How long a call waits for a pooled connection before reporting `Unavailable`.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The transaction row a signal or a park decides by, locked until the
+/// commit: senders and parkers of one workflow take turns.
+static LOCK_SIGNAL_TARGET: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", SQL.signal_target));
 
 /// Starts a read spanning several statements: they all see the same commits.
 const BEGIN_READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -235,20 +242,121 @@ impl PostgresStore {
         Ok(leases_oldest_first(rows, owner))
     }
 
-    pub(super) async fn save(
-        &self,
-        lease: &Lease,
-        tx: &Transaction,
-        ops: &[BranchOp],
-        release: bool,
-    ) -> Result<(), StoreError> {
-        let progress = Progress::Save { lease: lease.clone(), transaction: tx.clone(), ops: ops.to_vec(), release };
+    /// A [`Progress::Save`] in a transaction of its own.
+    pub(super) async fn write_save(&self, progress: &Progress) -> Result<(), StoreError> {
         let mut db = self.pool.begin().await.map_err(db_error)?;
-        match write_progress(&mut db, &progress).await {
+        match write_progress(&mut db, progress).await {
             Ok(()) => db.commit().await.map_err(db_error),
             Err(e) => {
                 db.rollback().await.map_err(db_error)?;
                 Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn journal(&self, gid: &Gid) -> Result<Vec<JournalEntry>, StoreError> {
+        sqlx::query_as::<_, (i64, String)>(&SQL.select_journal)
+            .bind(gid.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|(seq, text)| decode_journal(gid, seq, &text))
+            .collect()
+    }
+
+    pub(super) async fn send_signal(
+        &self,
+        gid: &Gid,
+        name: &str,
+        payload: &[u8],
+        now: Millis,
+    ) -> Result<SignalSent, StoreError> {
+        let mut db = self.pool.begin().await.map_err(db_error)?;
+        let result = async {
+            let Some(row) = sqlx::query_as::<_, SignalTargetRow>(&LOCK_SIGNAL_TARGET)
+                .bind(gid.as_str())
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(db_error)?
+            else {
+                return Ok(SignalSent::UnknownGid);
+            };
+            let verdict = row.signal_verdict(now)?;
+            if let SignalSent::Sent { wake } = verdict {
+                sqlx::query(&SQL.insert_signal)
+                    .bind(gid.as_str())
+                    .bind(name)
+                    .bind(payload)
+                    .bind(now.0)
+                    .execute(&mut *db)
+                    .await
+                    .map_err(db_error)?;
+                if wake {
+                    sqlx::query(&SQL.wake).bind(gid.as_str()).bind(now.0).execute(&mut *db).await.map_err(db_error)?;
+                }
+            }
+            Ok(verdict)
+        }
+        .await;
+        match result {
+            Ok(sent @ SignalSent::Sent { .. }) => {
+                db.commit().await.map_err(db_error)?;
+                Ok(sent)
+            }
+            other => {
+                db.rollback().await.map_err(db_error)?;
+                other
+            }
+        }
+    }
+
+    pub(super) async fn signals(&self, gid: &Gid, name: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        sqlx::query_scalar::<_, Vec<u8>>(&SQL.select_signals)
+            .bind(gid.as_str())
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)
+    }
+
+    pub(super) async fn park(&self, progress: &Progress, name: &str, seen: u32) -> Result<Parked, StoreError> {
+        let Progress::Save { lease, .. } = progress else {
+            return Err(StoreError::Config(format!("park is for a save, not the create of {}", progress.gid())));
+        };
+        let mut db = self.pool.begin().await.map_err(db_error)?;
+        let result = async {
+            let row = sqlx::query_as::<_, SignalTargetRow>(&LOCK_SIGNAL_TARGET)
+                .bind(lease.gid.as_str())
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(db_error)?;
+            if !row.is_some_and(|row| row.held_by(lease)) {
+                return Err(StoreError::Fenced { gid: lease.gid.clone() });
+            }
+            // A statement of its own, begun with the lock held: at READ
+            // COMMITTED it sees every signal of a sender that locked first.
+            let count = sqlx::query_scalar::<_, i64>(&SQL.count_signals)
+                .bind(lease.gid.as_str())
+                .bind(name)
+                .fetch_one(&mut *db)
+                .await
+                .map_err(db_error)?;
+            if count > i64::from(seen) {
+                return Ok(Parked::SignalWaiting);
+            }
+            write_progress(&mut db, progress).await?;
+            Ok(Parked::Parked)
+        }
+        .await;
+        match result {
+            Ok(Parked::Parked) => {
+                db.commit().await.map_err(db_error)?;
+                Ok(Parked::Parked)
+            }
+            other => {
+                db.rollback().await.map_err(db_error)?;
+                other
             }
         }
     }
@@ -438,6 +546,9 @@ impl PostgresStore {
 /// `progress` as the JSON `wasmtx.apply_progress` takes (migration 0005):
 /// how a co-located branch transaction on a guest connection carries it
 /// (through `wasmtx.enter`, which the business database's setup creates).
+/// A save with journal entries is refused ([`StoreError::Config`]): the
+/// function knows no journal, and a workflow's journal is written by its
+/// driver, never in a branch commit.
 pub(crate) fn progress_json(progress: &Progress) -> Result<String, StoreError> {
     use serde_json::json;
     let op = |o: &BranchOp| {
@@ -460,7 +571,15 @@ pub(crate) fn progress_json(progress: &Progress) -> Result<String, StoreError> {
                 "ops": state.ops.iter().map(op).collect::<Vec<_>>(),
             }})
         }
-        Progress::Save { lease, transaction: t, ops, release } => json!({ "save": {
+        Progress::Save { lease, journal, .. } if !journal.is_empty() => {
+            return Err(StoreError::Config(format!(
+                "a save of {} carries {} journal entries: a workflow's journal is written by its driver, never in a \
+                 branch commit",
+                lease.gid,
+                journal.len()
+            )));
+        }
+        Progress::Save { lease, transaction: t, ops, release, journal: _ } => json!({ "save": {
             "gid": lease.gid.as_str(), "epoch": lease.epoch, "owner": lease.owner, "status": t.status.as_str(),
             "next_due": t.next_due.map(|m| m.0), "attempts": t.attempts, "last_error": t.last_error,
             "rollback_reason": t.rollback_reason, "updated_at": t.updated_at.0,
@@ -491,7 +610,7 @@ async fn write_progress(db: &mut PgConnection, progress: &Progress) -> Result<()
                 Err(StoreError::GidTaken { gid: state.transaction.gid.clone() })
             }
         }
-        Progress::Save { lease, transaction: tx, ops, release } => {
+        Progress::Save { lease, transaction: tx, ops, release, journal } => {
             let updated = sqlx::query(&SQL.update_state)
                 .bind(lease.gid.as_str())
                 .bind(lease.epoch)
@@ -515,9 +634,35 @@ async fn write_progress(db: &mut PgConnection, progress: &Progress) -> Result<()
             for op in ops {
                 insert_op(db, &lease.gid, op, true).await?;
             }
+            for entry in journal {
+                append_journal(db, &lease.gid, entry).await?;
+            }
             Ok(())
         }
     }
+}
+
+/// Appends one journal entry; an entry stored already must be the same text.
+async fn append_journal(db: &mut PgConnection, gid: &Gid, entry: &JournalEntry) -> Result<(), StoreError> {
+    let text = journal_json(entry)?;
+    let inserted = sqlx::query(&SQL.insert_journal)
+        .bind(gid.as_str())
+        .bind(i64::from(entry.seq))
+        .bind(text.as_str())
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+    if inserted > 0 {
+        return Ok(());
+    }
+    let stored = sqlx::query_scalar::<_, String>(&SQL.journal_entry)
+        .bind(gid.as_str())
+        .bind(i64::from(entry.seq))
+        .fetch_optional(&mut *db)
+        .await
+        .map_err(db_error)?;
+    journal_conflict(gid, entry, &text, stored.as_deref())
 }
 
 /// Inserts a new transaction and its ops; `false` (nothing written) if the gid exists.

@@ -40,6 +40,21 @@ pub(super) struct Sql {
     /// Instances heard from since `$1`, by node.
     pub instances: String,
     pub delete_instance: String,
+    /// A journal entry, unless its (gid, seq) is stored already (one row
+    /// affected if added, none if it was there).
+    pub insert_journal: String,
+    /// The stored text of one journal entry.
+    pub journal_entry: String,
+    /// A workflow's journal, in seq order.
+    pub select_journal: String,
+    pub insert_signal: String,
+    /// The payloads of one signal name, in arrival order.
+    pub select_signals: String,
+    pub count_signals: String,
+    /// What a signal or a park decides by (Postgres appends `FOR UPDATE`).
+    pub signal_target: String,
+    /// Makes a transaction due by `$2` at the latest (a signal's wake-up).
+    pub wake: String,
     /// Table names, for statements built per call ([`Sql::list_filtered`]).
     transactions: String,
     ops: String,
@@ -96,6 +111,7 @@ impl Sql {
         let history = t("history");
         let subscribers = t("topic_subscribers");
         let instances = t("instances");
+        let (journal, signals) = (t("journal"), t("signals"));
         let op_insert = format!(
             "INSERT INTO {ops} (gid, branch_id, op, module, digest, database, function, payload, status, attempts, \
              last_error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -185,6 +201,21 @@ impl Sql {
             ),
             instances: format!("SELECT {INSTANCE_COLUMNS} FROM {instances} WHERE heartbeat_at >= $1 ORDER BY node"),
             delete_instance: format!("DELETE FROM {instances} WHERE node = $1"),
+            insert_journal: format!(
+                "INSERT INTO {journal} (gid, seq, entry) VALUES ($1, $2, $3) ON CONFLICT (gid, seq) DO NOTHING"
+            ),
+            journal_entry: format!("SELECT entry FROM {journal} WHERE gid = $1 AND seq = $2"),
+            select_journal: format!("SELECT seq, entry FROM {journal} WHERE gid = $1 ORDER BY seq"),
+            insert_signal: format!("INSERT INTO {signals} (gid, name, payload, created_at) VALUES ($1, $2, $3, $4)"),
+            select_signals: format!("SELECT payload FROM {signals} WHERE gid = $1 AND name = $2 ORDER BY id"),
+            count_signals: format!("SELECT COUNT(*) FROM {signals} WHERE gid = $1 AND name = $2"),
+            signal_target: format!(
+                "SELECT mode, status, lease_owner, lease_expires, epoch FROM {transactions} WHERE gid = $1"
+            ),
+            wake: format!(
+                "UPDATE {transactions} SET next_due = CASE WHEN next_due IS NOT NULL AND next_due <= $2 \
+                 THEN next_due ELSE $2 END WHERE gid = $1"
+            ),
             transactions,
             ops,
         }

@@ -21,24 +21,26 @@ use super::instances::{Instance, InstanceRow};
 use super::queries::{ListFilter, Sql};
 use super::topics::SubscriberRow;
 use super::{
-    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Progress, StoreError, Subscriber, TopicName, TransactionRow,
-    decode_state, functions_json, leases_oldest_first, limit_i64, options_json, to_i64,
+    ClaimedRow, HistoryRow, Lease, ModuleRow, OpRow, Parked, Progress, SignalSent, SignalTargetRow, StoreError,
+    Subscriber, TopicName, TransactionRow, decode_journal, decode_state, functions_json, journal_conflict,
+    journal_json, leases_oldest_first, limit_i64, options_json, to_i64,
 };
 use crate::model::{
-    BranchOp, Digest, Gid, HistoryEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
+    BranchOp, Digest, Gid, HistoryEntry, JournalEntry, Millis, ModuleName, ModuleRecord, Transaction, TransactionState,
 };
 use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("main.wasmtx_"));
 
 /// The schema this code reads and writes, and the steps to each version.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
 const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
 const SCHEMA_V2: &str = include_str!("../../migrations/sqlite/0002_http_hosts.sql");
 const SCHEMA_V3: &str = include_str!("../../migrations/sqlite/0003_history.sql");
 const SCHEMA_V4: &str = include_str!("../../migrations/sqlite/0004_topics.sql");
 const SCHEMA_V5: &str = include_str!("../../migrations/sqlite/0005_instances.sql");
+const SCHEMA_V6: &str = include_str!("../../migrations/sqlite/0006_workflows.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -228,15 +230,85 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn save(
-        &self,
-        lease: &Lease,
-        tx: &Transaction,
-        ops: &[BranchOp],
-        release: bool,
-    ) -> Result<(), StoreError> {
-        let progress = Progress::Save { lease: lease.clone(), transaction: tx.clone(), ops: ops.to_vec(), release };
+    /// A [`Progress::Save`] in a write job of its own.
+    pub(super) async fn write_save(&self, progress: &Progress) -> Result<(), StoreError> {
+        let progress = progress.clone();
         self.write(move |conn| write_progress_on(conn, &progress)).await
+    }
+
+    pub(super) async fn journal(&self, gid: &Gid) -> Result<Vec<JournalEntry>, StoreError> {
+        let gid = gid.clone();
+        self.file
+            .read(move |conn| {
+                query(conn, &SQL.select_journal, &[&gid.as_str()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })?
+                .into_iter()
+                .map(|(seq, text)| decode_journal(&gid, seq, &text))
+                .collect()
+            })
+            .await
+            .map_err(file_error)?
+    }
+
+    /// One write job: the single writer is the row lock.
+    pub(super) async fn send_signal(
+        &self,
+        gid: &Gid,
+        name: &str,
+        payload: &[u8],
+        now: Millis,
+    ) -> Result<SignalSent, StoreError> {
+        let (gid, name, payload) = (gid.clone(), name.to_owned(), payload.to_vec());
+        self.write(move |conn| {
+            let Some(row) = query_optional(conn, &SQL.signal_target, &[&gid.as_str()], SignalTargetRow::from_sqlite)?
+            else {
+                return Ok(SignalSent::UnknownGid);
+            };
+            let verdict = row.signal_verdict(now)?;
+            if let SignalSent::Sent { wake } = verdict {
+                execute(conn, &SQL.insert_signal, &[&gid.as_str(), &name.as_str(), &payload.as_slice(), &now.0])?;
+                if wake {
+                    execute(conn, &SQL.wake, &[&gid.as_str(), &now.0])?;
+                }
+            }
+            Ok(verdict)
+        })
+        .await
+    }
+
+    pub(super) async fn signals(&self, gid: &Gid, name: &str) -> Result<Vec<Vec<u8>>, StoreError> {
+        let (gid, name) = (gid.clone(), name.to_owned());
+        self.file
+            .read(move |conn| {
+                query(conn, &SQL.select_signals, &[&gid.as_str(), &name.as_str()], |r| r.get::<_, Vec<u8>>(0))
+            })
+            .await
+            .map_err(file_error)?
+    }
+
+    /// One write job: the single writer is the row lock.
+    pub(super) async fn park(&self, progress: &Progress, name: &str, seen: u32) -> Result<Parked, StoreError> {
+        let Progress::Save { lease, .. } = progress else {
+            return Err(StoreError::Config(format!("park is for a save, not the create of {}", progress.gid())));
+        };
+        let (lease, progress, name) = (lease.clone(), progress.clone(), name.to_owned());
+        self.write(move |conn| {
+            let row = query_optional(conn, &SQL.signal_target, &[&lease.gid.as_str()], SignalTargetRow::from_sqlite)?;
+            if !row.is_some_and(|row| row.held_by(&lease)) {
+                return Err(StoreError::Fenced { gid: lease.gid.clone() });
+            }
+            let count = query_optional(conn, &SQL.count_signals, &[&lease.gid.as_str(), &name.as_str()], |r| {
+                r.get::<_, i64>(0)
+            })?
+            .unwrap_or(0);
+            if count > i64::from(seen) {
+                return Ok(Parked::SignalWaiting);
+            }
+            write_progress_on(conn, &progress)?;
+            Ok(Parked::Parked)
+        })
+        .await
     }
 
     pub(super) async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
@@ -454,7 +526,8 @@ fn migrate(w: &Writer) -> Result<(), StoreError> {
             2 => SCHEMA_V2,
             3 => SCHEMA_V3,
             4 => SCHEMA_V4,
-            _ => SCHEMA_V5,
+            5 => SCHEMA_V5,
+            _ => SCHEMA_V6,
         };
         conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version {next}: {e}")))?;
         conn.pragma_update(None, "user_version", next).map_err(sql_error)?;
@@ -478,7 +551,7 @@ fn write_progress_on(conn: &Connection, progress: &Progress) -> Result<(), Store
                 Err(StoreError::GidTaken { gid: state.transaction.gid.clone() })
             }
         }
-        Progress::Save { lease, transaction: tx, ops, release } => {
+        Progress::Save { lease, transaction: tx, ops, release, journal } => {
             let updated = execute(
                 conn,
                 &SQL.update_state,
@@ -503,9 +576,23 @@ fn write_progress_on(conn: &Connection, progress: &Progress) -> Result<(), Store
             for op in ops {
                 insert_op(conn, &lease.gid, op, true)?;
             }
+            for entry in journal {
+                append_journal(conn, &lease.gid, entry)?;
+            }
             Ok(())
         }
     }
+}
+
+/// Appends one journal entry; an entry stored already must be the same text.
+fn append_journal(conn: &Connection, gid: &Gid, entry: &JournalEntry) -> Result<(), StoreError> {
+    let text = journal_json(entry)?;
+    let seq = i64::from(entry.seq);
+    if execute(conn, &SQL.insert_journal, &[&gid.as_str(), &seq, &text.as_str()])? > 0 {
+        return Ok(());
+    }
+    let stored = query_optional(conn, &SQL.journal_entry, &[&gid.as_str(), &seq], |r| r.get::<_, String>(0))?;
+    journal_conflict(gid, entry, &text, stored.as_deref())
 }
 
 /// Inserts a new transaction and its ops; `false` (nothing written) if the gid exists.
@@ -681,6 +768,18 @@ impl ModuleRow {
             size: r.get(6)?,
             created_at: r.get(7)?,
             http_hosts: r.get(8)?,
+        })
+    }
+}
+
+impl SignalTargetRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            mode: r.get(0)?,
+            status: r.get(1)?,
+            lease_owner: r.get(2)?,
+            lease_expires: r.get(3)?,
+            epoch: r.get(4)?,
         })
     }
 }

@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
-use super::{Created, Lease, ListFilter, Store, StoreError, Subscriber, TopicName};
+use super::{Created, Lease, ListFilter, Parked, Progress, SignalSent, Store, StoreError, Subscriber, TopicName};
 use crate::model::{
-    BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, Millis, Mode, ModuleName, ModuleRecord, Op, OpStatus,
-    Options, Status, Target, Transaction, TransactionState,
+    BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, JournalEntry, Millis, Mode, ModuleName, ModuleRecord,
+    Op, OpStatus, Options, Status, StepAnswer, StepCall, StepTarget, Target, Transaction, TransactionState,
 };
 
 /// Expands each listed test into `sqlite::<name>` and `postgres::<name>`.
@@ -67,6 +67,19 @@ on_both_backends!(
     subscribers_are_listed_in_subscription_order_then_by_module_and_function,
     topics_are_isolated_from_each_other_and_listed_by_name,
     heartbeats_list_the_instances_heard_from_lately_and_a_forgotten_one_goes,
+    journal_entries_are_appended_by_saves_and_read_back_in_seq_order,
+    a_save_under_a_stale_epoch_writes_no_journal_entries,
+    a_journal_entry_stored_with_other_content_is_corrupt_and_the_save_writes_nothing,
+    an_undecodable_journal_entry_is_corrupt,
+    send_signal_refuses_unknown_gids_other_modes_and_final_workflows_and_stores_nothing,
+    send_signal_wakes_a_submitted_workflow_only_when_no_live_lease_drives_it,
+    signals_are_read_back_by_name_in_arrival_order,
+    park_with_an_unseen_signal_writes_nothing_and_the_caller_keeps_its_lease,
+    park_without_an_unseen_signal_writes_the_progress_and_a_later_signal_wakes_it,
+    park_under_a_stale_lease_is_fenced_and_writes_nothing,
+    park_of_a_create_is_refused,
+    a_signal_racing_a_park_is_either_seen_by_the_park_or_wakes_the_workflow,
+    journal_and_signals_go_with_their_transaction,
 );
 
 // ---------------------------------------------------------------------------
@@ -1032,4 +1045,335 @@ async fn heartbeats_list_the_instances_heard_from_lately_and_a_forgotten_one_goe
     store.forget_instance("node-a").await.unwrap();
     store.forget_instance("node-a").await.unwrap();
     assert_eq!(store.instances(Millis(0)).await.unwrap(), [beat("node-b", 5_000, 2)]);
+}
+
+// ---------------------------------------------------------------------------
+// Workflows: journal, signals, parking
+// ---------------------------------------------------------------------------
+
+/// A submitted workflow (its `run` op only), due at `created_at`, not leased.
+fn workflow(id: &str, created_at: Millis) -> TransactionState {
+    let mut state = saga(id, created_at);
+    state.transaction.mode = Mode::Workflow;
+    state.ops = vec![op("00", Op::Run, br#"{"order":7}"#)];
+    state
+}
+
+/// Journal entry `seq`: a step call (bytes that are not UTF-8 in its
+/// payload and output) for odd seqs, a `random` for even ones.
+fn entry(seq: u32, value: u64) -> JournalEntry {
+    let (call, answer) = if seq % 2 == 1 {
+        let target = |function: &str| StepTarget { module: "bank".to_owned(), function: function.to_owned() };
+        (
+            StepCall::Call {
+                branch_id: BranchId::from_index(seq as usize),
+                action: target("trans-out"),
+                compensate: Some(target("trans-out-undo")),
+                payload: vec![0, 159, 146, 150, 255],
+            },
+            StepAnswer::Ok { output: value.to_be_bytes().to_vec() },
+        )
+    } else {
+        (StepCall::Random, StepAnswer::Value { value })
+    };
+    JournalEntry { seq, call, answer, at: at(i64::from(seq)) }
+}
+
+fn save_with(lease: &Lease, tx: &Transaction, release: bool, journal: Vec<JournalEntry>) -> Progress {
+    Progress::Save { lease: lease.clone(), transaction: tx.clone(), ops: Vec::new(), release, journal }
+}
+
+async fn journal(store: &Store, id: &str) -> Vec<JournalEntry> {
+    store.journal(&gid(id)).await.expect("journal")
+}
+
+async fn signal(store: &Store, id: &str, name: &str, payload: &[u8], now: Millis) -> SignalSent {
+    store.send_signal(&gid(id), name, payload, now).await.expect("send_signal")
+}
+
+async fn count(store: &Store, table: &str) -> i64 {
+    store.scalar_raw(&format!("SELECT COUNT(*) FROM {}{table}", tables(store))).await.expect("count")
+}
+
+async fn journal_entries_are_appended_by_saves_and_read_back_in_seq_order(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    create(&store, &workflow("wf-2", T0)).await;
+    let lease = claim(&store, "wf-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let tx = load(&store, "wf-1").await.transaction;
+
+    store.write(&save_with(&lease, &tx, false, vec![entry(2, 7), entry(1, 42)])).await.expect("first save");
+    // A retried save repeats entry 2 as it is: accepted, stored once.
+    store.write(&save_with(&lease, &tx, false, vec![entry(2, 7), entry(3, 9)])).await.expect("second save");
+    store.save(&lease, &tx, &[]).await.expect("a plain save appends nothing");
+
+    assert_eq!(journal(&store, "wf-1").await, [entry(1, 42), entry(2, 7), entry(3, 9)]);
+    assert!(journal(&store, "wf-2").await.is_empty(), "another workflow's journal is its own");
+    assert!(journal(&store, "unknown").await.is_empty());
+}
+
+async fn a_save_under_a_stale_epoch_writes_no_journal_entries(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    let stale = claim(&store, "wf-1", "node-a", T0, at(1_000)).await.expect("a claims");
+    claim(&store, "wf-1", "node-b", at(2_000), at(12_000)).await.expect("b takes over");
+    let before = load(&store, "wf-1").await;
+
+    let result = store.write(&save_with(&stale, &before.transaction, true, vec![entry(1, 1)])).await;
+
+    assert!(matches!(result, Err(StoreError::Fenced { .. })), "expected Fenced, got {result:?}");
+    assert!(journal(&store, "wf-1").await.is_empty());
+    assert_eq!(load(&store, "wf-1").await, before);
+}
+
+async fn a_journal_entry_stored_with_other_content_is_corrupt_and_the_save_writes_nothing(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    let lease = claim(&store, "wf-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let tx = load(&store, "wf-1").await.transaction;
+    store.write(&save_with(&lease, &tx, false, vec![entry(1, 42)])).await.expect("save");
+    let before = load(&store, "wf-1").await;
+
+    let changed = Transaction { status: Status::Succeeded, next_due: None, ..tx };
+    let result = store.write(&save_with(&lease, &changed, true, vec![entry(1, 43), entry(2, 5)])).await;
+
+    assert!(matches!(&result, Err(StoreError::Corrupt(m)) if m.contains("journal entry 1")), "got {result:?}");
+    assert_eq!(journal(&store, "wf-1").await, [entry(1, 42)], "neither entry is written");
+    assert_eq!(load(&store, "wf-1").await, before, "nor the state");
+}
+
+async fn an_undecodable_journal_entry_is_corrupt(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    create(&store, &workflow("wf-2", T0)).await;
+    let t = tables(&store);
+    store
+        .execute_raw(&format!("INSERT INTO {t}journal (gid, seq, entry) VALUES ('wf-1', 1, '{{not json')"))
+        .await
+        .expect("plant bad JSON");
+    let misplaced = serde_json::to_string(&entry(2, 1)).expect("encode");
+    store
+        .execute_raw(&format!("INSERT INTO {t}journal (gid, seq, entry) VALUES ('wf-2', 1, '{misplaced}')"))
+        .await
+        .expect("plant an entry under another seq");
+
+    for id in ["wf-1", "wf-2"] {
+        let result = store.journal(&gid(id)).await;
+        assert!(matches!(result, Err(StoreError::Corrupt(_))), "{id}: expected Corrupt, got {result:?}");
+    }
+}
+
+async fn send_signal_refuses_unknown_gids_other_modes_and_final_workflows_and_stores_nothing(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("saga-1", T0)).await;
+    create(&store, &with_status(workflow("done", T0), Status::Succeeded)).await;
+    create(&store, &with_status(workflow("gave-up", T0), Status::Failed)).await;
+    let before = [load(&store, "saga-1").await, load(&store, "done").await, load(&store, "gave-up").await];
+
+    assert_eq!(signal(&store, "unknown", "go", b"x", T0).await, SignalSent::UnknownGid);
+    assert_eq!(signal(&store, "saga-1", "go", b"x", T0).await, SignalSent::NotWorkflow(Mode::Saga));
+    assert_eq!(signal(&store, "done", "go", b"x", T0).await, SignalSent::Finished(Status::Succeeded));
+    assert_eq!(signal(&store, "gave-up", "go", b"x", T0).await, SignalSent::Finished(Status::Failed));
+
+    assert_eq!(count(&store, "signals").await, 0);
+    let after = [load(&store, "saga-1").await, load(&store, "done").await, load(&store, "gave-up").await];
+    assert_eq!(after, before);
+}
+
+async fn send_signal_wakes_a_submitted_workflow_only_when_no_live_lease_drives_it(url: String) {
+    let store = open(&url).await;
+    let now = at(5_000);
+    create(&store, &with_next_due(workflow("free", T0), None)).await;
+    create(&store, &with_next_due(workflow("due-earlier", T0), Some(at(1_000)))).await;
+    create(&store, &with_next_due(workflow("due-later", T0), Some(at(60_000)))).await;
+    create(&store, &leased(with_next_due(workflow("expired", T0), None), "node-b", at(4_999), 3)).await;
+    create(&store, &leased(with_next_due(workflow("live", T0), None), "node-b", now, 3)).await;
+    create(&store, &with_next_due(with_status(workflow("aborting", T0), Status::Aborting), None)).await;
+    let live_before = load(&store, "live").await;
+
+    for (id, wake, next_due) in [
+        ("free", true, Some(now)),
+        ("due-earlier", true, Some(at(1_000))),
+        ("due-later", true, Some(now)),
+        ("expired", true, Some(now)),
+        ("live", false, None),
+        ("aborting", false, None),
+    ] {
+        assert_eq!(signal(&store, id, "go", id.as_bytes(), now).await, SignalSent::Sent { wake }, "{id}");
+        let t = load(&store, id).await.transaction;
+        assert_eq!(t.next_due, next_due, "{id}");
+        assert_eq!(store.signals(&gid(id), "go").await.expect("signals"), [id.as_bytes()], "{id}");
+    }
+    assert_eq!(load(&store, "live").await, live_before, "a live owner's row is left alone");
+    let expired = load(&store, "expired").await.transaction;
+    assert_eq!((expired.lease_owner.as_deref(), expired.epoch), (Some("node-b"), 3), "waking claims nothing");
+    let woken = store.claim_due("node-a", now, at(30_000), 10).await.expect("claim_due");
+    assert_eq!(gids(&woken), ["due-earlier", "free", "due-later", "expired"]);
+}
+
+async fn signals_are_read_back_by_name_in_arrival_order(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    create(&store, &workflow("wf-2", T0)).await;
+
+    for (id, name, payload) in [
+        ("wf-1", "approve", &b"first"[..]),
+        ("wf-1", "cancel", b"stop"),
+        ("wf-2", "approve", b"elsewhere"),
+        ("wf-1", "approve", b"\x00\xff second"),
+        ("wf-1", "approve", b""),
+    ] {
+        assert!(matches!(signal(&store, id, name, payload, T0).await, SignalSent::Sent { .. }), "{id} {name}");
+    }
+
+    let signals = |id: &str, name: &str| {
+        let (store, gid, name) = (store.clone(), gid(id), name.to_owned());
+        async move { store.signals(&gid, &name).await.expect("signals") }
+    };
+    assert_eq!(signals("wf-1", "approve").await, [&b"first"[..], b"\x00\xff second", b""]);
+    assert_eq!(signals("wf-1", "cancel").await, [b"stop"]);
+    assert_eq!(signals("wf-2", "approve").await, [b"elsewhere"]);
+    assert!(signals("wf-1", "approv").await.is_empty());
+    assert!(signals("unknown", "approve").await.is_empty());
+}
+
+async fn park_with_an_unseen_signal_writes_nothing_and_the_caller_keeps_its_lease(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    let lease = claim(&store, "wf-1", "node-a", T0, at(10_000)).await.expect("claim");
+    let tx = load(&store, "wf-1").await.transaction;
+    store.write(&save_with(&lease, &tx, false, vec![entry(1, 42)])).await.expect("save");
+    assert_eq!(signal(&store, "wf-1", "approve", b"yes", at(1)).await, SignalSent::Sent { wake: false });
+    signal(&store, "wf-1", "other", b"not awaited", at(2)).await;
+    let before = load(&store, "wf-1").await;
+
+    let waiting = Transaction { next_due: None, updated_at: at(3), ..before.transaction.clone() };
+    let progress = save_with(&lease, &waiting, true, vec![entry(2, 5)]);
+    let parked = store.park(&progress, "approve", 0).await.expect("park");
+
+    assert_eq!(parked, Parked::SignalWaiting);
+    assert_eq!(load(&store, "wf-1").await, before, "status, lease and due time unchanged");
+    assert_eq!(journal(&store, "wf-1").await, [entry(1, 42)], "no journal entry written");
+    // Still the caller's: it takes the signal and saves under the same lease.
+    store.write(&save_with(&lease, &before.transaction, false, vec![entry(2, 5)])).await.expect("save");
+}
+
+async fn park_without_an_unseen_signal_writes_the_progress_and_a_later_signal_wakes_it(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    let lease = claim(&store, "wf-1", "node-a", T0, at(10_000)).await.expect("claim");
+    signal(&store, "wf-1", "approve", b"seen already", at(1)).await;
+    let mut waiting = load(&store, "wf-1").await.transaction;
+    waiting.next_due = None;
+    waiting.attempts = 2;
+    waiting.updated_at = at(3);
+
+    let progress = save_with(&lease, &waiting, true, vec![entry(1, 42), entry(2, 5)]);
+    let parked = store.park(&progress, "approve", 1).await.expect("park");
+
+    assert_eq!(parked, Parked::Parked);
+    let stored = load(&store, "wf-1").await.transaction;
+    let expected = Transaction { lease_owner: None, lease_expires: None, epoch: 1, ..waiting };
+    assert_eq!(stored, expected, "fields written, lease released");
+    assert_eq!(journal(&store, "wf-1").await, [entry(1, 42), entry(2, 5)]);
+    assert!(store.claim_due("node-b", at(5), at(30_000), 10).await.expect("claim_due").is_empty(), "parked");
+
+    assert_eq!(signal(&store, "wf-1", "approve", b"next", at(6)).await, SignalSent::Sent { wake: true });
+    let woken = store.claim_due("node-b", at(6), at(30_000), 10).await.expect("claim_due");
+    assert_eq!(gids(&woken), ["wf-1"]);
+}
+
+async fn park_under_a_stale_lease_is_fenced_and_writes_nothing(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    let stale = claim(&store, "wf-1", "node-a", T0, at(1_000)).await.expect("a claims");
+    claim(&store, "wf-1", "node-b", at(2_000), at(12_000)).await.expect("b takes over");
+    let before = load(&store, "wf-1").await;
+    let waiting = Transaction { next_due: None, ..before.transaction.clone() };
+
+    for (seen, signals) in [(0, 0), (0, 1)] {
+        if signals > 0 {
+            signal(&store, "wf-1", "approve", b"yes", at(2_500)).await;
+        }
+        let result = store.park(&save_with(&stale, &waiting, true, vec![entry(1, 1)]), "approve", seen).await;
+        assert!(matches!(result, Err(StoreError::Fenced { .. })), "{signals} signals: expected Fenced, got {result:?}");
+    }
+    assert_eq!(load(&store, "wf-1").await, before);
+    assert!(journal(&store, "wf-1").await.is_empty());
+}
+
+async fn park_of_a_create_is_refused(url: String) {
+    let store = open(&url).await;
+
+    let result = store.park(&Progress::Create(workflow("wf-1", T0)), "approve", 0).await;
+
+    assert!(matches!(result, Err(StoreError::Config(_))), "expected Config, got {result:?}");
+    assert_eq!(store.load(&gid("wf-1")).await.expect("load"), None);
+}
+
+/// The property [`Store::park`] exists for: a signal sent while its
+/// workflow parks is either counted by the park (which then does not park)
+/// or finds the workflow parked and wakes it; never neither.
+async fn a_signal_racing_a_park_is_either_seen_by_the_park_or_wakes_the_workflow(url: String) {
+    let store = open(&url).await;
+    for i in 0..30 {
+        let id = format!("wf-{i:02}");
+        create(&store, &with_next_due(workflow(&id, T0), None)).await;
+        let lease = claim(&store, &id, "node-a", T0, at(60_000)).await.expect("claim");
+        let tx = load(&store, &id).await.transaction;
+        let parking = {
+            let store = store.clone();
+            let progress = save_with(&lease, &tx, true, vec![entry(1, 1)]);
+            tokio::spawn(async move { store.park(&progress, "approve", 0).await })
+        };
+        let sending = {
+            let (store, gid) = (store.clone(), gid(&id));
+            tokio::spawn(async move { store.send_signal(&gid, "approve", b"yes", at(10)).await })
+        };
+        let parked = parking.await.expect("park task").expect("park");
+        let sent = sending.await.expect("send task").expect("send_signal");
+
+        let woken = sent == SignalSent::Sent { wake: true };
+        assert_eq!(parked == Parked::Parked, woken, "{id}: {parked:?} and {sent:?}");
+        let t = load(&store, &id).await.transaction;
+        if woken {
+            assert_eq!((t.lease_owner, t.next_due), (None, Some(at(10))), "{id}");
+        } else {
+            assert_eq!(t.lease_owner.as_deref(), Some("node-a"), "{id}");
+        }
+    }
+}
+
+async fn journal_and_signals_go_with_their_transaction(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    create(&store, &workflow("wf-2", T0)).await;
+    for id in ["wf-1", "wf-2"] {
+        let lease = claim(&store, id, "node-a", T0, at(10_000)).await.expect("claim");
+        let tx = load(&store, id).await.transaction;
+        store.write(&save_with(&lease, &tx, false, vec![entry(1, 1), entry(2, 2)])).await.expect("save");
+        signal(&store, id, "approve", b"yes", at(1)).await;
+    }
+
+    let t = tables(&store);
+    assert_eq!(store.execute_raw(&format!("DELETE FROM {t}transactions WHERE gid = 'wf-1'")).await.expect("delete"), 1);
+
+    assert!(journal(&store, "wf-1").await.is_empty());
+    assert!(store.signals(&gid("wf-1"), "approve").await.expect("signals").is_empty());
+    assert_eq!((count(&store, "journal").await, count(&store, "signals").await), (2, 1), "wf-2 keeps its own");
+}
+
+#[test]
+fn a_branch_commit_on_postgres_refuses_to_carry_journal_entries() {
+    let state = workflow("wf-1", T0);
+    let lease = Lease { gid: gid("wf-1"), owner: "node-a".to_owned(), epoch: 1 };
+
+    let plain = super::progress_json_postgres(&save_with(&lease, &state.transaction, false, Vec::new()));
+    let journaled = super::progress_json_postgres(&save_with(&lease, &state.transaction, false, vec![entry(1, 1)]));
+
+    assert!(plain.is_ok(), "{plain:?}");
+    assert!(
+        matches!(&journaled, Err(StoreError::Config(m)) if m.contains("written by its driver")),
+        "expected a refusal, got {journaled:?}"
+    );
 }
