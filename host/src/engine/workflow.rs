@@ -87,6 +87,22 @@ pub fn returned(journal: &[JournalEntry]) -> Option<Result<&[u8], &str>> {
 /// longer one parks the workflow.
 const SHORT_WAIT_MS: i64 = 1_000;
 
+/// The most entries a workflow's journal may hold: past it, `run` is
+/// stopped as if it trapped (a loop of `steps` calls would otherwise grow
+/// the journal without end).
+pub const MAX_JOURNAL_ENTRIES: usize = 10_000;
+
+/// When a parked workflow must be looked at again: at `wake` (none: only a
+/// signal wakes it), or earlier when its `timeout_to_fail` runs out then.
+fn wake_at(state: &TransactionState, wake: Option<Millis>) -> Option<Millis> {
+    let t = &state.transaction;
+    let timeout = t.options.timeout_to_fail.map(|secs| t.created_at.plus_ms(secs.saturating_mul(1000)));
+    match (wake, timeout) {
+        (Some(w), Some(t)) => Some(w.min(t)),
+        (w, t) => w.or(t),
+    }
+}
+
 /// Whether `call` (as the code makes it now) is the one `entry` journaled.
 fn same_call(call: &StepCall, entry: &StepCall) -> bool {
     call == entry
@@ -137,6 +153,13 @@ impl Engine {
             let journal = d.journal.as_deref().unwrap_or_default();
             let calls = journal[..cursor].iter().filter(|e| matches!(e.call, StepCall::Call { .. })).count();
             let call = question.request.clone().journaled(BranchId::from_index(calls));
+            if cursor >= MAX_JOURNAL_ENTRIES {
+                let m = format!(
+                    "journal limit exceeded: run made more than {MAX_JOURNAL_ENTRIES} steps calls; a workflow that \
+                     loops for ever should end and start a new one"
+                );
+                return Ok(event(Outcome::Error(m)));
+            }
             if let Some(entry) = journal.get(cursor) {
                 if !same_call(&call, &entry.call) {
                     let m = format!(
@@ -228,7 +251,7 @@ impl Engine {
             tokio::time::sleep(std::time::Duration::from_millis(u64::try_from(left.max(0)).unwrap_or(0))).await;
             return Ok(true);
         }
-        d.state.transaction.next_due = Some(until);
+        d.state.transaction.next_due = wake_at(&d.state, Some(until));
         d.state.transaction.updated_at = self.now();
         self.persist(d, true).await?;
         Ok(false)
@@ -267,8 +290,9 @@ impl Engine {
                     if let Some(payload) = signals.into_iter().nth(seen) {
                         return Ok(Next::Answer(push(d, call, StepAnswer::Signal { payload })));
                     }
-                    // None yet: park, unless one arrives while we do.
-                    d.state.transaction.next_due = None;
+                    // None yet: park, unless one arrives while we do
+                    // (only a signal, or its timeout, wakes it).
+                    d.state.transaction.next_due = wake_at(&d.state, None);
                     d.state.transaction.updated_at = now;
                     d.state.transaction.lease_expires = None;
                     let progress = d.save_progress(true);
@@ -548,6 +572,17 @@ mod tests {
         step(&mut s, fixture::outcome(1, Op::Compensate, Outcome::Succeeded), T0, &policy());
         let mut restarted = s.clone();
         assert_eq!(step(&mut restarted, Event::Resume, T0, &policy()), fixture::invoke(0, Op::Compensate, 1));
+    }
+
+    #[test]
+    fn a_parked_workflow_wakes_by_its_timeout_at_the_latest() {
+        let mut s = fixture::workflow("wf", T0);
+        assert_eq!(wake_at(&s, None), None);
+        assert_eq!(wake_at(&s, Some(Millis(T0.0 + 5))), Some(Millis(T0.0 + 5)));
+        s.transaction.options.timeout_to_fail = Some(2);
+        assert_eq!(wake_at(&s, None), Some(Millis(T0.0 + 2000)));
+        assert_eq!(wake_at(&s, Some(Millis(T0.0 + 5))), Some(Millis(T0.0 + 5)));
+        assert_eq!(wake_at(&s, Some(Millis(T0.0 + 9000))), Some(Millis(T0.0 + 2000)));
     }
 
     #[test]

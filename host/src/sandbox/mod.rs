@@ -660,6 +660,8 @@ impl Sandbox {
             None => {
                 let text = format!("{:#}", error.root_cause());
                 let named = [
+                    "payload limit exceeded",
+                    "name limit exceeded",
                     "memory limit exceeded",
                     "table limit exceeded",
                     "log limit exceeded",

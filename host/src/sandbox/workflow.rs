@@ -69,6 +69,8 @@ pub(super) struct StepsLink {
     /// When the instance's current stretch of computing must end.
     pub(super) deadline: Instant,
     budget: Duration,
+    /// A step's payload may be as large as a branch's output.
+    max_payload: usize,
 }
 
 impl Sandbox {
@@ -145,7 +147,12 @@ impl Sandbox {
             log: LogBudget::new(limits),
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
             http: super::HttpGrant::default(),
-            steps: Some(StepsLink { asks, deadline: Instant::now() + limits.deadline, budget: limits.deadline }),
+            steps: Some(StepsLink {
+                asks,
+                deadline: Instant::now() + limits.deadline,
+                budget: limits.deadline,
+                max_payload: limits.max_output_bytes,
+            }),
         };
         let mut store = wasmtime::Store::new(&self.inner.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -179,11 +186,43 @@ impl HostState {
     /// instance's deadline starts again once it has it.
     async fn ask(&mut self, request: StepRequest) -> wasmtime::Result<StepAnswer> {
         let link = self.steps.as_mut().ok_or_else(|| wasmtime::format_err!("steps are only for workflows"))?;
+        check_size(&request, link.max_payload)?;
         let (reply, answer) = oneshot::channel();
         link.asks.send(StepAsk { request, reply }).await.map_err(|_| wasmtime::format_err!("{DROPPED}"))?;
         let answer = answer.await.map_err(|_| wasmtime::format_err!("{DROPPED}"))?;
         link.deadline = Instant::now() + link.budget;
         Ok(answer)
+    }
+}
+
+/// The longest module, function or signal name a `steps` call may give.
+const MAX_NAME_BYTES: usize = 128;
+
+/// A call past its size limits traps, naming the limit.
+fn check_size(request: &StepRequest, max_payload: usize) -> wasmtime::Result<()> {
+    let names: Vec<&str> = match request {
+        StepRequest::Call { action, compensate, payload } => {
+            if payload.len() > max_payload {
+                return Err(wasmtime::format_err!(
+                    "payload limit exceeded: a step's payload is {} bytes, above {max_payload} (max_output_kb)",
+                    payload.len()
+                ));
+            }
+            let mut names = vec![action.module.as_str(), action.function.as_str()];
+            if let Some(c) = compensate {
+                names.extend([c.module.as_str(), c.function.as_str()]);
+            }
+            names
+        }
+        StepRequest::Signal { name } => vec![name.as_str()],
+        StepRequest::Now | StepRequest::Random | StepRequest::Sleep { .. } => Vec::new(),
+    };
+    match names.iter().find(|n| n.len() > MAX_NAME_BYTES) {
+        Some(long) => Err(wasmtime::format_err!(
+            "name limit exceeded: a steps call named something of {} bytes; names are at most {MAX_NAME_BYTES}",
+            long.len()
+        )),
+        None => Ok(()),
     }
 }
 
