@@ -1,5 +1,5 @@
 //! The generated-program verifier, CI-sized: random transfer programs of
-//! every mode that exists (saga, TCC, message, and XA on Postgres), some with
+//! every mode that exists (saga, TCC, message, workflow, and XA on Postgres), some with
 //! a misbehaving branch injected (refusing, asking to be retried, trapping
 //! until its retry limit, slow), submitted by concurrent clients while
 //! instances are SIGKILLed and restarted, or paused past their lease, at
@@ -102,6 +102,11 @@ impl Program {
                 json!({ "action": f("bank", "trans-in"), "payload": payload }),
             ],
             "msg" => vec![json!({ "action": f("bank", "trans-in"), "payload": payload })],
+            // The script workflow's ops (see tests/guests/workflow-script).
+            "workflow" => vec![
+                json!({ "call": "trans-out", "compensate": "trans-out-revert", "payload": payload }),
+                json!({ "call": "trans-in", "compensate": "trans-in-revert", "payload": payload }),
+            ],
             other => unreachable!("mode {other}"),
         };
         if let Some((at, _)) = self.injected {
@@ -115,6 +120,9 @@ impl Program {
                     "cancel": f("misbehave", "echo"),
                     "payload": argument,
                 }),
+                "workflow" => {
+                    json!({ "call": function, "module": "misbehave", "compensate": "echo", "payload": argument })
+                }
                 _ => json!({ "action": f("misbehave", function), "payload": argument }),
             };
             branches.insert(at.min(branches.len()), branch);
@@ -136,6 +144,11 @@ impl Program {
         });
         if self.mode == "msg" {
             request["local"] = json!({ "module": "bank", "function": "trans-out", "payload": payload });
+        }
+        if self.mode == "workflow" {
+            let script = request.as_object_mut().expect("an object").remove("branches");
+            request["workflow"] = json!({ "module": "script" });
+            request["input"] = json!({ "module": "bank", "script": script });
         }
         request
     }
@@ -169,8 +182,8 @@ impl Rng {
 fn programs(seed: u64, count: usize, backend: Backend) -> Vec<Program> {
     let mut rng = Rng(seed | 1);
     let modes: &[&'static str] = match backend {
-        Backend::Postgres => &["saga", "tcc", "msg", "xa"],
-        Backend::Sqlite => &["saga", "tcc", "msg"],
+        Backend::Postgres => &["saga", "tcc", "msg", "xa", "workflow"],
+        Backend::Sqlite => &["saga", "tcc", "msg", "workflow"],
     };
     (0..count)
         .map(|i| {
@@ -209,7 +222,9 @@ async fn generated_programs_under_faults_end_as_the_model_says(backend: Backend)
     if let Some(second) = &second {
         second.ready().await;
     }
-    for (name, component) in [("bank", "transfer-rust"), ("misbehave", "misbehave-rust")] {
+    for (name, component) in
+        [("bank", "transfer-rust"), ("misbehave", "misbehave-rust"), ("script", "workflow-script-rust")]
+    {
         let (status, body) = server.upload(name, example(component)).await;
         assert_eq!(status, 201, "{body}");
     }

@@ -36,16 +36,20 @@ struct Settings {
     history: u64,
     stores: Vec<String>,
     mode: Mode,
+    /// The transfer workflow module, for `--mode workflow`.
+    workflow: Option<Vec<u8>>,
 }
 
 /// Which transaction the clients submit: the transfer as a saga (the
-/// default), a TCC, an XA (Postgres only) or a message.
+/// default), a TCC, an XA (Postgres only), a message or a workflow (the
+/// transfer workflow example over the same bank).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     Saga,
     Tcc,
     Xa,
     Msg,
+    Workflow,
 }
 
 const ACCOUNTS: usize = 1_000;
@@ -58,6 +62,7 @@ fn settings(args: &[String]) -> Result<Settings> {
         history: 0,
         stores: vec!["sqlite".into(), "postgres".into()],
         mode: Mode::Saga,
+        workflow: None,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -74,7 +79,8 @@ fn settings(args: &[String]) -> Result<Settings> {
                     "tcc" => Mode::Tcc,
                     "xa" => Mode::Xa,
                     "msg" => Mode::Msg,
-                    other => bail!("--mode {other}: saga, tcc, xa or msg"),
+                    "workflow" => Mode::Workflow,
+                    other => bail!("--mode {other}: saga, tcc, xa, msg or workflow"),
                 }
             }
             other => {
@@ -94,8 +100,11 @@ fn settings(args: &[String]) -> Result<Settings> {
 }
 
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let s = settings(args)?;
-    examples::build(root, &["transfer-rust".to_owned()])?;
+    let mut s = settings(args)?;
+    examples::build(root, &["transfer-rust".to_owned(), "transfer-workflow-rust".to_owned()])?;
+    if s.mode == Mode::Workflow {
+        s.workflow = Some(std::fs::read(target_dir(root).join("examples").join("transfer-workflow-rust.wasm"))?);
+    }
     process::run(process::cargo(root).args(["build", "--release", "--package", "wasmtx", "--bin", "wasmtx"]))?;
     postgres::ensure_running()?;
     if s.mode == Mode::Xa {
@@ -267,6 +276,12 @@ fn measure(server: &Server, module: &[u8], s: &Settings, pg_database: Option<&st
     if status != 201 {
         bail!("upload failed: {status} {}", String::from_utf8_lossy(&body));
     }
+    if let Some(workflow) = &s.workflow {
+        let (status, body) = server.request("PUT", "/v1/modules/transfer", workflow)?;
+        if status != 201 {
+            bail!("workflow upload failed: {status} {}", String::from_utf8_lossy(&body));
+        }
+    }
     let accounts: Vec<String> = (0..ACCOUNTS).map(|i| format!("{{\"id\":\"a{i}\",\"balance\":1000000000}}")).collect();
     let setup = format!("{{\"accounts\":[{}]}}", accounts.join(","));
     let (status, body) = server.request("POST", "/v1/modules/bank/call/setup", setup.as_bytes())?;
@@ -372,6 +387,11 @@ fn body(mode: Mode, rng: &mut u64) -> String {
                 "{{\"mode\":\"xa\",\"wait\":true,\"branches\":[{{\"action\":{},\"payload\":{payload}}},{{\"action\":{},\"payload\":{payload}}}]}}",
                 f("trans-out"),
                 f("trans-in")
+            );
+        }
+        Mode::Workflow => {
+            return format!(
+                "{{\"mode\":\"workflow\",\"wait\":true,\"workflow\":{{\"module\":\"transfer\"}},\"input\":{payload}}}"
             );
         }
         Mode::Msg => {

@@ -28,7 +28,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     }
     postgres::ensure_running()?;
     postgres::ensure_prepared_transactions()?;
-    examples::build(root, &["transfer-rust".to_owned(), "misbehave-rust".to_owned()])?;
+    examples::build(
+        root,
+        &["transfer-rust".to_owned(), "misbehave-rust".to_owned(), "workflow-script-rust".to_owned()],
+    )?;
     process::run(process::cargo(root).args(["build", "--workspace", "--bins", "--tests"]))?;
     let until = Instant::now() + Duration::from_secs(minutes * 60);
     let mut runs = 0;

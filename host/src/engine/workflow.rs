@@ -148,8 +148,11 @@ impl Engine {
             Ok(run) => run,
             Err(m) => return Ok(event(Outcome::Error(m))),
         };
+        let lease_ms = super::duration_ms(self.inner.config.lease);
         let mut cursor = 0usize;
         while let Some(question) = run.next().await {
+            // Every write below renews the lease.
+            d.state.transaction.lease_expires = Some(self.now().plus_ms(lease_ms));
             let journal = d.journal.as_deref().unwrap_or_default();
             let calls = journal[..cursor].iter().filter(|e| matches!(e.call, StepCall::Call { .. })).count();
             let call = question.request.clone().journaled(BranchId::from_index(calls));
@@ -188,6 +191,16 @@ impl Engine {
                 (question.answer)(entry.answer.clone());
                 cursor += 1;
                 continue;
+            }
+            // Past the journal, between two real calls: an operator's
+            // control, or the engine's shutdown, goes first (the instance is
+            // dropped; the journal so far is kept).
+            if self.controls().contains_key(&gid) {
+                return Ok(Some(Event::Resume));
+            }
+            if *self.inner.shutdown.borrow() {
+                self.persist(d, true).await?;
+                return Err(Stop::ShuttingDown);
             }
             match self.answer_new(d, call, question.request).await? {
                 Next::Answer(answer) => (question.answer)(answer),
@@ -292,13 +305,17 @@ impl Engine {
                     }
                     // None yet: park, unless one arrives while we do
                     // (only a signal, or its timeout, wakes it).
-                    d.state.transaction.next_due = wake_at(&d.state, None);
+                    let parked = (wake_at(&d.state, None), None);
+                    let driving = (d.state.transaction.next_due, d.state.transaction.lease_expires);
+                    (d.state.transaction.next_due, d.state.transaction.lease_expires) = parked;
                     d.state.transaction.updated_at = now;
-                    d.state.transaction.lease_expires = None;
                     let progress = d.save_progress(true);
+                    // Still ours unless parked.
+                    (d.state.transaction.next_due, d.state.transaction.lease_expires) = driving;
                     let seen_u32 = u32::try_from(seen).unwrap_or(u32::MAX);
                     match self.inner.store.park(&progress, &name, seen_u32).await {
                         Ok(crate::store::Parked::Parked) => {
+                            (d.state.transaction.next_due, d.state.transaction.lease_expires) = parked;
                             d.mark_written();
                             tracing::debug!(%gid, signal = %name, "workflow waits for a signal");
                             return Ok(Next::Parked);
