@@ -279,6 +279,29 @@ pub struct Target {
     pub function: String,
 }
 
+/// What marks a [`Target`] as an HTTP endpoint: not a valid module name,
+/// digest or database name, so no Wasm target can be mistaken for one.
+const HTTP_TARGET: &str = "~http";
+
+impl Target {
+    /// An HTTP endpoint (DTM's kind of branch): the op is a request to `url`.
+    /// Stored in the same columns as a Wasm target: the module, digest and
+    /// database are a marker no Wasm target can hold, the function is the URL.
+    pub fn http(url: impl Into<String>) -> Target {
+        Target {
+            module: ModuleName::from_trusted(HTTP_TARGET),
+            digest: Digest::from_trusted(HTTP_TARGET),
+            database: DatabaseName::from_trusted(HTTP_TARGET),
+            function: url.into(),
+        }
+    }
+
+    /// The URL of an HTTP target; `None` for a Wasm function.
+    pub fn url(&self) -> Option<&str> {
+        (self.module.as_str() == HTTP_TARGET).then_some(self.function.as_str())
+    }
+}
+
 /// Per-transaction options (all optional in the API).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::branch::WasmBranches;
+use crate::branch::{Branches, HttpBranches, WasmBranches};
 use crate::config::{Config, redact_url};
 use crate::database::{DatabaseError, Databases};
 use crate::engine::{Engine, EngineConfig, EngineError, SystemClock};
@@ -85,7 +85,9 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         max_concurrent: config.max_transactions,
         ..EngineConfig::default()
     };
-    let engine = Engine::new(store.clone(), Arc::new(branches.clone()), Arc::new(SystemClock), engine_config);
+    let http = HttpBranches::new(config.http_allow.clone().into(), config.limits.deadline);
+    let executor = Branches { wasm: branches.clone(), http: http.clone() };
+    let engine = Engine::new(store.clone(), Arc::new(executor), Arc::new(SystemClock), engine_config);
     let due_loop = engine.start().await?;
     let xa_sweep = spawn_xa_sweep(branches.clone(), store.clone(), config.xa_orphan_after);
 
@@ -104,6 +106,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         engine,
         registry,
         branches,
+        http,
         auth: crate::api::Auth::new(&config.tokens),
         limits: config.api.clone(),
         wait_timeout: config.wait_timeout,

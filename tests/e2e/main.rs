@@ -25,6 +25,7 @@ mod controls;
 mod crash;
 mod faults;
 mod harness;
+mod http_branches;
 mod languages;
 mod msg;
 mod readme;

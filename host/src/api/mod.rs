@@ -34,6 +34,8 @@ pub struct AppState {
     pub engine: Engine,
     pub registry: Registry,
     pub branches: WasmBranches,
+    /// HTTP branch targets: checked at submit against the operator's allow-list.
+    pub http: crate::branch::HttpBranches,
     /// Tokens and their rights (none: loopback development).
     pub auth: Auth,
     pub limits: ApiLimits,

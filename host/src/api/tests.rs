@@ -47,6 +47,7 @@ async fn app(token: Option<&str>) -> Router {
         engine,
         registry,
         branches,
+        http: crate::branch::HttpBranches::new(Vec::new().into(), Duration::from_secs(3)),
         auth: crate::api::Auth::new(&tokens(token)),
         limits: ApiLimits { max_request_bytes: 4096, ..ApiLimits::default() },
         wait_timeout: Duration::from_secs(5),

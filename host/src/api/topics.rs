@@ -200,6 +200,7 @@ mod tests {
             engine,
             registry,
             branches,
+            http: crate::branch::HttpBranches::new(Vec::new().into(), Duration::from_secs(3)),
             auth: Auth::new(&tokens),
             limits: ApiLimits::default(),
             wait_timeout: Duration::from_secs(5),

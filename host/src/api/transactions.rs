@@ -118,8 +118,9 @@ pub struct LocalRequest {
     payload: serde_json::Value,
 }
 
-/// What an op calls: `{"module","function"}`, or for a message's branch
-/// `{"topic"}` (one branch per subscriber, expanded at submit).
+/// What an op calls: `{"module","function"}`, an HTTP endpoint `{"url"}`,
+/// or for a message's branch `{"topic"}` (one branch per subscriber,
+/// expanded at submit).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionRef {
@@ -128,6 +129,7 @@ pub struct FunctionRef {
     #[serde(default)]
     function: String,
     topic: Option<String>,
+    url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -233,8 +235,8 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         (Mode::Msg, Some(local)) => {
             let branch_id = BranchId::local();
             let payload = encode_payload(&local.payload, &branch_id, limits)?;
-            let f = FunctionRef { module: local.module, function: local.function, topic: None };
-            let target = resolve(state, &mut modules, &f, &branch_id, Op::Msg).await?;
+            let f = FunctionRef { module: local.module, function: local.function, topic: None, url: None };
+            let target = resolve(state, &mut modules, &f, &branch_id, Op::Msg, mode).await?;
             ops.push(BranchOp::new(branch_id, Op::Msg, target, payload, now));
         }
         (Mode::Msg, None) => {
@@ -268,7 +270,7 @@ async fn build(state: &AppState, request: SubmitRequest) -> Result<TransactionSt
         let branch_id = BranchId::from_index(index);
         let payload = encode_payload(&branch.payload, &branch_id, limits)?;
         for (op, f) in branch.ops(mode, &branch_id)? {
-            let target = resolve(state, &mut modules, f, &branch_id, op).await?;
+            let target = resolve(state, &mut modules, f, &branch_id, op, mode).await?;
             if mode == Mode::Xa
                 && op == Op::Action
                 && let Some(why) = state.branches.xa_refusal(&target.database)
@@ -372,7 +374,7 @@ async fn expand_topics(
         };
         let at = format!("branch {}", BranchId::from_index(index));
         let action = branch.action.as_ref().expect("has a topic");
-        if !action.module.is_empty() || !action.function.is_empty() {
+        if !action.module.is_empty() || !action.function.is_empty() || action.url.is_some() {
             return Err(ApiError::bad_request(
                 "invalid_branch",
                 format!("{at}: a target is {{\"module\",\"function\"}} or {{\"topic\"}}, not both"),
@@ -388,7 +390,7 @@ async fn expand_topics(
             ));
         }
         for s in subscribers {
-            let action = FunctionRef { module: s.module.to_string(), function: s.function, topic: None };
+            let action = FunctionRef { module: s.module.to_string(), function: s.function, topic: None, url: None };
             expanded.push(BranchRequest {
                 action: Some(action),
                 payload: branch.payload.clone(),
@@ -528,6 +530,7 @@ async fn resolve(
     f: &FunctionRef,
     branch_id: &BranchId,
     op: Op,
+    mode: Mode,
 ) -> Result<Target, ApiError> {
     let at = || format!("branch {branch_id} {op}");
     if f.topic.is_some() {
@@ -535,6 +538,30 @@ async fn resolve(
             "invalid_branch",
             format!("{}: a topic is a target for a message's branch only", at()),
         ));
+    }
+    if let Some(url) = &f.url {
+        let refused = |m: String| Err(ApiError::bad_request("invalid_branch", format!("{}: {m}", at())));
+        if !f.module.is_empty() || !f.function.is_empty() {
+            return refused("a target is {\"module\",\"function\"} or {\"url\"}, not both".to_owned());
+        }
+        if op == Op::Msg {
+            return refused(
+                "a message's local function runs in the host's local transaction with its barrier row: it must be \
+                 a Wasm function"
+                    .to_owned(),
+            );
+        }
+        if mode == Mode::Xa {
+            return refused(
+                "an XA branch's action ends in a transaction the host prepares: it must be a Wasm function on \
+                 Postgres"
+                    .to_owned(),
+            );
+        }
+        if let Some(why) = state.http.refusal(url) {
+            return Err(ApiError::bad_request("url_not_allowed", format!("{}: {why}", at())));
+        }
+        return Ok(Target::http(url.clone()));
     }
     for (field, value) in [("module", &f.module), ("function", &f.function)] {
         if value.is_empty() {
@@ -630,9 +657,16 @@ pub struct TransactionView {
 pub struct BranchOpView {
     branch_id: String,
     op: Op,
-    module: String,
-    digest: String,
-    function: String,
+    /// The Wasm function it calls (all three absent for an HTTP target).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<String>,
+    /// The endpoint of an HTTP target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
     status: OpStatus,
     attempts: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -662,9 +696,10 @@ fn view(t: Transaction, ops: Option<Vec<BranchOp>>) -> TransactionView {
                 .map(|o| BranchOpView {
                     branch_id: o.branch_id.to_string(),
                     op: o.op,
-                    module: o.target.module.to_string(),
-                    digest: o.target.digest.to_string(),
-                    function: o.target.function,
+                    url: o.target.url().map(str::to_owned),
+                    module: o.target.url().is_none().then(|| o.target.module.to_string()),
+                    digest: o.target.url().is_none().then(|| o.target.digest.to_string()),
+                    function: o.target.url().is_none().then(|| o.target.function.clone()),
                     status: o.status,
                     attempts: o.attempts,
                     last_error: o.last_error,

@@ -7,6 +7,8 @@
 //! everything else (trap, deadline, database unavailable, commit failure) →
 //! `Error`, which the engine backs off and retries.
 
+pub mod http;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ use crate::engine::{
     BoxFuture, BranchCall, BranchExecutor, BranchResult, Carried, Outcome, RunEnd, StepQuestion, WorkflowRun,
 };
 use crate::model::{DatabaseName, Digest, Gid, Mode, ModuleName, Op, Status, StepTarget, Target};
+pub use http::HttpBranches;
+
 use crate::registry::Registry;
 use crate::sandbox::{Invocation, InvokeError, Prepared, Sandbox, WorkflowInstance};
 use crate::store::Store;
@@ -352,6 +356,37 @@ impl BranchExecutor for WasmBranches {
             }
             Ok(Target { module: name, digest: record.digest, database: record.database, function: step.function })
         })
+    }
+}
+
+/// The engine's executor: Wasm functions in the sandbox, HTTP endpoints
+/// over the network ([`HttpBranches`]), by target.
+#[derive(Clone)]
+pub struct Branches {
+    pub wasm: WasmBranches,
+    pub http: HttpBranches,
+}
+
+impl BranchExecutor for Branches {
+    fn execute(&self, call: BranchCall) -> BoxFuture<'_, BranchResult> {
+        if call.target.url().is_some() { Box::pin(self.http.call(call)) } else { self.wasm.execute(call) }
+    }
+
+    fn colocated(&self, target: &Target) -> bool {
+        target.url().is_none() && self.wasm.colocated(target)
+    }
+
+    fn start_workflow(
+        &self,
+        target: &Target,
+        gid: &Gid,
+        input: Vec<u8>,
+    ) -> BoxFuture<'_, Result<Box<dyn WorkflowRun>, String>> {
+        self.wasm.start_workflow(target, gid, input)
+    }
+
+    fn resolve(&self, step: &StepTarget) -> BoxFuture<'_, Result<Target, String>> {
+        self.wasm.resolve(step)
     }
 }
 

@@ -49,6 +49,13 @@ impl HostRule {
     }
 }
 
+/// Whether the operator's `rules` alone allow `host:port` (for what the
+/// host itself calls: HTTP branch targets).
+pub fn operator_allows(rules: &[HostRule], host: &str, port: u16) -> bool {
+    let host = host.to_ascii_lowercase();
+    rules.iter().any(|r| r.matches(&host, port))
+}
+
 /// `host[:port]` (IPv6 in brackets) → (host, port).
 fn split_port(authority: &str) -> Option<(&str, Option<u16>)> {
     if let Some(rest) = authority.strip_prefix('[') {

@@ -44,7 +44,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use crate::database::LocalTx;
 use crate::model::Op;
 use bindings::wasmtx::runtime::types as wit;
-pub use http::{HostRule, HttpGrant};
+pub use http::{HostRule, HttpGrant, operator_allows};
 pub use limits::Limits;
 use limits::{InstanceLimiter, engine_config};
 pub use workflow::{DROPPED, StepAsk, WorkflowInstance};
