@@ -24,12 +24,12 @@ on_both_backends!(
 
 /// One request the service received.
 #[derive(Debug, Clone)]
-struct Received {
-    method: Method,
-    path: String,
-    query: HashMap<String, String>,
-    headers: HeaderMap,
-    body: String,
+pub struct Received {
+    pub method: Method,
+    pub path: String,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: String,
 }
 
 /// Scripted answers (status, body) by path.
@@ -38,13 +38,13 @@ type Script = HashMap<String, VecDeque<(u16, String)>>;
 /// A business service: records every request, answers each path from its
 /// script (status, body), then `200 {}`.
 #[derive(Clone, Default)]
-struct Service {
+pub struct Service {
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<Script>>,
 }
 
 impl Service {
-    async fn start() -> (Service, String) {
+    pub async fn start() -> (Service, String) {
         let service = Service::default();
         let app = axum::Router::new().route("/{*path}", axum::routing::any(answer)).with_state(service.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -53,12 +53,12 @@ impl Service {
         (service, base)
     }
 
-    fn script(&self, path: &str, answers: &[(u16, &str)]) {
+    pub fn script(&self, path: &str, answers: &[(u16, &str)]) {
         let answers = answers.iter().map(|(s, b)| (*s, (*b).to_owned())).collect();
         self.script.lock().unwrap().insert(format!("/{path}"), answers);
     }
 
-    fn received(&self, path: &str) -> Vec<Received> {
+    pub fn received(&self, path: &str) -> Vec<Received> {
         self.received.lock().unwrap().iter().filter(|r| r.path == format!("/{path}")).cloned().collect()
     }
 }
@@ -79,7 +79,7 @@ async fn answer(
 }
 
 /// A server allowed to call 127.0.0.1, with the bank (alice 100, bob 0).
-async fn bank(backend: Backend) -> Server {
+pub async fn bank(backend: Backend) -> Server {
     let extra = Extra { config: "http_allow = [\"127.0.0.1\"]\n".to_owned(), ..Extra::default() };
     let server = Server::start_with(backend, extra).await;
     server.ready().await;

@@ -23,6 +23,8 @@ mod cluster;
 mod concurrent;
 mod controls;
 mod crash;
+mod dtm_api;
+mod dtm_clients;
 mod faults;
 mod harness;
 mod http_branches;

@@ -6,10 +6,13 @@
 //!    enabled for the XA tests (set and restarted once if they were off), and
 //!    curl for the README's quick start;
 //! 3. the example components (the end-to-end tests upload them);
-//! 4. every test binary and the server binary `target/debug/wasmtx` (the
+//! 4. the venv `target/dtm-venv` with the real DTM Python client
+//!    (`tests/dtm/requirements.txt`), which an end-to-end test runs against
+//!    the server's DTM-compatible API;
+//! 5. every test binary and the server binary `target/debug/wasmtx` (the
 //!    end-to-end tests start it), built once with the feature set the test
 //!    run uses, so that wasmtime is compiled once, not twice;
-//! 5. every test of the workspace (nextest if installed, else `cargo test`;
+//! 6. every test of the workspace (nextest if installed, else `cargo test`;
 //!    tests named `exclusive_*` restart the local Postgres and run alone,
 //!    see `.config/nextest.toml`),
 //!    then the doc tests (which nextest does not run), then the guest SDKs'
@@ -19,9 +22,9 @@
 //!
 //! `WASMTX_TEST_POSTGRES` passes through to the tests unchanged.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::examples::{self, rust};
 use crate::{apt, postgres, process};
@@ -40,14 +43,17 @@ pub fn run(root: &Path) -> Result<()> {
     step(3, "example components");
     examples::build(root, &[])?;
 
-    step(4, "server and test binaries");
+    step(4, "DTM Python client venv");
+    dtm_venv(root)?;
+
+    step(5, "server and test binaries");
     let nextest = process::succeeds(process::cargo(root).args(["nextest", "--version"]))?;
     // `--workspace` with test targets unifies features as the test run does;
     // `cargo build -p wasmtx` alone would resolve them differently and
     // compile wasmtime a second time.
     process::run(process::cargo(root).args(["build", "--workspace", "--bins", "--tests"]))?;
 
-    step(5, "tests");
+    step(6, "tests");
     let tests = if nextest {
         process::run(process::cargo(root).args(["nextest", "run", "--workspace", "--no-fail-fast"]))
     } else {
@@ -100,6 +106,36 @@ fn sdk_suites(root: &Path) -> Result<()> {
     c
 }
 
+/// Makes `target/dtm-venv` (under `CARGO_TARGET_DIR` if set) with
+/// `tests/dtm/requirements.txt` installed, for `tests/e2e/dtm_clients.rs`.
+/// A copy of the requirements kept in the venv after a successful install
+/// tells a warm run that pip has nothing to do.
+fn dtm_venv(root: &Path) -> Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let venv = target.join("dtm-venv");
+    let python = venv.join("bin/python");
+    let requirements = root.join("tests/dtm/requirements.txt");
+    let wanted =
+        std::fs::read_to_string(&requirements).with_context(|| format!("cannot read {}", requirements.display()))?;
+    let installed = venv.join("requirements.installed");
+    let imports = || process::succeeds(process::command(&python).args(["-c", "import dtmcli"])).unwrap_or(false);
+    if std::fs::read_to_string(&installed).is_ok_and(|text| text == wanted) && imports() {
+        return Ok(());
+    }
+    if !python.exists() {
+        // `--clear`: whatever a broken venv left there goes.
+        process::run(process::command("python3").args(["-m", "venv", "--clear"]).arg(&venv))
+            .context("the DTM client tests need python3 with the venv module (on Debian: python3-venv)")?;
+    }
+    process::run(
+        process::command(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )
+    .context("cannot install the DTM client tests' requirements from PyPI")?;
+    std::fs::write(&installed, wanted).with_context(|| format!("cannot write {}", installed.display()))
+}
+
 fn step(n: u8, what: &str) {
-    eprintln!("==> [{n}/5] {what}");
+    eprintln!("==> [{n}/6] {what}");
 }

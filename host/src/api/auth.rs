@@ -102,9 +102,14 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 /// The right a request needs.
 fn needed(method: &Method, path: &str) -> Right {
+    // What a DTM client does to its own transactions (see `dtm`).
+    let dtm_client = ["/prepare", "/submit", "/abort", "/registerBranch", "/registerTccBranch", "/registerXaBranch"];
     if method == Method::GET || method == Method::HEAD {
         Right::Read
-    } else if method == Method::POST && path.trim_end_matches('/').ends_with("/transactions") {
+    } else if method == Method::POST
+        && (path.trim_end_matches('/').ends_with("/transactions")
+            || (path.contains("dtmsvr") && dtm_client.iter().any(|r| path.ends_with(r))))
+    {
         Right::Submit
     } else {
         Right::Admin
@@ -189,6 +194,19 @@ mod tests {
             h.insert(header::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
+    }
+
+    #[test]
+    fn dtm_clients_need_submit_for_their_own_transactions_and_admin_for_the_rest() {
+        for route in ["prepare", "submit", "abort", "registerBranch", "registerTccBranch", "registerXaBranch"] {
+            assert_eq!(needed(&Method::POST, &format!("/dtmsvr/{route}")), Right::Submit, "{route}");
+        }
+        for route in ["forceStop", "resetNextCronTime"] {
+            assert_eq!(needed(&Method::POST, &format!("/dtmsvr/{route}")), Right::Admin, "{route}");
+        }
+        assert_eq!(needed(&Method::GET, "/dtmsvr/query"), Right::Read);
+        assert_eq!(needed(&Method::DELETE, "/dtmsvr/topic/t"), Right::Admin);
+        assert_eq!(needed(&Method::POST, "/transactions"), Right::Submit);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod cluster;
+mod dtm;
 mod error;
 mod modules;
 mod time;
@@ -94,9 +95,13 @@ pub fn router(state: AppState) -> Router {
         .route("/topics/{name}/subscribers", put(topics::subscribe).delete(topics::unsubscribe))
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes));
     let v1 = upload.merge(json).route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
+    let dtm = dtm::routes()
+        .layer(DefaultBodyLimit::max(state.limits.max_request_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .nest("/v1", v1)
+        .nest("/api", dtm)
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .with_state(state)
 }

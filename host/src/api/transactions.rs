@@ -443,7 +443,7 @@ fn encode_payload(
 /// (naming real branches, without a cycle); `delay` for messages only, and
 /// for messages neither `timeout_to_fail` nor `retry_limit` (a message never
 /// rolls back once its local transaction committed).
-fn check_concurrency(options: &Options, mode: Mode, branches: usize) -> Result<(), ApiError> {
+pub(super) fn check_concurrency(options: &Options, mode: Mode, branches: usize) -> Result<(), ApiError> {
     let invalid = |m: String| Err(ApiError::bad_request("invalid_options", m));
     if options.concurrent && !matches!(mode, Mode::Saga | Mode::Msg) {
         return invalid(format!("concurrent applies to sagas and messages, not to a {mode}"));
@@ -477,7 +477,7 @@ fn check_concurrency(options: &Options, mode: Mode, branches: usize) -> Result<(
 /// Options within sane bounds: retry intervals of at least a second, at most a
 /// day, the cap not below the base; a timeout of at most a year; a request
 /// timeout within the server's deadline; headers few and short.
-fn check_options(options: &Options, limits: &super::ApiLimits) -> Result<(), ApiError> {
+pub(super) fn check_options(options: &Options, limits: &super::ApiLimits) -> Result<(), ApiError> {
     let invalid = |m: String| Err(ApiError::bad_request("invalid_options", m));
     if let Some(secs) = options.retry_interval
         && !(1..=86_400).contains(&secs)

@@ -3,7 +3,8 @@
 //! they are:
 //!
 //! - `POST <url>?gid=…&trans_type=…&branch_id=…&op=…` with the payload as the
-//!   body (`Content-Type: application/json`) and the transaction's
+//!   body (`Content-Type: application/json`; `GET` when the payload is empty,
+//!   except in an XA) and the transaction's
 //!   `branch_headers`; the deadline is its `request_timeout`, else the
 //!   server's;
 //! - the answer is read in DTM's order: `425`, or a body containing
@@ -81,6 +82,10 @@ impl HttpBranches {
         let Some(url) = call.target.url() else {
             return BranchResult::of(Outcome::Error("not an HTTP target".to_owned()));
         };
+        if url.is_empty() {
+            // DTM's rule: an empty URL (a step without compensation) succeeds, never called.
+            return BranchResult::of(Outcome::Succeeded);
+        }
         if let Some(why) = self.refusal(url) {
             return BranchResult::of(Outcome::Error(why));
         }
@@ -91,9 +96,15 @@ impl HttpBranches {
             ("branch_id", call.branch_id.as_str()),
             ("op", wire_op(call.op)),
         ];
+        // DTM's rule: POST when there is a payload (or for XA), else GET.
+        let method = if call.payload.is_empty() && call.mode != crate::model::Mode::Xa {
+            reqwest::Method::GET
+        } else {
+            reqwest::Method::POST
+        };
         let mut request = self
             .client
-            .post(url)
+            .request(method, url)
             .query(&query)
             .timeout(timeout)
             .header(http::header::CONTENT_TYPE, "application/json")

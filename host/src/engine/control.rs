@@ -3,7 +3,15 @@
 //! The engine applies them at a step boundary of the driver (or to a claimed,
 //! idle transaction) and drives on from there.
 
-use crate::model::{HistoryEntry, Millis, Mode, Status, TransactionState};
+use crate::model::{BranchId, HistoryEntry, Millis, Mode, Op, OpStatus, Status, TransactionState};
+
+/// Whether `state` is a message prepared by a client (DTM's two-phase
+/// message): its local transaction is the client's, and its `00 msg` op is
+/// the client's back-check URL.
+pub fn client_message(state: &TransactionState) -> bool {
+    state.transaction.mode == Mode::Msg
+        && state.op(&BranchId::local(), Op::Msg).is_some_and(|o| o.target.url().is_some())
+}
 
 /// What an operator asks of one transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +23,9 @@ pub enum Control {
     ForceStop,
     /// Run the next attempt now instead of at its retry time.
     RetryNow,
+    /// A DTM client's `submit` of a message it prepared: its local
+    /// transaction committed, so the message is sent.
+    Submit,
 }
 
 impl Control {
@@ -23,6 +34,7 @@ impl Control {
             Control::Abort => "abort",
             Control::ForceStop => "force-stop",
             Control::RetryNow => "retry-now",
+            Control::Submit => "submit",
         }
     }
 }
@@ -38,6 +50,19 @@ pub struct Request {
 /// Applies `request` to `state` at `now`, or says why it does not apply.
 /// Returns the history entry that records it.
 pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Result<HistoryEntry, String> {
+    let client_message = client_message(state);
+    if request.control == Control::Submit {
+        if !client_message || state.transaction.status != Status::Prepared {
+            return Err(format!(
+                "transaction {} is not a prepared message of a client; current status '{}', cannot submit",
+                state.transaction.gid, state.transaction.status
+            ));
+        }
+        if let Some(local) = state.op_mut(&BranchId::local(), Op::Msg) {
+            local.status = OpStatus::Succeeded;
+            local.updated_at = now;
+        }
+    }
     let tx = &mut state.transaction;
     if tx.status.is_final() {
         return Err(format!("transaction {} has already {}", tx.gid, tx.status));
@@ -50,6 +75,23 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
         Control::Abort => {
             if tx.status == Status::Aborting {
                 return Err(format!("transaction {} is already aborting", tx.gid));
+            }
+            if client_message && tx.status == Status::Prepared {
+                // The client's local transaction did not commit: nothing was
+                // sent, nothing is to undo.
+                tx.status = Status::Failed;
+                tx.rollback_reason = Some(asked);
+                tx.finished_at = Some(now);
+                tx.next_due = None;
+                tx.attempts = 0;
+                tx.last_error = None;
+                tx.updated_at = now;
+                return Ok(HistoryEntry {
+                    actor: Some(request.actor.clone()),
+                    detail: request.reason.clone(),
+                    outcome: Some(tx.status.to_string()),
+                    ..HistoryEntry::new(&tx.gid, now, request.control.as_str())
+                });
             }
             if tx.mode == Mode::Msg {
                 // Its local function decides; an unknown outcome needs the
@@ -84,6 +126,10 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
             tx.next_due = None;
         }
         Control::RetryNow => tx.next_due = Some(now),
+        Control::Submit => {
+            tx.status = Status::Submitted;
+            tx.next_due = Some(now);
+        }
     }
     tx.attempts = 0;
     tx.last_error = None;
@@ -101,6 +147,7 @@ fn past(control: Control) -> &'static str {
         Control::Abort => "aborted",
         Control::ForceStop => "force-stopped",
         Control::RetryNow => "retried now",
+        Control::Submit => "submitted",
     }
 }
 

@@ -378,6 +378,9 @@ impl Engine {
         let mut changed = false;
         for (request, answer) in requests {
             let result = control::apply(&mut d.state, &request, now);
+            if result.is_ok() && request.control == control::Control::Submit {
+                d.dirty.insert((BranchId::local(), Op::Msg));
+            }
             if let Ok(entry) = &result {
                 self.record(entry.clone());
                 changed = true;

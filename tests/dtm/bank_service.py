@@ -1,0 +1,168 @@
+"""A small bank reached as DTM HTTP branches, for the dtmcli suites.
+
+`BankService` listens on 127.0.0.1 (a port of its own) in a thread and serves
+`/api/busi/<name>` as DTM's sample business services do: `TransOut` debits
+`from`, `TransIn` credits `to`, `TransOutRevert` and `TransInRevert` undo them,
+`QueryPrepared` answers a message's back-check. Payloads are
+`{"from": ..., "to": ..., "amount": ...}`; balances live in memory.
+
+Every request is recorded (method, name, query string, body) so that a test
+can check how the coordinator called it. Answers follow DTM's branch
+protocol: `200 {"dtm_result":"SUCCESS"}`, or a refusal (`409`, or a body
+containing `FAILURE`) where a test asked for one. Like DTM's barrier it applies
+each (gid, branch_id, op) once, makes a compensation whose action never applied
+a null compensation, and ignores an action that arrives after its
+compensation; so a coordinator may call a branch again, as DTM may, without
+breaking the balances.
+"""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+SUCCESS = (200, '{"dtm_result":"SUCCESS"}')
+FAILURE = (409, '{"dtm_result":"FAILURE","message":"refused by the test"}')
+PREFIX = "/api/busi/"
+
+
+class Call(object):
+    """One request the service received."""
+
+    def __init__(self, method, name, query, body):
+        self.method = method
+        self.name = name
+        self.query = query
+        self.body = body
+
+    def __repr__(self):
+        return "%s %s %s %s" % (self.method, self.name, self.query, self.body)
+
+
+class BankService(object):
+    """The bank: start it, point branches at `url(name)`, read `calls` and
+    `balance`, stop it."""
+
+    def __init__(self, balances):
+        self.lock = threading.Lock()
+        self.balances = dict(balances)
+        self.calls = []
+        # (name, gid) -> (status, body) answered instead of running the branch.
+        self.refusals = {}
+        # (gid, branch_id, op) applied, as DTM's barrier table records them.
+        self.applied = set()
+        # gid -> "committed" | "rollback": a message's local transaction.
+        self.local = {}
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.answer()
+
+            def do_POST(self):
+                self.answer()
+
+            def answer(self):
+                parts = urlsplit(self.path)
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode() if length else ""
+                body = json.loads(raw) if raw else None
+                name = parts.path[len(PREFIX):] if parts.path.startswith(PREFIX) else parts.path
+                status, text = service.handle(Call(self.command, name, query, body))
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def url(self, name):
+        """The URL of branch `name`, e.g. `url("TransOut")`."""
+        host, port = self.server.server_address[:2]
+        return "http://%s:%d%s%s" % (host, port, PREFIX, name)
+
+    def refuse(self, name, gid, answer=FAILURE):
+        """Branch `name` of `gid` answers `answer` (status, body) and does nothing."""
+        with self.lock:
+            self.refusals[(name, gid)] = answer
+
+    def balance(self, account):
+        with self.lock:
+            return self.balances[account]
+
+    def calls_of(self, gid):
+        """The calls made for `gid`, in arrival order."""
+        with self.lock:
+            return [c for c in self.calls if c.query.get("gid") == gid]
+
+    def ops(self, gid):
+        """`(name, op)` of the calls for `gid` in arrival order, each once."""
+        seen = []
+        for call in self.calls_of(gid):
+            key = (call.name, call.query.get("op"))
+            if key not in seen:
+                seen.append(key)
+        return seen
+
+    def commit_local(self, gid, account, amount):
+        """A message's local transaction: debit `account` and remember that
+        `gid` committed (what `QueryPrepared` reports)."""
+        with self.lock:
+            if self.local.get(gid) == "rollback":
+                raise RuntimeError("the back-check already rolled %s back" % gid)
+            self.balances[account] -= amount
+            self.local[gid] = "committed"
+
+    def handle(self, call):
+        with self.lock:
+            self.calls.append(call)
+            gid = call.query.get("gid", "")
+            refusal = self.refusals.get((call.name, gid))
+            if refusal is not None:
+                return refusal
+            if call.name == "QueryPrepared":
+                # Like DTM's barrier: a back-check before the local commit
+                # rolls the local transaction back for good.
+                state = self.local.setdefault(gid, "rollback")
+                return SUCCESS if state == "committed" else FAILURE
+            effects = {
+                "TransOut": ("from", -1, None),
+                "TransOutRevert": ("from", 1, "action"),
+                "TransIn": ("to", 1, None),
+                "TransInRevert": ("to", -1, "action"),
+            }
+            if call.name not in effects:
+                return (404, '{"message":"no branch %s"}' % call.name)
+            account_key, sign, origin = effects[call.name]
+            branch = (gid, call.query.get("branch_id"))
+            op = call.query.get("op")
+            if branch + (op,) in self.applied:
+                return SUCCESS
+            self.applied.add(branch + (op,))
+            if origin is not None and branch + (origin,) not in self.applied:
+                # Null compensation; the origin row also blocks a late action.
+                self.applied.add(branch + (origin,))
+                return SUCCESS
+            account = call.body[account_key]
+            if sign < 0 and self.balances[account] < call.body["amount"]:
+                self.applied.discard(branch + (op,))
+                return (409, '{"dtm_result":"FAILURE","message":"insufficient funds in %s"}' % account)
+            self.balances[account] += sign * call.body["amount"]
+            return SUCCESS
