@@ -129,6 +129,19 @@ impl Digest {
 }
 
 impl BranchId {
+    /// A branch id a client chose (DTM's `registerBranch`): 1 to 32 characters
+    /// of `[A-Za-z0-9_-]` (DTM's are digits, two per nesting level).
+    pub fn parse(s: &str) -> Result<Self, InvalidId> {
+        let ok = !s.is_empty() && s.len() <= 32 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidId(format!(
+                "branch id {s:?} is invalid: use 1 to 32 characters of letters, digits, '-' and '_'"
+            )))
+        }
+    }
+
     /// "00": a message's local transaction (DTM's branch of op `msg`), a
     /// workflow's `run`.
     pub fn local() -> Self {

@@ -70,6 +70,12 @@ def rows(answer):
     return [(b.get("branch_id"), b.get("op"), b.get("status")) for b in answer["branches"]]
 
 
+def statuses(answer):
+    """A `query` answer's branch rows as `{(branch_id, op): status}`, for
+    checks that do not depend on the order of the rows."""
+    return {(b.get("branch_id"), b.get("op")): b.get("status") for b in answer["branches"]}
+
+
 def call_module(module, function, payload):
     """Calls a module function through the native API and returns its output."""
     base = wasmtx_server()

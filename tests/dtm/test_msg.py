@@ -35,12 +35,28 @@ class MsgTest(unittest.TestCase):
         answer = coordinator.query(gid)
         self.assertEqual(answer["transaction"]["status"], "succeed", answer)
         self.assertEqual(answer["transaction"]["trans_type"], "msg")
-        self.assertEqual(coordinator.rows(answer), [("01", "action", "succeed")])
+        self.assertEqual(coordinator.statuses(answer).get(("01", "action")), "succeed", answer)
         self.assertEqual(self.bank.ops(gid), [("TransIn", "action")], "no back-check was needed")
         call = self.bank.calls_of(gid)[0]
         self.assertEqual((call.method, call.query.get("trans_type"), call.query.get("branch_id")), ("POST", "msg", "01"))
         self.assertEqual(call.body, TRANSFER)
         self.assertEqual((self.bank.balance("alice"), self.bank.balance("bob")), (70, 30))
+
+    def test_query_lists_one_row_per_action_and_nothing_else(self):
+        # In DTM a message's rows are its actions; the local transaction's
+        # "00"/"msg" record lives in the business's barrier table.
+        gid = utils.gen_gid(self.dtm)
+        m = self.message(gid)
+        m.add({"from": "alice", "to": "bob", "amount": 1}, self.bank.url("TransIn"))
+        m.prepare(self.bank.url("QueryPrepared"))
+        self.assertEqual(
+            coordinator.rows(coordinator.query(gid)), [("01", "action", "prepared"), ("02", "action", "prepared")]
+        )
+        self.bank.commit_local(gid, "alice", 31)
+        m.set_wait_result().submit()
+        self.assertEqual(
+            coordinator.rows(coordinator.query(gid)), [("01", "action", "succeed"), ("02", "action", "succeed")]
+        )
 
     def test_a_message_left_prepared_is_back_checked_and_delivered(self):
         gid = utils.gen_gid(self.dtm)
@@ -52,7 +68,7 @@ class MsgTest(unittest.TestCase):
         # The client "crashes" here: no submit.
 
         answer = coordinator.wait_status(gid, "succeed")
-        self.assertEqual(coordinator.rows(answer), [("01", "action", "succeed")])
+        self.assertEqual(coordinator.statuses(answer).get(("01", "action")), "succeed", answer)
         self.assertEqual(self.bank.ops(gid), [("QueryPrepared", "msg"), ("TransIn", "action")])
         check = self.bank.calls_of(gid)[0]
         self.assertEqual(check.method, "GET", check)

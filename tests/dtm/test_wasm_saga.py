@@ -43,13 +43,13 @@ class WasmSagaTest(unittest.TestCase):
         answer = coordinator.query(gid)
         self.assertEqual(answer["transaction"]["status"], "succeed", answer)
         self.assertEqual(
-            coordinator.rows(answer),
-            [
-                ("01", "compensate", "prepared"),
-                ("01", "action", "succeed"),
-                ("02", "compensate", "prepared"),
-                ("02", "action", "succeed"),
-            ],
+            coordinator.statuses(answer),
+            {
+                ("01", "compensate"): "prepared",
+                ("01", "action"): "succeed",
+                ("02", "compensate"): "prepared",
+                ("02", "action"): "succeed",
+            },
         )
         self.assertEqual((balance("alice"), balance("bob")), (before[0] - 30, before[1] + 30))
 
@@ -63,13 +63,13 @@ class WasmSagaTest(unittest.TestCase):
         reason = answer["transaction"].get("rollback_reason") or ""
         self.assertIn("carol", reason, "the reason is the module's refusal: %s" % answer)
         self.assertEqual(
-            coordinator.rows(answer),
-            [
-                ("01", "compensate", "succeed"),
-                ("01", "action", "succeed"),
-                ("02", "compensate", "succeed"),
-                ("02", "action", "failed"),
-            ],
+            coordinator.statuses(answer),
+            {
+                ("01", "compensate"): "succeed",
+                ("01", "action"): "succeed",
+                ("02", "compensate"): "succeed",
+                ("02", "action"): "failed",
+            },
         )
         self.assertEqual(balance("alice"), before)
 

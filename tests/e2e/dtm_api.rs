@@ -152,3 +152,79 @@ async fn two_phase_messages_follow_dtm() {
     assert_eq!(tx["status"], "failed", "{tx}");
     assert_eq!(service.received("deliver").len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_driven_tcc_and_xa_follow_dtm() {
+    let server = bank(Backend::Sqlite).await;
+    let (service, base) = Service::start().await;
+    let register = |gid: &str, branch: &str| {
+        json!({
+            "gid": gid, "trans_type": "tcc", "branch_id": branch, "data": transfer(1),
+            "confirm": format!("{base}/confirm-{branch}"), "cancel": format!("{base}/cancel-{branch}"),
+        })
+    };
+    let ops = |service: &Service, paths: &[&str]| -> Vec<String> {
+        paths.iter().flat_map(|p| service.received(p)).map(|r| format!("{} {}", r.path, r.query["op"])).collect()
+    };
+
+    // prepare, register two branches (the client runs the tries), submit: both confirmed.
+    let (status, body) = dtm(&server, "prepare", &json!({ "gid": "d-tcc", "trans_type": "tcc" })).await;
+    assert_eq!(status, 200, "{body}");
+    for branch in ["01", "02"] {
+        let (status, body) = dtm(&server, "registerTccBranch", &register("d-tcc", branch)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) =
+        dtm(&server, "submit", &json!({ "gid": "d-tcc", "trans_type": "tcc", "wait_result": true })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ops(&service, &["confirm-01", "confirm-02", "cancel-01", "cancel-02"]),
+        ["/confirm-01 confirm", "/confirm-02 confirm"]
+    );
+    let (status, body) = dtm(&server, "registerBranch", &register("d-tcc", "03")).await;
+    assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "not prepared any more: {body}");
+    assert!(body["message"].as_str().unwrap().contains("status: prepared found"), "{body}");
+
+    // prepare, register, abort: every registered branch cancelled, last first.
+    dtm(&server, "prepare", &json!({ "gid": "d-tcc-abort", "trans_type": "tcc" })).await;
+    for branch in ["11", "12"] {
+        let (status, body) = dtm(&server, "registerBranch", &register("d-tcc-abort", branch)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = dtm(&server, "abort", &json!({ "gid": "d-tcc-abort", "trans_type": "tcc" })).await;
+    assert_eq!(status, 200, "{body}");
+    let tx = server.wait_final("d-tcc-abort", Duration::from_secs(20)).await;
+    assert_eq!(tx["status"], "failed", "{tx}");
+    let cancels: Vec<String> = service
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path.starts_with("/cancel-1"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(cancels, ["/cancel-12", "/cancel-11"]);
+    assert!(service.received("confirm-11").is_empty());
+
+    // Never submitted: rolled back after its timeout.
+    dtm(&server, "prepare", &json!({ "gid": "d-tcc-late", "trans_type": "tcc", "timeout_to_fail": 1 })).await;
+    dtm(&server, "registerBranch", &register("d-tcc-late", "21")).await;
+    let tx = server.wait_final("d-tcc-late", Duration::from_secs(20)).await;
+    assert_eq!(tx["status"], "failed", "{tx}");
+    assert!(tx["rollback_reason"].as_str().unwrap().contains("timeout"), "{tx}");
+    assert_eq!(service.received("cancel-21").len(), 1);
+
+    // XA: the client prepares in its service and registers the URL; the host commits it.
+    dtm(&server, "prepare", &json!({ "gid": "d-xa", "trans_type": "xa" })).await;
+    let xa = json!({ "gid": "d-xa", "trans_type": "xa", "branch_id": "01", "url": format!("{base}/xa") });
+    let (status, body) = dtm(&server, "registerXaBranch", &xa).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        dtm(&server, "submit", &json!({ "gid": "d-xa", "trans_type": "xa", "wait_result": true })).await;
+    assert_eq!(status, 200, "{body}");
+    let calls = service.received("xa");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!((calls[0].method.as_str(), calls[0].query["op"].as_str()), ("POST", "commit"));
+    let (_, q) = server.get("/api/dtmsvr/query?gid=d-xa").await;
+    assert_eq!(q["transaction"]["status"], "succeed", "{q}");
+}

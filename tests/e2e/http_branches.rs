@@ -39,7 +39,7 @@ type Script = HashMap<String, VecDeque<(u16, String)>>;
 /// script (status, body), then `200 {}`.
 #[derive(Clone, Default)]
 pub struct Service {
-    received: Arc<Mutex<Vec<Received>>>,
+    pub received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<Script>>,
 }
 

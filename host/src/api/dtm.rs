@@ -12,9 +12,11 @@
 //! Served: sagas (sequential and concurrent, `custom_data` orders), two-phase
 //! messages (`prepare` with `query_prepared`, `submit`, `abort`, the
 //! back-check when a prepared message times out, `custom_data` delay),
-//! `wait_result`, `query`, `all`, `newGid`, `forceStop`,
-//! `resetNextCronTime`, `version`, `ping`. Not yet: client-driven TCC and XA
-//! (`registerBranch`), and topics of URLs; those answer `500` saying so.
+//! `wait_result`, client-driven TCC and XA (`prepare`, `registerBranch` and
+//! its aliases, `submit` or `abort`; rolled back after `timeout_to_fail`,
+//! default 35 s), `query`, `all`, `newGid`, `forceStop`,
+//! `resetNextCronTime`, `version`, `ping`. Not yet: topics of URLs, which
+//! answer `500` saying so.
 
 use std::collections::BTreeMap;
 
@@ -256,8 +258,8 @@ async fn build(state: &AppState, t: &DtmTrans, gid: Gid, prepared: bool) -> Resu
     let mode = mode(&t.trans_type)?;
     if !matches!(mode, Mode::Saga | Mode::Msg) {
         return Err(DtmError::other(format!(
-            "trans_type {mode}: wasmtx serves DTM's saga and msg; client-driven TCC and XA (registerBranch) are not \
-             served yet, and workflows run through POST /v1/transactions"
+            "trans_type {mode}: submit serves DTM's saga and msg (a TCC or XA is prepared first, its branches \
+             registered); workflows run through POST /v1/transactions"
         )));
     }
     let steps = t.steps.clone().unwrap_or_default();
@@ -308,25 +310,8 @@ async fn build(state: &AppState, t: &DtmTrans, gid: Gid, prepared: bool) -> Resu
         }
     }
     let back_check = now.plus_ms(positive_or(t.timeout_to_fail, BACK_CHECK_AFTER_SECS) * 1000);
-    Ok(TransactionState {
-        transaction: Transaction {
-            gid,
-            mode,
-            status: if prepared { Status::Prepared } else { Status::Submitted },
-            options,
-            next_due: Some(if prepared { back_check } else { now }),
-            attempts: 0,
-            last_error: None,
-            rollback_reason: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            lease_owner: None,
-            lease_expires: None,
-            epoch: 0,
-        },
-        ops,
-    })
+    let (status, due) = if prepared { (Status::Prepared, back_check) } else { (Status::Submitted, now) };
+    Ok(new_state(gid, mode, status, options, ops, now, due))
 }
 
 fn positive_or(v: Option<i64>, default: u64) -> u64 {
@@ -344,9 +329,54 @@ async fn prepare(State(state): State<AppState>, body: Result<Bytes, BytesRejecti
             Err(DtmError::failure(format!("current status '{}', cannot prepare", status_name(status))))
         };
     }
-    let new = build(&state, &t, gid, true).await?;
+    let new = match mode(&t.trans_type)? {
+        Mode::Tcc | Mode::Xa => client_two_phase(&state, &t, gid)?,
+        _ => build(&state, &t, gid, true).await?,
+    };
     state.engine.submit(new, false).await?;
     success()
+}
+
+/// A TCC or XA whose first phase the client runs: `prepared`, without ops
+/// until the client registers them, rolled back if not submitted within its
+/// `timeout_to_fail` (DTM's default: 35 s).
+fn client_two_phase(state: &AppState, t: &DtmTrans, gid: Gid) -> Result<TransactionState, DtmError> {
+    let mode = mode(&t.trans_type)?;
+    let mut options = options(state, t, mode, 0)?;
+    options.timeout_to_fail = Some(positive_or(t.timeout_to_fail, BACK_CHECK_AFTER_SECS));
+    let now = state.engine.now();
+    Ok(new_state(gid, mode, Status::Prepared, options, Vec::new(), now, now))
+}
+
+/// A new transaction, due at `due`, not leased yet.
+fn new_state(
+    gid: Gid,
+    mode: Mode,
+    status: Status,
+    options: Options,
+    ops: Vec<BranchOp>,
+    now: Millis,
+    due: Millis,
+) -> TransactionState {
+    TransactionState {
+        transaction: Transaction {
+            gid,
+            mode,
+            status,
+            options,
+            next_due: Some(due),
+            attempts: 0,
+            last_error: None,
+            rollback_reason: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires: None,
+            epoch: 0,
+        },
+        ops,
+    }
 }
 
 async fn submit(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Reply {
@@ -386,7 +416,7 @@ async fn submit(State(state): State<AppState>, body: Result<Bytes, BytesRejectio
 
 /// Applies `control` as the DTM client asked; DTM's codes for what does not apply.
 async fn control_as(state: &AppState, gid: &Gid, control: Control, reason: Option<String>) -> Result<(), DtmError> {
-    let request = Request { control, actor: "dtm client".to_owned(), reason };
+    let request = Request { control, actor: "dtm client".to_owned(), reason, register: Vec::new() };
     match state.engine.control(gid, request).await {
         Ok(_) => Ok(()),
         Err(ControlError::NotFound(gid)) => Err(DtmError::other(format!("no trans with gid: {gid}"))),
@@ -424,15 +454,51 @@ async fn reset_next_cron_time(State(state): State<AppState>, body: Result<Bytes,
     success()
 }
 
+/// `registerBranch` (and its TCC and XA aliases): a TCC branch's `confirm`
+/// and `cancel` URLs with its `data`, or an XA branch's `url` (its commit and
+/// rollback), join a TCC or XA its client prepared.
 async fn register_branch(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Reply {
     let b: BTreeMap<String, Value> = parse(body)?;
-    let gid = gid(b.get("gid").and_then(Value::as_str).unwrap_or_default())?;
-    match state.engine.snapshot(&gid).await? {
-        Some(s) if s.transaction.status == Status::Prepared => Err(DtmError::other(
-            "registerBranch: client-driven TCC and XA are not served by wasmtx yet; a TCC whose tries the host runs \
-             is POST /v1/transactions with \"mode\":\"tcc\"",
-        )),
-        _ => Err(DtmError::failure(format!("no trans with gid: {gid} status: prepared found"))),
+    let text = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+    let gid = gid(&text("gid"))?;
+    let existing = state.engine.snapshot(&gid).await?;
+    let Some(existing) = existing.filter(|e| e.transaction.status == Status::Prepared) else {
+        return Err(DtmError::failure(format!("no trans with gid: {gid} status: prepared found")));
+    };
+    let branch_id = BranchId::parse(&text("branch_id")).map_err(|e| DtmError::other(format!("branch_id: {}", e.0)))?;
+    let now = state.engine.now();
+    let mut ops = Vec::new();
+    match existing.transaction.mode {
+        Mode::Tcc => {
+            let data = text("data").into_bytes();
+            for op in [Op::Confirm, Op::Cancel] {
+                let target = target(&state, &text(op.as_str())).await?;
+                ops.push(BranchOp::new(branch_id.clone(), op, target, data.clone(), now));
+            }
+        }
+        Mode::Xa => {
+            let url = text("url");
+            if url.starts_with("wasm://") {
+                return Err(DtmError::other(
+                    "an XA branch of a DTM client prepares in its own service: its url is http://; Wasm XA branches \
+                     run through POST /v1/transactions with \"mode\":\"xa\"",
+                ));
+            }
+            let target = target(&state, &url).await?;
+            for op in [Op::Commit, Op::Rollback] {
+                ops.push(BranchOp::new(branch_id.clone(), op, target.clone(), Vec::new(), now));
+            }
+        }
+        _ => return Err(DtmError::failure(format!("no trans with gid: {gid} status: prepared found"))),
+    }
+    let request = Request { control: Control::Register, actor: "dtm client".to_owned(), reason: None, register: ops };
+    match state.engine.control(&gid, request).await {
+        Ok(_) => success(),
+        Err(ControlError::NotFound(gid)) => {
+            Err(DtmError::failure(format!("no trans with gid: {gid} status: prepared found")))
+        }
+        Err(ControlError::Refused(m) | ControlError::Busy(m)) => Err(DtmError::failure(m)),
+        Err(ControlError::Engine(e)) => Err(e.into()),
     }
 }
 

@@ -904,7 +904,7 @@ async fn control(
             format!("reason is {} bytes; at most {MAX_REASON_BYTES}", reason.len()),
         ));
     }
-    let after = state.engine.control(&gid, Request { control, actor, reason }).await?;
+    let after = state.engine.control(&gid, Request { control, actor, reason, register: Vec::new() }).await?;
     Ok(Json(view(after.transaction, Some(after.ops))))
 }
 

@@ -23,9 +23,13 @@ pub enum Control {
     ForceStop,
     /// Run the next attempt now instead of at its retry time.
     RetryNow,
-    /// A DTM client's `submit` of a message it prepared: its local
-    /// transaction committed, so the message is sent.
+    /// A DTM client's `submit` of a message it prepared (its local
+    /// transaction committed, so the message is sent), or of a TCC or XA
+    /// whose first phase it ran (the decision to confirm or commit).
     Submit,
+    /// A DTM client's `registerBranch`: the ops of [`Request::register`]
+    /// join a TCC or XA it drives, while `prepared`.
+    Register,
 }
 
 impl Control {
@@ -35,6 +39,7 @@ impl Control {
             Control::ForceStop => "force-stop",
             Control::RetryNow => "retry-now",
             Control::Submit => "submit",
+            Control::Register => "register",
         }
     }
 }
@@ -45,14 +50,42 @@ pub struct Request {
     pub control: Control,
     pub actor: String,
     pub reason: Option<String>,
+    /// The ops a [`Control::Register`] adds (empty for every other control).
+    pub register: Vec<crate::model::BranchOp>,
+}
+
+/// Whether `state` is a TCC or XA whose first phase its client runs (DTM's
+/// client-driven TCC and XA): it has no forward op (`try`, `action`), only the
+/// ops the client registered.
+pub fn client_two_phase(state: &TransactionState) -> bool {
+    matches!(state.transaction.mode, Mode::Tcc | Mode::Xa) && !state.ops.iter().any(|o| o.op.is_forward())
 }
 
 /// Applies `request` to `state` at `now`, or says why it does not apply.
 /// Returns the history entry that records it.
 pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Result<HistoryEntry, String> {
     let client_message = client_message(state);
+    let client_two_phase = client_two_phase(state);
+    if request.control == Control::Register {
+        let tx = &state.transaction;
+        if !client_two_phase || tx.status != Status::Prepared {
+            return Err(format!("no trans with gid: {} status: prepared found", tx.gid));
+        }
+        if let Some(taken) = request.register.iter().find(|o| state.op(&o.branch_id, o.op).is_some()) {
+            return Err(format!("branch {} {} is registered already", taken.branch_id, taken.op));
+        }
+        state.ops.extend(request.register.iter().cloned());
+        let tx = &mut state.transaction;
+        tx.updated_at = now;
+        return Ok(HistoryEntry {
+            actor: Some(request.actor.clone()),
+            detail: request.register.first().map(|o| format!("branch {}", o.branch_id)),
+            outcome: Some(tx.status.to_string()),
+            ..HistoryEntry::new(&tx.gid, now, request.control.as_str())
+        });
+    }
     if request.control == Control::Submit {
-        if !client_message || state.transaction.status != Status::Prepared {
+        if !(client_message || client_two_phase) || state.transaction.status != Status::Prepared {
             return Err(format!(
                 "transaction {} is not a prepared message of a client; current status '{}', cannot submit",
                 state.transaction.gid, state.transaction.status
@@ -130,6 +163,7 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
             tx.status = Status::Submitted;
             tx.next_due = Some(now);
         }
+        Control::Register => {}
     }
     tx.attempts = 0;
     tx.last_error = None;
@@ -142,12 +176,23 @@ pub fn apply(state: &mut TransactionState, request: &Request, now: Millis) -> Re
     })
 }
 
+/// The ops `request` may change (to be written with the state): a
+/// message's `00 msg` for a submit, the registered ops for a register.
+pub fn changed_ops(request: &Request) -> Vec<(BranchId, Op)> {
+    match request.control {
+        Control::Submit => vec![(BranchId::local(), Op::Msg)],
+        Control::Register => request.register.iter().map(|o| (o.branch_id.clone(), o.op)).collect(),
+        Control::Abort | Control::ForceStop | Control::RetryNow => Vec::new(),
+    }
+}
+
 fn past(control: Control) -> &'static str {
     match control {
         Control::Abort => "aborted",
         Control::ForceStop => "force-stopped",
         Control::RetryNow => "retried now",
         Control::Submit => "submitted",
+        Control::Register => "registered a branch",
     }
 }
 
@@ -162,7 +207,7 @@ mod tests {
     const T0: Millis = Millis(1_000_000);
 
     fn request(control: Control, reason: Option<&str>) -> Request {
-        Request { control, actor: "ops".to_owned(), reason: reason.map(str::to_owned) }
+        Request { control, actor: "ops".to_owned(), reason: reason.map(str::to_owned), register: Vec::new() }
     }
 
     #[test]

@@ -378,8 +378,8 @@ impl Engine {
         let mut changed = false;
         for (request, answer) in requests {
             let result = control::apply(&mut d.state, &request, now);
-            if result.is_ok() && request.control == control::Control::Submit {
-                d.dirty.insert((BranchId::local(), Op::Msg));
+            if result.is_ok() {
+                d.dirty.extend(control::changed_ops(&request));
             }
             if let Ok(entry) = &result {
                 self.record(entry.clone());

@@ -543,10 +543,8 @@ impl Engine {
         };
         let before = state.transaction.status;
         let mut driving = driver::Driving::new(lease.clone(), state, true);
-        if request.control == control::Control::Submit {
-            // The op it changes is written with the state.
-            driving.dirty.insert((BranchId::local(), Op::Msg));
-        }
+        // The ops it changes are written with the state.
+        driving.dirty.extend(control::changed_ops(&request));
         match control::apply(&mut driving.state, &request, now) {
             Err(refusal) => {
                 if let Err(e) = self.inner.store.release(&lease).await {

@@ -47,6 +47,24 @@ const TCC: Phases = Phases { forward: Op::Try, commit: Op::Confirm, undo: Op::Ca
 /// ops in order; while `aborting`, the undo of every attempted branch, last
 /// to first.
 pub(super) fn two_phase(state: &mut TransactionState, now: Millis, phases: &Phases) -> Effect {
+    // A DTM client runs the first phase itself and registers the other ops:
+    // while it does, wait for its submit or abort (or the timeout); an abort
+    // undoes every registered branch.
+    let client_driven = !state.ops.iter().any(|o| o.op == phases.forward);
+    if client_driven && state.transaction.status == Status::Prepared {
+        let t = &state.transaction;
+        let timeout = t.options.timeout_to_fail.map(|secs| t.created_at.plus_ms(secs.saturating_mul(1000)));
+        let until = timeout.unwrap_or(now.plus_ms(24 * 3_600_000));
+        state.transaction.next_due = Some(until);
+        return Effect::Sleep { until };
+    }
+    if client_driven && state.transaction.status == Status::Aborting {
+        let next = state.ops.iter().rev().find(|o| o.op == phases.undo && o.status != OpStatus::Succeeded);
+        return match next {
+            Some(o) => Effect::Invoke { branch_id: o.branch_id.clone(), op: phases.undo, attempt: o.attempts + 1 },
+            None => saga::finish(state, Status::Failed, now),
+        };
+    }
     if state.transaction.status == Status::Prepared {
         match first_unfinished(state, phases.forward) {
             Some(effect) => return effect,
@@ -91,6 +109,32 @@ mod tests {
     /// Op statuses as `branch op status`, in stored order.
     fn statuses(s: &TransactionState) -> Vec<String> {
         s.ops.iter().map(|o| format!("{} {} {}", o.branch_id, o.op, o.status)).collect()
+    }
+
+    #[test]
+    fn a_client_driven_tcc_waits_for_its_client_then_confirms_or_cancels_every_branch() {
+        let p = RetryPolicy::default();
+        let options = Options { timeout_to_fail: Some(35), ..Options::default() };
+        let mut s = tcc(2, options);
+        s.ops.retain(|o| o.op != Op::Try);
+        let effect = step(&mut s, Event::Resume, T0, &p);
+        assert_eq!(effect, Effect::Sleep { until: Millis(T0.0 + 35_000) }, "its client runs the tries");
+        assert_eq!(s.transaction.next_due, Some(Millis(T0.0 + 35_000)));
+        let mut submitted = s.clone();
+        // (A submit or an abort makes it due at once.)
+        submitted.transaction.status = Status::Submitted;
+        submitted.transaction.next_due = Some(T0);
+        assert_eq!(step(&mut submitted, Event::Resume, T0, &p), invoke(0, Op::Confirm, 1));
+        let mut aborted = s.clone();
+        aborted.transaction.status = Status::Aborting;
+        aborted.transaction.next_due = Some(T0);
+        assert_eq!(step(&mut aborted, Event::Resume, T0, &p), invoke(1, Op::Cancel, 1), "every branch, last first");
+        step(&mut aborted, outcome(1, Op::Cancel, Outcome::Succeeded), T0, &p);
+        assert_eq!(step(&mut aborted, Event::Resume, T0, &p), invoke(0, Op::Cancel, 1));
+        // Not submitted in time: cancelled.
+        let late = Millis(T0.0 + 35_000);
+        assert_eq!(step(&mut s, Event::Resume, late, &p), invoke(1, Op::Cancel, 1));
+        assert_eq!(s.transaction.status, Status::Aborting);
     }
 
     #[test]

@@ -349,7 +349,8 @@ async fn a_control_reaches_a_running_driver_at_its_next_step() {
     // Abort while branch 01's action is in flight: the driver finishes that
     // op, then rolls back from there instead of going on to branch 02.
     paused.entered.notified().await;
-    let request = control::Request { control: control::Control::Abort, actor: "ops".into(), reason: None };
+    let request =
+        control::Request { control: control::Control::Abort, actor: "ops".into(), reason: None, register: Vec::new() };
     let asked = tokio::spawn({
         let engine = engine.clone();
         let gid = gid.clone();
