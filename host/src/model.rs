@@ -315,6 +315,19 @@ impl Target {
     }
 }
 
+impl ModuleName {
+    /// What stands in the module's place for an HTTP endpoint (a
+    /// [`Target::http`], a topic's URL subscriber): no module can have it.
+    pub fn http_marker() -> ModuleName {
+        ModuleName::from_trusted(HTTP_TARGET)
+    }
+
+    /// Whether this is [`ModuleName::http_marker`].
+    pub fn is_http_marker(&self) -> bool {
+        self.as_str() == HTTP_TARGET
+    }
+}
+
 /// Per-transaction options (all optional in the API).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

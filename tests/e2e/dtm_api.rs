@@ -52,8 +52,10 @@ async fn sagas_and_queries_speak_dtm() {
     assert_eq!(q["transaction"]["status"], "succeed", "{q}");
     assert_eq!(q["transaction"]["trans_type"], "saga");
     let urls: Vec<&str> = q["branches"].as_array().unwrap().iter().map(|b| b["url"].as_str().unwrap()).collect();
-    assert_eq!(urls[0], "wasm://bank/trans-out");
-    assert_eq!(urls[2], format!("{base}/credit"));
+    // DTM's row order: each step's compensate row, then its action row.
+    assert_eq!(urls[0], "wasm://bank/trans-out-revert");
+    assert_eq!(urls[1], "wasm://bank/trans-out");
+    assert_eq!(urls[3], format!("{base}/credit"));
     // The same transaction through the native API.
     let (_, native) = server.get("/v1/transactions/d-saga").await;
     assert_eq!(native["status"], "succeeded", "{native}");
@@ -227,4 +229,49 @@ async fn client_driven_tcc_and_xa_follow_dtm() {
     assert_eq!((calls[0].method.as_str(), calls[0].query["op"].as_str()), ("POST", "commit"));
     let (_, q) = server.get("/api/dtmsvr/query?gid=d-xa").await;
     assert_eq!(q["transaction"]["status"], "succeed", "{q}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_of_urls_and_functions_fan_a_message_out() {
+    let server = bank(Backend::Sqlite).await;
+    let (service, base) = Service::start().await;
+    let subscribe = |topic: &str, url: &str| format!("/api/dtmsvr/subscribe?topic={topic}&url={url}&remark=test");
+    let (status, body) = server.get(&subscribe("credit", &format!("{base}/audit"))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get(&subscribe("credit", "wasm://bank/trans-in")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = server.get(&subscribe("credit", &format!("{base}/audit"))).await;
+    assert_eq!(status, 500, "a repeated subscription is DTM's 500");
+    // The native API lists both kinds.
+    let (_, topic) = server.get("/v1/topics/credit").await;
+    assert_eq!(
+        topic["subscribers"],
+        json!([{ "url": format!("{base}/audit") }, { "module": "bank", "function": "trans-in" }]),
+        "{topic}"
+    );
+    let message = json!({
+        "gid": "d-topic", "trans_type": "msg", "wait_result": true,
+        "steps": [{ "action": "topic://credit" }],
+        "payloads": [transfer(7)],
+    });
+    let (status, body) = dtm(&server, "submit", &message).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(service.received("audit").len(), 1);
+    assert_eq!(server.balance("bank", "bob").await, 7, "the Wasm subscriber got it too");
+    let (_, q) = server.get("/api/dtmsvr/query?gid=d-topic").await;
+    assert_eq!(q["branches"].as_array().unwrap().len(), 2, "one row per subscriber: {q}");
+
+    let (status, _) = server.get(&format!("/api/dtmsvr/unsubscribe?topic=credit&url={base}/audit")).await;
+    assert_eq!(status, 200);
+    let (status, _) = server.get(&format!("/api/dtmsvr/unsubscribe?topic=credit&url={base}/audit")).await;
+    assert_eq!(status, 500, "not subscribed any more");
+    let r = server.http.delete(format!("{}/api/dtmsvr/topic/credit", server.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = server.http.delete(format!("{}/api/dtmsvr/topic/credit", server.base)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 500, "an unknown topic is DTM's 500");
+    let mut again = message.clone();
+    again["gid"] = json!("d-topic-2");
+    let (status, body) = dtm(&server, "submit", &again).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not found"), "{body}");
 }

@@ -15,8 +15,9 @@
 //! `wait_result`, client-driven TCC and XA (`prepare`, `registerBranch` and
 //! its aliases, `submit` or `abort`; rolled back after `timeout_to_fail`,
 //! default 35 s), `query`, `all`, `newGid`, `forceStop`,
-//! `resetNextCronTime`, `version`, `ping`. Not yet: topics of URLs, which
-//! answer `500` saying so.
+//! `resetNextCronTime`, `version`, `ping`, and topics (`subscribe`,
+//! `unsubscribe`, `DELETE topic/{name}`, `topic://name` actions), whose
+//! subscribers may be URLs or `wasm://` functions.
 
 use std::collections::BTreeMap;
 
@@ -35,6 +36,7 @@ use crate::engine::ControlError;
 use crate::engine::control::{Control, Request};
 use crate::model::{BranchId, BranchOp, Gid, Millis, Mode, ModuleName, Op, OpStatus, Options, Status, Target};
 use crate::model::{Transaction, TransactionState};
+use crate::store::TopicName;
 
 /// The routes, to be nested under `/api`.
 pub fn routes() -> axum::Router<AppState> {
@@ -52,9 +54,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/dtmsvr/registerXaBranch", post(register_branch))
         .route("/dtmsvr/query", get(query))
         .route("/dtmsvr/all", get(all))
-        .route("/dtmsvr/subscribe", get(topics))
-        .route("/dtmsvr/unsubscribe", get(topics))
-        .route("/dtmsvr/topic/{name}", axum::routing::delete(topics))
+        .route("/dtmsvr/subscribe", get(subscribe))
+        .route("/dtmsvr/unsubscribe", get(unsubscribe))
+        .route("/dtmsvr/topic/{name}", axum::routing::delete(delete_topic))
 }
 
 /// How long a prepared message waits for its client's `submit` before the
@@ -290,8 +292,8 @@ async fn build(state: &AppState, t: &DtmTrans, gid: Gid, prepared: bool) -> Resu
         }
         ops.push(local);
     }
+    let mut next = 0;
     for (i, step) in steps.iter().enumerate() {
-        let branch_id = BranchId::from_index(i);
         let payload = payloads.get(i).cloned().or_else(|| step.get("data").cloned()).unwrap_or_default().into_bytes();
         if payload.len() > state.limits.max_payload_bytes {
             return Err(DtmError::other(format!(
@@ -300,14 +302,28 @@ async fn build(state: &AppState, t: &DtmTrans, gid: Gid, prepared: bool) -> Resu
                 state.limits.max_payload_bytes
             )));
         }
-        let wanted: &[Op] = if mode == Mode::Saga { &[Op::Action, Op::Compensate] } else { &[Op::Action] };
-        for op in wanted {
-            let url = step.get(op.as_str()).cloned().unwrap_or_default();
-            if *op == Op::Action && url.is_empty() {
-                return Err(DtmError::other(format!("step {i}: action is empty")));
-            }
-            ops.push(BranchOp::new(branch_id.clone(), *op, target(state, &url).await?, payload.clone(), now));
+        let action = step.get("action").cloned().unwrap_or_default();
+        if action.is_empty() {
+            return Err(DtmError::other(format!("step {i}: action is empty")));
         }
+        if mode == Mode::Msg {
+            for target in action_targets(state, &action).await? {
+                ops.push(BranchOp::new(BranchId::from_index(next), Op::Action, target, payload.clone(), now));
+                next += 1;
+            }
+            continue;
+        }
+        let branch_id = BranchId::from_index(next);
+        next += 1;
+        ops.push(BranchOp::new(branch_id.clone(), Op::Action, target(state, &action).await?, payload.clone(), now));
+        let compensate = step.get("compensate").cloned().unwrap_or_default();
+        ops.push(BranchOp::new(branch_id, Op::Compensate, target(state, &compensate).await?, payload, now));
+    }
+    if next > state.limits.max_branches {
+        return Err(DtmError::other(format!(
+            "{next} branches once topics are expanded; at most {} (max_branches)",
+            state.limits.max_branches
+        )));
     }
     let back_check = now.plus_ms(positive_or(t.timeout_to_fail, BACK_CHECK_AFTER_SECS) * 1000);
     let (status, due) = if prepared { (Status::Prepared, back_check) } else { (Status::Submitted, now) };
@@ -502,10 +518,94 @@ async fn register_branch(State(state): State<AppState>, body: Result<Bytes, Byte
     }
 }
 
-async fn topics() -> DtmError {
-    DtmError::other(
-        "topics of URLs are not served yet: wasmtx topics subscribe module functions (PUT /v1/topics/{name}/subscribers)",
-    )
+#[derive(Debug, Deserialize)]
+struct TopicParams {
+    #[serde(default)]
+    topic: String,
+    #[serde(default)]
+    url: String,
+}
+
+fn topic_name(text: &str) -> Result<TopicName, DtmError> {
+    if text.is_empty() {
+        return Err(DtmError::other("topic is empty"));
+    }
+    TopicName::parse(text).map_err(|e| DtmError::other(e.0))
+}
+
+/// A subscriber's module and function: `wasm://module/function` is that
+/// function, an `http://` URL is stored as the URL.
+async fn subscriber(state: &AppState, url: &str) -> Result<(ModuleName, String), DtmError> {
+    if url.is_empty() {
+        return Err(DtmError::other("url is empty"));
+    }
+    let target = target(state, url).await?;
+    Ok(match target.url() {
+        Some(url) => (ModuleName::http_marker(), url.to_owned()),
+        None => (target.module, target.function),
+    })
+}
+
+/// `subscribe?topic&url[&remark]`: a repeated subscription is DTM's `500`.
+async fn subscribe(
+    State(state): State<AppState>,
+    params: Result<Query<TopicParams>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let Query(p) = params.map_err(|e| DtmError::other(e.body_text()))?;
+    let topic = topic_name(&p.topic)?;
+    let (module, function) = subscriber(&state, &p.url).await?;
+    let now = state.engine.now();
+    if !state.engine.store().add_subscriber(&topic, &module, &function, now).await? {
+        return Err(DtmError::other(format!("{} is subscribed to topic {topic} already", p.url)));
+    }
+    success()
+}
+
+/// `unsubscribe?topic&url`: an unknown one is DTM's `500`.
+async fn unsubscribe(
+    State(state): State<AppState>,
+    params: Result<Query<TopicParams>, axum::extract::rejection::QueryRejection>,
+) -> Reply {
+    let Query(p) = params.map_err(|e| DtmError::other(e.body_text()))?;
+    let topic = topic_name(&p.topic)?;
+    let (module, function) = subscriber(&state, &p.url).await?;
+    if !state.engine.store().remove_subscriber(&topic, &module, &function).await? {
+        return Err(DtmError::other(format!("{} is not subscribed to topic {topic}", p.url)));
+    }
+    success()
+}
+
+/// `DELETE topic/{name}`: every subscriber goes; an unknown topic is DTM's `500`.
+async fn delete_topic(State(state): State<AppState>, axum::extract::Path(name): axum::extract::Path<String>) -> Reply {
+    let topic = topic_name(&name)?;
+    let store = state.engine.store();
+    let subscribers = store.subscribers(&topic).await?;
+    if subscribers.is_empty() {
+        return Err(DtmError::other(format!("topic {topic} not found")));
+    }
+    for s in subscribers {
+        store.remove_subscriber(&topic, &s.module, &s.function).await?;
+    }
+    success()
+}
+
+/// The targets a step's action names: one, or for `topic://name` one per
+/// subscriber (DTM expands a topic when the message is created).
+async fn action_targets(state: &AppState, url: &str) -> Result<Vec<Target>, DtmError> {
+    let Some(name) = url.strip_prefix("topic://") else { return Ok(vec![target(state, url).await?]) };
+    let topic = topic_name(name)?;
+    let subscribers = state.engine.store().subscribers(&topic).await?;
+    if subscribers.is_empty() {
+        return Err(DtmError::other(format!("topic {topic} not found")));
+    }
+    let mut targets = Vec::with_capacity(subscribers.len());
+    for s in subscribers {
+        targets.push(match s.url() {
+            Some(url) => Target::http(url),
+            None => target(state, &format!("wasm://{}/{}", s.module, s.function)).await?,
+        });
+    }
+    Ok(targets)
 }
 
 #[derive(Debug, Deserialize)]
@@ -523,8 +623,15 @@ async fn query(
     match state.engine.snapshot(&gid).await? {
         None => Ok(Json(json!({ "transaction": null, "branches": [] }))),
         Some(s) => {
-            let branches: Vec<Value> = s.ops.iter().map(|o| branch_view(&s.transaction.gid, o)).collect();
-            Ok(Json(json!({ "transaction": trans_view(&s.transaction), "branches": branches })))
+            let mut view = trans_view(&s.transaction);
+            // A client's message: its back-check URL is the transaction's, not a branch.
+            let check = s.op(&BranchId::local(), Op::Msg).filter(|_| crate::engine::control::client_message(&s));
+            if let Some(url) = check.and_then(|o| o.target.url()) {
+                view["query_prepared"] = json!(url);
+            }
+            let rows = dtm_rows(&s);
+            let branches: Vec<Value> = rows.into_iter().map(|o| branch_view(&s.transaction.gid, o)).collect();
+            Ok(Json(json!({ "transaction": view, "branches": branches })))
         }
     }
 }
@@ -572,6 +679,25 @@ async fn all(
     Ok(Json(json!({ "transactions": list, "next_position": next })))
 }
 
+/// The branch rows in DTM's order: a saga's compensate row before its
+/// action row, a TCC's cancel before its confirm, an XA's rollback before its
+/// commit; a client message's back-check (`00 msg`) is not a row.
+fn dtm_rows(s: &TransactionState) -> Vec<&BranchOp> {
+    let client_message = crate::engine::control::client_message(s);
+    let rank = |op: Op| match op {
+        Op::Compensate | Op::Cancel | Op::Rollback => 0,
+        _ => 1,
+    };
+    let mut rows: Vec<(usize, &BranchOp)> =
+        s.ops.iter().enumerate().filter(|(_, o)| !(client_message && o.op == Op::Msg)).collect();
+    // Stable: branches keep their order, the undo op goes first within one.
+    rows.sort_by_key(|(i, o)| {
+        let first = s.ops.iter().position(|x| x.branch_id == o.branch_id).unwrap_or(*i);
+        (first, rank(o.op), *i)
+    });
+    rows.into_iter().map(|(_, o)| o).collect()
+}
+
 fn at(m: Millis) -> String {
     time::rfc3339(m)
 }
@@ -590,7 +716,12 @@ fn trans_view(t: &Transaction) -> Value {
         "finish_time": finished(Status::Succeeded),
         "rollback_time": finished(Status::Failed),
         "next_cron_time": t.next_due.map(at),
-        "options": serde_json::to_value(&t.options).unwrap_or(Value::Null),
+        "timeout_to_fail": t.options.timeout_to_fail.unwrap_or(0),
+        "retry_interval": t.options.retry_interval.unwrap_or(0),
+        "request_timeout": t.options.request_timeout.unwrap_or(0),
+        "retry_limit": t.options.retry_limit.unwrap_or(0),
+        "concurrent": t.options.concurrent,
+        "branch_headers": t.options.branch_headers.iter().cloned().collect::<BTreeMap<String, String>>(),
     })
 }
 

@@ -33,11 +33,16 @@ pub struct SubscriptionView {
     function: String,
 }
 
-/// One subscriber in a topic's list.
+/// One subscriber in a topic's list: a module's function, or the URL a DTM
+/// client subscribed.
 #[derive(Debug, Serialize)]
 pub struct SubscriberView {
-    module: String,
-    function: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    module: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url: Option<String>,
 }
 
 /// A topic and its subscribers, in subscription order.
@@ -128,7 +133,10 @@ fn request(body: Result<Bytes, BytesRejection>) -> Result<(ModuleName, String), 
 fn group(subscribers: Vec<Subscriber>) -> Vec<TopicView> {
     let mut topics: Vec<TopicView> = Vec::new();
     for s in subscribers {
-        let entry = SubscriberView { module: s.module.to_string(), function: s.function };
+        let entry = match s.url() {
+            Some(url) => SubscriberView { module: None, function: None, url: Some(url.to_owned()) },
+            None => SubscriberView { module: Some(s.module.to_string()), function: Some(s.function), url: None },
+        };
         match topics.last_mut() {
             Some(last) if last.name == s.topic.as_str() => last.subscribers.push(entry),
             _ => topics.push(TopicView { name: s.topic.to_string(), subscribers: vec![entry] }),

@@ -390,7 +390,12 @@ async fn expand_topics(
             ));
         }
         for s in subscribers {
-            let action = FunctionRef { module: s.module.to_string(), function: s.function, topic: None, url: None };
+            let action = match s.url() {
+                Some(url) => {
+                    FunctionRef { module: String::new(), function: String::new(), topic: None, url: Some(url.into()) }
+                }
+                None => FunctionRef { module: s.module.to_string(), function: s.function, topic: None, url: None },
+            };
             expanded.push(BranchRequest {
                 action: Some(action),
                 payload: branch.payload.clone(),

@@ -61,6 +61,14 @@ pub struct Subscriber {
     pub created_at: Millis,
 }
 
+impl Subscriber {
+    /// The URL of a subscriber that is an HTTP endpoint (DTM's topics; stored
+    /// with [`ModuleName::http_marker`] as its module); `None` for a module function.
+    pub fn url(&self) -> Option<&str> {
+        self.module.is_http_marker().then_some(self.function.as_str())
+    }
+}
+
 /// A `topic_subscribers` row as stored (columns in the order of
 /// [`super::queries::SUBSCRIBER_COLUMNS`]).
 #[derive(sqlx::FromRow)]
