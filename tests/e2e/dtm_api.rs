@@ -59,6 +59,13 @@ async fn sagas_and_queries_speak_dtm() {
     // The same transaction through the native API.
     let (_, native) = server.get("/v1/transactions/d-saga").await;
     assert_eq!(native["status"], "succeeded", "{native}");
+    // And a native one through DTM's.
+    let native = crate::harness::transfer("bank", Some("n-saga"), "alice", "bob", 1, true);
+    let (status, body) = server.post("/v1/transactions", &native).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, q) = server.get("/api/dtmsvr/query?gid=n-saga").await;
+    assert_eq!(q["transaction"]["status"], "succeed", "{q}");
+    assert_eq!(server.balance("bank", "alice").await, 69);
     // Submitting it again after it succeeded is DTM's 409.
     let (status, body) = dtm(&server, "submit", &saga).await;
     assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "{body}");
@@ -70,13 +77,13 @@ async fn sagas_and_queries_speak_dtm() {
     let (status, body) = dtm(&server, "submit", &failing).await;
     assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("no such account"), "{body}");
-    assert_eq!(server.balance("bank", "alice").await, 70);
+    assert_eq!(server.balance("bank", "alice").await, 69);
     let (_, q) = server.get("/api/dtmsvr/query?gid=d-saga-2").await;
     assert_eq!(q["transaction"]["status"], "failed", "{q}");
 
     let (_, list) = server.get("/api/dtmsvr/all?transType=saga&status=succeed").await;
     let gids: Vec<&str> = list["transactions"].as_array().unwrap().iter().map(|t| t["gid"].as_str().unwrap()).collect();
-    assert_eq!(gids, ["d-saga"], "{list}");
+    assert_eq!(gids, ["n-saga", "d-saga"], "newest first: {list}");
     assert_eq!(list["next_position"], "");
 
     // DTM's answers to bad calls.
@@ -147,12 +154,24 @@ async fn two_phase_messages_follow_dtm() {
     assert_eq!(query, ["msg", "00", "msg"]);
     assert_eq!(service.received("deliver").len(), 2);
 
+    // custom_data's delay holds the deliveries back.
+    let mut delayed = message("d-msg-delay", 60);
+    delayed["custom_data"] = json!(json!({ "delay": 2 }).to_string());
+    let started = std::time::Instant::now();
+    let (status, body) = dtm(&server, "submit", &delayed).await;
+    assert_eq!(status, 200, "{body}");
+    let tx = server.wait_final("d-msg-delay", Duration::from_secs(20)).await;
+    assert_eq!(tx["status"], "succeeded", "{tx}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "delivered after the delay");
+    assert_eq!(service.received("deliver").len(), 3);
+    assert_eq!(tx["options"]["delay"], 2, "{tx}");
+
     // A back-check that says FAILURE fails the message.
     service.script("query-prepared", &[(409, "FAILURE")]);
     dtm(&server, "prepare", &message("d-msg-fail", 1)).await;
     let tx = server.wait_final("d-msg-fail", Duration::from_secs(20)).await;
     assert_eq!(tx["status"], "failed", "{tx}");
-    assert_eq!(service.received("deliver").len(), 2);
+    assert_eq!(service.received("deliver").len(), 3, "nothing more was delivered");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
