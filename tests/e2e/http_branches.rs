@@ -30,6 +30,8 @@ pub struct Received {
     pub query: HashMap<String, String>,
     pub headers: HeaderMap,
     pub body: String,
+    /// The client's address: one per TCP connection.
+    pub peer: std::net::SocketAddr,
 }
 
 /// Scripted answers (status, body) by path.
@@ -49,6 +51,7 @@ impl Service {
         let app = axum::Router::new().route("/{*path}", axum::routing::any(answer)).with_state(service.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         (service, base)
     }
@@ -65,6 +68,7 @@ impl Service {
 
 async fn answer(
     State(service): State<Service>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
     method: Method,
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
@@ -72,7 +76,7 @@ async fn answer(
     body: String,
 ) -> (StatusCode, String) {
     let path = format!("/{path}");
-    service.received.lock().unwrap().push(Received { method, path: path.clone(), query, headers, body });
+    service.received.lock().unwrap().push(Received { method, path: path.clone(), query, headers, body, peer });
     let next = service.script.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front);
     let (status, body) = next.unwrap_or((200, "{}".to_owned()));
     (StatusCode::from_u16(status).expect("a status"), body)
@@ -159,7 +163,11 @@ async fn ongoing_and_errors_are_called_again_until_the_branch_succeeds(backend: 
     assert_eq!(status, 202, "{body}");
     let tx = server.wait_final("h-retry", Duration::from_secs(30)).await;
     assert_eq!(tx["status"], "succeeded", "{tx}");
-    assert_eq!(service.received("credit").len(), 4);
+    let calls = service.received("credit");
+    assert_eq!(calls.len(), 4);
+    let mut peers: Vec<_> = calls.iter().map(|c| c.peer).collect();
+    peers.dedup();
+    assert_eq!(peers.len(), 1, "one kept-alive connection served every call: {peers:?}");
     assert_eq!(op_statuses(&tx)[2], "02 action succeeded");
     assert_eq!(tx["branches"][2]["attempts"], 4, "{tx}");
     let tx = crate::harness::history_settled(&server, "h-retry").await;
