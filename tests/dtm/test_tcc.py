@@ -86,7 +86,9 @@ class TccTest(unittest.TestCase):
                 ("02", "confirm", "succeed"),
             ],
         )
-        # The client's tries in order, then the coordinator's confirms, last branch first.
+        # The client's tries in order, then the coordinator's confirms, last
+        # branch first: DTM walks the rows from the last to the first for
+        # confirm as for cancel (dtm.md 2.2).
         self.assertEqual(
             self.bank.ops(gid),
             [
@@ -95,6 +97,7 @@ class TccTest(unittest.TestCase):
                 ("TransInConfirm", "confirm"),
                 ("TransOutConfirm", "confirm"),
             ],
+            "DTM confirms the last registered branch first",
         )
         confirms = [c for c in self.bank.calls_of(gid) if c.query.get("op") == "confirm"]
         self.assertEqual([(c.name, c.query.get("branch_id")) for c in confirms], [("TransInConfirm", "02"), ("TransOutConfirm", "01")])
@@ -189,6 +192,7 @@ class TccTest(unittest.TestCase):
                 ("TransOutConfirm", "0101", "confirm"),
                 ("TransOutNestedConfirm", "01", "confirm"),
             ],
+            "DTM confirms the last registered branch first",
         )
         self.assertEqual((self.bank.balance("alice"), self.bank.balance("bob")), (70, 30))
         self.assertEqual((self.bank.in_flight("alice"), self.bank.in_flight("bob")), (0, 0))

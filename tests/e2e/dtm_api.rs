@@ -184,8 +184,11 @@ async fn client_driven_tcc_and_xa_follow_dtm() {
             "confirm": format!("{base}/confirm-{branch}"), "cancel": format!("{base}/cancel-{branch}"),
         })
     };
+    // In the order the service received them.
     let ops = |service: &Service, paths: &[&str]| -> Vec<String> {
-        paths.iter().flat_map(|p| service.received(p)).map(|r| format!("{} {}", r.path, r.query["op"])).collect()
+        let received = service.received.lock().unwrap();
+        let wanted = |r: &&crate::http_branches::Received| paths.iter().any(|p| r.path == format!("/{p}"));
+        received.iter().filter(wanted).map(|r| format!("{} {}", r.path, r.query["op"])).collect()
     };
 
     // prepare, register two branches (the client runs the tries), submit: both confirmed.
@@ -200,7 +203,7 @@ async fn client_driven_tcc_and_xa_follow_dtm() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         ops(&service, &["confirm-01", "confirm-02", "cancel-01", "cancel-02"]),
-        ["/confirm-01 confirm", "/confirm-02 confirm"]
+        ["/confirm-02 confirm", "/confirm-01 confirm"]
     );
     let (status, body) = dtm(&server, "registerBranch", &register("d-tcc", "03")).await;
     assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "not prepared any more: {body}");

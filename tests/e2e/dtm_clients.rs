@@ -5,6 +5,11 @@
 //! at the server and `WASMTX_SERVER` at its native API. Their branches are
 //! HTTP services the suites run themselves, and the example bank uploaded
 //! here as `bank` (`wasm://bank/...` steps; accounts `alice` and `bob`).
+//! They cover sagas, messages, client-driven TCC (`tcc_global_transaction`,
+//! nested branches included) and dtmcli's sub-transaction barrier, which
+//! needs MySQL: the local MariaDB at 127.0.0.1:3306 (user root), or where
+//! `DTM_MYSQL_HOST`/`DTM_MYSQL_PORT`/`DTM_MYSQL_USER`/`DTM_MYSQL_PASSWORD`
+//! (passed through) point; the suites fail, never skip, without it.
 //!
 //! SQLite only: the DTM routes sit above the store, which the other suites
 //! run on both backends.

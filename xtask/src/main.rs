@@ -24,6 +24,7 @@
 mod bench;
 mod examples;
 mod lint;
+mod mariadb;
 mod postgres;
 mod test;
 mod verify;

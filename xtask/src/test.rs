@@ -27,14 +27,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::examples::{self, rust};
-use crate::{apt, postgres, process};
+use crate::{apt, mariadb, postgres, process};
 
 pub fn run(root: &Path) -> Result<()> {
     step(1, "Rust target wasm32-wasip2");
     rust::ensure_target()?;
 
-    step(2, "Postgres (with prepared transactions) and curl");
+    step(2, "Postgres (with prepared transactions), MariaDB and curl");
     postgres::ensure_running()?;
+    mariadb::ensure_running()?;
     postgres::ensure_prepared_transactions()?;
     postgres::drop_test_databases()?;
     apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;

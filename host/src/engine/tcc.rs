@@ -45,7 +45,9 @@ const TCC: Phases = Phases { forward: Op::Try, commit: Op::Confirm, undo: Op::Ca
 /// The next effect of a two-phase mode: forward ops in order while
 /// `prepared`; once all succeeded, the decision (`submitted`) and the commit
 /// ops in order; while `aborting`, the undo of every attempted branch, last
-/// to first.
+/// to first. A client-driven one (no forward ops: its client ran them) waits
+/// while `prepared`, and then confirms (TCC, last branch first, as DTM does)
+/// or commits (XA, in order), or undoes every branch, last first.
 pub(super) fn two_phase(state: &mut TransactionState, now: Millis, phases: &Phases) -> Effect {
     // A DTM client runs the first phase itself and registers the other ops:
     // while it does, wait for its submit or abort (or the timeout); an abort
@@ -57,6 +59,14 @@ pub(super) fn two_phase(state: &mut TransactionState, now: Millis, phases: &Phas
         let until = timeout.unwrap_or(now.plus_ms(24 * 3_600_000));
         state.transaction.next_due = Some(until);
         return Effect::Sleep { until };
+    }
+    if client_driven && state.transaction.status == Status::Submitted && phases.commit == Op::Confirm {
+        // DTM confirms a client's TCC from the last registered branch to the first.
+        let next = state.ops.iter().rev().find(|o| o.op == phases.commit && o.status != OpStatus::Succeeded);
+        return match next {
+            Some(o) => Effect::Invoke { branch_id: o.branch_id.clone(), op: phases.commit, attempt: o.attempts + 1 },
+            None => saga::finish(state, Status::Succeeded, now),
+        };
     }
     if client_driven && state.transaction.status == Status::Aborting {
         let next = state.ops.iter().rev().find(|o| o.op == phases.undo && o.status != OpStatus::Succeeded);
@@ -124,6 +134,8 @@ mod tests {
         // (A submit or an abort makes it due at once.)
         submitted.transaction.status = Status::Submitted;
         submitted.transaction.next_due = Some(T0);
+        assert_eq!(step(&mut submitted, Event::Resume, T0, &p), invoke(1, Op::Confirm, 1), "last first, as DTM");
+        step(&mut submitted, outcome(1, Op::Confirm, Outcome::Succeeded), T0, &p);
         assert_eq!(step(&mut submitted, Event::Resume, T0, &p), invoke(0, Op::Confirm, 1));
         let mut aborted = s.clone();
         aborted.transaction.status = Status::Aborting;
