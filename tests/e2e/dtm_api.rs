@@ -100,6 +100,8 @@ async fn sagas_and_queries_speak_dtm() {
     assert_eq!(status, 500);
     let (status, body) = dtm(&server, "registerBranch", &json!({ "gid": "d-saga", "branch_id": "01" })).await;
     assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "{body}");
+    let (status, body) = dtm(&server, "abort", &json!({ "gid": "d-saga", "trans_type": "saga" })).await;
+    assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "a saga is not aborted by its client: {body}");
     let (status, body) = dtm(&server, "forceStop", &json!({ "gid": "d-saga" })).await;
     assert_eq!((status, &body["dtm_result"]), (409, &json!("FAILURE")), "a finished one: {body}");
 }

@@ -449,9 +449,25 @@ struct GidBody {
     rollback_reason: Option<String>,
 }
 
+/// `abort`: DTM's clients abort a message they prepared, or a TCC or XA
+/// while it is `prepared` (again while `aborting`); anything else is `409`.
 async fn abort(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Reply {
     let b: GidBody = parse(body)?;
     let gid = gid(&b.gid)?;
+    let Some(existing) = state.engine.snapshot(&gid).await? else {
+        return Err(DtmError::other(format!("no trans with gid: {gid}")));
+    };
+    let t = &existing.transaction;
+    match (t.mode, t.status) {
+        (Mode::Tcc | Mode::Xa, Status::Aborting) => return success(),
+        (Mode::Msg | Mode::Tcc | Mode::Xa, Status::Prepared) => {}
+        (mode, status) => {
+            return Err(DtmError::failure(format!(
+                "trans type: '{mode}' current status '{}', cannot abort",
+                status_name(status)
+            )));
+        }
+    }
     control_as(&state, &gid, Control::Abort, b.rollback_reason.filter(|r| !r.is_empty())).await?;
     success()
 }
