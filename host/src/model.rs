@@ -396,6 +396,29 @@ pub struct Transaction {
     pub epoch: i64,
 }
 
+impl Transaction {
+    /// A new transaction in `status`, created at `now`, due at `due`, not
+    /// leased yet, with no attempt or error.
+    pub fn new(gid: Gid, mode: Mode, status: Status, options: Options, now: Millis, due: Millis) -> Self {
+        Transaction {
+            gid,
+            mode,
+            status,
+            options,
+            next_due: Some(due),
+            attempts: 0,
+            last_error: None,
+            rollback_reason: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            lease_owner: None,
+            lease_expires: None,
+            epoch: 0,
+        }
+    }
+}
+
 /// One op of one branch (a saga branch has an `action` op and a `compensate` op).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BranchOp {

@@ -374,25 +374,7 @@ fn new_state(
     now: Millis,
     due: Millis,
 ) -> TransactionState {
-    TransactionState {
-        transaction: Transaction {
-            gid,
-            mode,
-            status,
-            options,
-            next_due: Some(due),
-            attempts: 0,
-            last_error: None,
-            rollback_reason: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            lease_owner: None,
-            lease_expires: None,
-            epoch: 0,
-        },
-        ops,
-    }
+    TransactionState { transaction: Transaction::new(gid, mode, status, options, now, due), ops }
 }
 
 async fn submit(State(state): State<AppState>, body: Result<Bytes, BytesRejection>) -> Reply {
@@ -562,31 +544,34 @@ async fn subscriber(state: &AppState, url: &str) -> Result<(ModuleName, String),
     })
 }
 
-/// `subscribe?topic&url[&remark]`: a repeated subscription is DTM's `500`.
-async fn subscribe(
-    State(state): State<AppState>,
-    params: Result<Query<TopicParams>, axum::extract::rejection::QueryRejection>,
-) -> Reply {
+type TopicQuery = Result<Query<TopicParams>, axum::extract::rejection::QueryRejection>;
+
+/// The topic, the subscriber as stored, and the URL as given.
+async fn topic_subscriber(
+    state: &AppState,
+    params: TopicQuery,
+) -> Result<(TopicName, ModuleName, String, String), DtmError> {
     let Query(p) = params.map_err(|e| DtmError::other(e.body_text()))?;
     let topic = topic_name(&p.topic)?;
-    let (module, function) = subscriber(&state, &p.url).await?;
+    let (module, function) = subscriber(state, &p.url).await?;
+    Ok((topic, module, function, p.url))
+}
+
+/// `subscribe?topic&url[&remark]`: a repeated subscription is DTM's `500`.
+async fn subscribe(State(state): State<AppState>, params: TopicQuery) -> Reply {
+    let (topic, module, function, url) = topic_subscriber(&state, params).await?;
     let now = state.engine.now();
     if !state.engine.store().add_subscriber(&topic, &module, &function, now).await? {
-        return Err(DtmError::other(format!("{} is subscribed to topic {topic} already", p.url)));
+        return Err(DtmError::other(format!("{url} is subscribed to topic {topic} already")));
     }
     success()
 }
 
 /// `unsubscribe?topic&url`: an unknown one is DTM's `500`.
-async fn unsubscribe(
-    State(state): State<AppState>,
-    params: Result<Query<TopicParams>, axum::extract::rejection::QueryRejection>,
-) -> Reply {
-    let Query(p) = params.map_err(|e| DtmError::other(e.body_text()))?;
-    let topic = topic_name(&p.topic)?;
-    let (module, function) = subscriber(&state, &p.url).await?;
+async fn unsubscribe(State(state): State<AppState>, params: TopicQuery) -> Reply {
+    let (topic, module, function, url) = topic_subscriber(&state, params).await?;
     if !state.engine.store().remove_subscriber(&topic, &module, &function).await? {
-        return Err(DtmError::other(format!("{} is not subscribed to topic {topic}", p.url)));
+        return Err(DtmError::other(format!("{url} is not subscribed to topic {topic}")));
     }
     success()
 }

@@ -334,25 +334,7 @@ fn new_state(
     ops: Vec<BranchOp>,
     now: crate::model::Millis,
 ) -> TransactionState {
-    TransactionState {
-        transaction: Transaction {
-            gid,
-            mode,
-            status: mode.initial_status(),
-            options,
-            next_due: Some(now),
-            attempts: 0,
-            last_error: None,
-            rollback_reason: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            lease_owner: None,
-            lease_expires: None,
-            epoch: 0,
-        },
-        ops,
-    }
+    TransactionState { transaction: Transaction::new(gid, mode, mode.initial_status(), options, now, now), ops }
 }
 
 /// A message's branches with every `{"topic"}` target replaced by one branch
