@@ -1,5 +1,5 @@
-//! The business databases branches run against (SQLite or Postgres, bound by
-//! name with `--database NAME=URL`), the local transaction a branch's SQL runs
+//! The business databases branches run against (SQLite, Postgres or
+//! MySQL/MariaDB, bound by name with `--database NAME=URL`), the local transaction a branch's SQL runs
 //! in, and the sub-transaction barrier inside that transaction.
 //!
 //! [`Database::run_branch`] opens a local transaction, enters the barrier,
@@ -9,7 +9,8 @@
 //! only through [`LocalTx::execute`] and [`LocalTx::query`], confined by the
 //! database's own machinery: on SQLite the authorizer, limits and a progress
 //! handler ([`crate::sqlite::guest`]); on Postgres a login role of its own
-//! that holds no privilege beyond the business schema (see `postgres`).
+//! that holds no privilege beyond the business schema (see `postgres`); on
+//! MySQL an account of its own and an allowlist of statements (see `mysql`).
 //!
 //! This module must not know about guests, Wasm or the coordinator's own
 //! tables (co-located progress is written by [`crate::store`]), and must never
@@ -20,9 +21,9 @@
 //!
 //! - `value`: values, rows and errors crossing the guest boundary.
 //! - `barrier`: the barrier key and verdict, and the SQLite barrier table.
-//! - `statement`: the first-keyword check on Postgres guest SQL.
+//! - `statement`: the first-keyword checks on Postgres and MySQL guest SQL.
 //! - `step_output`: workflow steps' outputs, kept beside the barrier; the SQLite table.
-//! - `sqlite`, `postgres`: each backend's connections and local transaction.
+//! - `sqlite`, `postgres`, `mysql`: each backend's connections and local transaction.
 //!
 //! # Parameters
 //!
@@ -31,8 +32,15 @@
 //! an error on both. Values bind as BOOL, INT8, FLOAT8, TEXT, BYTEA and an
 //! untyped NULL; see `value` for the casts a guest may need on Postgres
 //! (`$1::uuid`).
+//!
+//! On MySQL guests write `$1, $2, …` too (`placeholders` makes them MySQL's
+//! `?`, in order of use, so one value may be used twice), or `?` themselves,
+//! not both in one statement; see `value` for how
+//! values bind and decode there.
 
 mod barrier;
+mod mysql;
+mod placeholders;
 mod postgres;
 mod sqlite;
 mod statement;
@@ -130,7 +138,7 @@ pub struct DbLimits {
     pub max_bytes: u64,
     /// On SQLite, how long one branch may hold its database's single writer.
     pub sqlite_hold: Duration,
-    /// Connections to each Postgres business database.
+    /// Connections to each Postgres (and each MySQL) business database.
     pub postgres_connections: u32,
 }
 
@@ -207,6 +215,7 @@ pub struct Database {
 enum Kind {
     Sqlite(sqlite::SqliteDb),
     Postgres(postgres::PgDb),
+    Mysql(mysql::MyDb),
 }
 
 impl fmt::Debug for Database {
@@ -216,31 +225,37 @@ impl fmt::Debug for Database {
 }
 
 impl Database {
-    /// Opens `sqlite://…`, `sqlite:path` or `postgres://…`.
+    /// Opens `sqlite://…`, `sqlite:path`, `postgres://…`, or `mysql://…` /
+    /// `mariadb://…`.
     ///
     /// A SQLite file and its parent directory are created when missing (unless
     /// the URL sets `mode=rw`). On Postgres the URL's user must be able to
     /// create the `wasmtx` schema and, the first time, the guest role (see
-    /// `postgres.rs`); the barrier table is created if absent.
+    /// `postgres.rs`); the barrier table is created if absent. On MySQL the
+    /// URL's account must be able to create databases, users and procedures
+    /// (see `mysql.rs`); the business database is created if absent.
     pub async fn connect(url: &str, limits: &DbLimits) -> Result<Database, DatabaseError> {
         let kind = if url.starts_with("sqlite:") {
             Kind::Sqlite(sqlite::SqliteDb::connect(url, limits.clone()).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Kind::Postgres(postgres::PgDb::connect(url, limits.clone()).await?)
+        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            Kind::Mysql(mysql::MyDb::connect(url, limits.clone()).await?)
         } else {
             let scheme = url.split_once(':').map_or("(none)", |(s, _)| s);
             return Err(DatabaseError::Config(format!(
-                "unsupported scheme {scheme:?}: use sqlite:PATH, sqlite://PATH or postgres://…"
+                "unsupported scheme {scheme:?}: use sqlite:PATH, sqlite://PATH, postgres://… or mysql://…"
             )));
         };
         Ok(Database { kind })
     }
 
-    /// "sqlite" or "postgres".
+    /// "sqlite", "postgres" or "mysql".
     pub fn kind(&self) -> &'static str {
         match self.kind {
             Kind::Sqlite(_) => "sqlite",
             Kind::Postgres(_) => "postgres",
+            Kind::Mysql(_) => "mysql",
         }
     }
 
@@ -263,11 +278,12 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => db.run_branch(key, deadline, progress, work).await,
             Kind::Postgres(db) => db.run_branch(key, deadline, progress, work).await,
+            Kind::Mysql(db) => db.run_branch(key, deadline, progress, work).await,
         }
     }
 
-    /// Why this database cannot run XA branches (SQLite; Postgres with
-    /// `max_prepared_transactions = 0`), or `None` when it can.
+    /// Why this database cannot run XA branches (SQLite; MySQL, for now;
+    /// Postgres with `max_prepared_transactions = 0`), or `None` when it can.
     pub fn xa_refusal(&self) -> Option<String> {
         match &self.kind {
             Kind::Sqlite(_) => Some(
@@ -276,6 +292,7 @@ impl Database {
                     .to_owned(),
             ),
             Kind::Postgres(db) => db.xa_refusal(),
+            Kind::Mysql(_) => Some("XA branches need a Postgres business database for now".to_owned()),
         }
     }
 
@@ -292,7 +309,7 @@ impl Database {
     ) -> Result<BranchRun<T>, RunError> {
         match &self.kind {
             Kind::Postgres(db) => db.run_branch_prepared(key, deadline, work).await,
-            Kind::Sqlite(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default()).into()),
+            Kind::Sqlite(_) | Kind::Mysql(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default()).into()),
         }
     }
 
@@ -302,7 +319,7 @@ impl Database {
     pub async fn finish_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<(), DbError> {
         match &self.kind {
             Kind::Postgres(db) => db.finish_prepared(key, deadline).await,
-            Kind::Sqlite(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default())),
+            Kind::Sqlite(_) | Kind::Mysql(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default())),
         }
     }
 
@@ -313,7 +330,7 @@ impl Database {
             Kind::Postgres(db) => {
                 Ok(db.prepared_branches(older_than).await?.iter().filter_map(|x| parse_xid(x)).collect())
             }
-            Kind::Sqlite(_) => Ok(Vec::new()),
+            Kind::Sqlite(_) | Kind::Mysql(_) => Ok(Vec::new()),
         }
     }
 
@@ -325,7 +342,7 @@ impl Database {
             Kind::Postgres(db) => {
                 db.end_prepared(&xid(gid, branch_id), commit, Instant::now() + Duration::from_secs(30)).await
             }
-            Kind::Sqlite(_) => Ok(false),
+            Kind::Sqlite(_) | Kind::Mysql(_) => Ok(false),
         }
     }
 
@@ -339,6 +356,7 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => db.query_prepared(key, deadline).await,
             Kind::Postgres(db) => db.query_prepared(key, deadline).await,
+            Kind::Mysql(db) => db.query_prepared(key, deadline).await,
         }
     }
 
@@ -351,6 +369,7 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => db.step_output(gid, branch_id).await,
             Kind::Postgres(db) => db.step_output(gid, branch_id).await,
+            Kind::Mysql(db) => db.step_output(gid, branch_id).await,
         }
     }
 
@@ -364,6 +383,7 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => db.run_local(deadline, work).await,
             Kind::Postgres(db) => db.run_local(deadline, work).await,
+            Kind::Mysql(db) => db.run_local(deadline, work).await,
         }
     }
 
@@ -448,6 +468,8 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => store.sqlite_file().is_some_and(|f| f.same_file(db.file())),
             Kind::Postgres(db) => store.postgres_place().is_some_and(|p| p == db.place()),
+            // The store has no MySQL backend.
+            Kind::Mysql(_) => false,
         }
     }
 
@@ -456,6 +478,7 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(_) => {}
             Kind::Postgres(db) => db.close().await,
+            Kind::Mysql(db) => db.close().await,
         }
     }
 }
@@ -467,6 +490,7 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => db.barrier_rows(gid, branch).await,
             Kind::Postgres(db) => db.barrier_rows(gid, branch).await,
+            Kind::Mysql(db) => db.barrier_rows(gid, branch).await,
         }
     }
 }
@@ -498,6 +522,7 @@ pub struct LocalTx {
 enum TxInner {
     Sqlite(sqlite::SqliteTx),
     Postgres(postgres::PgTx),
+    Mysql(mysql::MyTx),
     /// Statements forwarded to a transaction held by a task (see [`Database::begin`]).
     Remote(RemoteTx),
 }
@@ -519,6 +544,7 @@ impl fmt::Debug for LocalTx {
         let kind = match self.inner {
             TxInner::Sqlite(_) => "sqlite",
             TxInner::Postgres(_) => "postgres",
+            TxInner::Mysql(_) => "mysql",
             TxInner::Remote(_) => "remote",
         };
         f.debug_struct("LocalTx").field("kind", &kind).finish_non_exhaustive()
@@ -539,6 +565,7 @@ impl LocalTx {
         match &mut self.inner {
             TxInner::Sqlite(tx) => tx.execute(sql, params),
             TxInner::Postgres(tx) => tx.execute(sql, params).await,
+            TxInner::Mysql(tx) => tx.execute(sql, params).await,
             TxInner::Remote(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let command = Command::Execute(sql.to_owned(), params.to_vec(), reply);
@@ -554,6 +581,7 @@ impl LocalTx {
         let rows = match &mut self.inner {
             TxInner::Sqlite(tx) => tx.query(sql, params, &self.budget)?,
             TxInner::Postgres(tx) => tx.query(sql, params, &self.budget).await?,
+            TxInner::Mysql(tx) => tx.query(sql, params, &self.budget).await?,
             TxInner::Remote(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let command = Command::Query(sql.to_owned(), params.to_vec(), reply);
@@ -572,7 +600,8 @@ impl LocalTx {
     /// and barrier row, and once committed [`Database::step_output`] reads it.
     /// A host write that guest SQL cannot reach or forge (SQLite: a host
     /// statement the authorizer does not judge; Postgres: the host-keyed
-    /// function `wasmtx.record_output`). Call it at most once per branch, in
+    /// function `wasmtx.record_output`; MySQL: the host-keyed procedure
+    /// `wasmtx_<db>.record_output`). Call it at most once per branch, in
     /// the transaction [`Database::run_branch`] began for `key` after the
     /// barrier let the op run; an output already committed for the branch is
     /// kept, not replaced.
@@ -580,6 +609,7 @@ impl LocalTx {
         match &mut self.inner {
             TxInner::Sqlite(tx) => tx.record_output(key, output),
             TxInner::Postgres(tx) => tx.record_output(key, output).await,
+            TxInner::Mysql(tx) => tx.record_output(key, output).await,
             TxInner::Remote(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let command = Command::RecordOutput(key.clone(), output.to_vec(), reply);

@@ -14,6 +14,15 @@
 //! error, not the only guard.
 //!
 //! SQLite needs no text check: its authorizer sees every statement as parsed.
+//!
+//! MySQL ([`check_mysql`]) needs a stricter check: it commits implicitly before
+//! (and after) DDL, `LOCK TABLES`, `SET autocommit`, `START TRANSACTION` and
+//! more, and has no hook that could refuse such a commit at commit time. So a
+//! guest statement there is judged by an allowlist of first keywords, with
+//! MySQL's lexical rules: `#` and `-- ` (dash dash space) comments, `/* */`
+//! comments that do not nest, and executable comments (`/*! … */`,
+//! `/*M! … */`, hints `/*+ … */`), which MySQL runs as code and which are
+//! therefore refused wherever they appear.
 
 use super::DbError;
 
@@ -39,6 +48,141 @@ pub(super) fn check_postgres(sql: &str) -> Result<(), DbError> {
         )));
     }
     Ok(())
+}
+
+/// What kind of MySQL guest statement [`check_mysql`] let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MysqlStatement {
+    /// Runs inside the transaction (DML, savepoints).
+    InTransaction,
+    /// DDL in a direct call: MySQL commits the transaction before (and after)
+    /// it, so the host begins a new one once it ran.
+    CommitsImplicitly,
+}
+
+/// Checks one MySQL guest statement. In a branch (`direct` false) only
+/// statements that never end the transaction pass: `SELECT`, `INSERT`,
+/// `UPDATE`, `DELETE`, `REPLACE`, `WITH`, `VALUES`, `SAVEPOINT`, `RELEASE
+/// SAVEPOINT` and `ROLLBACK [WORK] TO`. A direct call (no barrier) may also
+/// run `CREATE`, `DROP`, `ALTER` and `TRUNCATE` on tables and indexes, which
+/// commit at once. Writing server files (`INTO OUTFILE`, `INTO DUMPFILE`) is
+/// refused everywhere (the guest account lacks the FILE privilege too).
+pub(super) fn check_mysql(sql: &str, direct: bool) -> Result<MysqlStatement, DbError> {
+    let words = mysql_words(sql)?;
+    let word = |i: usize| words.get(i).map(String::as_str);
+    if let Some(file) = words.iter().find(|w| matches!(w.as_str(), "OUTFILE" | "DUMPFILE")) {
+        return Err(DbError::host(format!(
+            "`INTO {file}` is not allowed: guest SQL may not write files on the database server"
+        )));
+    }
+    let Some(first) = word(0) else {
+        return Err(DbError::host("an empty statement is not allowed".to_owned()));
+    };
+    let allowed = match first {
+        "SELECT" | "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "WITH" | "VALUES" | "SAVEPOINT" => true,
+        "RELEASE" => word(1) == Some("SAVEPOINT"),
+        "ROLLBACK" => word(1) == Some("TO") || (word(1) == Some("WORK") && word(2) == Some("TO")),
+        _ => false,
+    };
+    if allowed {
+        return Ok(MysqlStatement::InTransaction);
+    }
+    if direct && matches!(first, "CREATE" | "DROP" | "ALTER" | "TRUNCATE") {
+        if matches!(word(1), Some("DATABASE" | "SCHEMA")) {
+            return Err(DbError::host(format!(
+                "`{first} {}` is not allowed: the business database is the host's to create",
+                word(1).unwrap_or_default()
+            )));
+        }
+        return Ok(MysqlStatement::CommitsImplicitly);
+    }
+    let why = match first {
+        "BEGIN" | "START" | "COMMIT" | "ROLLBACK" | "XA" | "SET" | "LOCK" | "UNLOCK" => {
+            "the host owns the branch's transaction and commits it when the function returns ok (return an error \
+             to roll back; savepoints are allowed)"
+        }
+        "CREATE" | "DROP" | "ALTER" | "TRUNCATE" | "RENAME" => {
+            "MySQL commits the transaction before DDL, which would end the branch's transaction early; create \
+             tables in a direct call, outside any branch"
+        }
+        "LOAD" => "guest SQL may not read files",
+        _ => "only SELECT, INSERT, UPDATE, DELETE, REPLACE, WITH, VALUES and savepoints may run in a branch",
+    };
+    Err(DbError::host(format!("`{first}` is not allowed on MySQL: {why}")))
+}
+
+/// The upper-cased keywords and identifiers of a MySQL statement, outside
+/// string literals, quoted identifiers and comments; leading `;` and `(` are
+/// skipped like whitespace. Executable comments are an error.
+fn mysql_words(sql: &str) -> Result<Vec<String>, DbError> {
+    let bytes = sql.as_bytes();
+    if bytes.contains(&0) {
+        return Err(DbError::host("a NUL byte is not allowed in guest SQL".to_owned()));
+    }
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let next = bytes.get(i + 1).copied();
+        match b {
+            b'#' => i = end_of_line(bytes, i),
+            b'-' if next == Some(b'-') && bytes.get(i + 2).is_some_and(|c| *c <= b' ' || *c == 0x7f) => {
+                i = end_of_line(bytes, i)
+            }
+            b'/' if next == Some(b'*') => {
+                let rest = &bytes[i + 2..];
+                if rest.starts_with(b"!") || rest.starts_with(b"M!") || rest.starts_with(b"+") {
+                    return Err(DbError::host(
+                        "executable comments (`/*! … */`, `/*M! … */`) and optimizer hints (`/*+ … */`) are not \
+                         allowed in guest SQL"
+                            .to_owned(),
+                    ));
+                }
+                i = match rest.windows(2).position(|w| w == b"*/") {
+                    Some(end) => i + 2 + end + 2,
+                    None => bytes.len(),
+                };
+            }
+            b'\'' | b'"' | b'`' => i = end_of_quoted(bytes, i),
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80 => {
+                let len = bytes[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_' || **c == b'$' || **c >= 0x80)
+                    .count();
+                words.push(String::from_utf8_lossy(&bytes[i..i + len]).to_ascii_uppercase());
+                i += len;
+            }
+            _ => i += 1,
+        }
+    }
+    Ok(words)
+}
+
+/// MySQL's `#` and `-- ` comments run to a line feed (a carriage return does not end them).
+fn end_of_line(bytes: &[u8], i: usize) -> usize {
+    i + bytes[i..].iter().take_while(|b| **b != b'\n').count()
+}
+
+/// The index just past the literal or quoted identifier opening at `i`: a
+/// doubled quote stands for itself, and in strings (not in backquoted names)
+/// a backslash escapes the next byte.
+fn end_of_quoted(bytes: &[u8], i: usize) -> usize {
+    let quote = bytes[i];
+    let mut j = i + 1;
+    while j < bytes.len() {
+        match bytes[j] {
+            b'\\' if quote != b'`' => j += 2,
+            b if b == quote => {
+                if bytes.get(j + 1) == Some(&quote) {
+                    j += 2;
+                } else {
+                    return j + 1;
+                }
+            }
+            _ => j += 1,
+        }
+    }
+    bytes.len()
 }
 
 /// Keywords (runs of identifier characters) after whitespace, comments and
@@ -148,6 +292,98 @@ mod tests {
         {
             let err = check_postgres(sql).expect_err(sql);
             assert!(err.message.contains("not allowed in a branch"), "{sql}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn mysql_branches_run_only_statements_that_keep_the_transaction() {
+        for sql in [
+            "SELECT 1",
+            "  select * from t",
+            "(SELECT 1) UNION (SELECT 2)",
+            "INSERT INTO t VALUES (?)",
+            "update t set v = 1",
+            "DELETE FROM t",
+            "REPLACE INTO t VALUES (1)",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "VALUES (1, 2)",
+            "SAVEPOINT s",
+            "RELEASE SAVEPOINT s",
+            "ROLLBACK TO s",
+            "rollback work to savepoint s",
+            "# comment\nSELECT 1",
+            "-- comment\nSELECT 1",
+            "/* COMMIT */ SELECT 'COMMIT', `commit`, \"outfile\"",
+            "SELECT 'it''s', 'a\\'b' FROM t",
+            "SELECT @x := 1",
+        ] {
+            assert_eq!(check_mysql(sql, false), Ok(MysqlStatement::InTransaction), "{sql}");
+            assert_eq!(check_mysql(sql, true), Ok(MysqlStatement::InTransaction), "{sql}");
+        }
+    }
+
+    #[test]
+    fn mysql_statements_that_end_or_touch_the_transaction_are_refused_in_a_branch() {
+        for sql in [
+            "COMMIT",
+            "commit work",
+            "ROLLBACK",
+            "ROLLBACK AND CHAIN",
+            "BEGIN",
+            "START TRANSACTION",
+            "SET autocommit = 1",
+            "SET SESSION max_statement_time = 0",
+            "LOCK TABLES t WRITE",
+            "UNLOCK TABLES",
+            "CREATE TABLE t (id INT)",
+            "DROP TABLE t",
+            "ALTER TABLE t ADD c INT",
+            "TRUNCATE t",
+            "RENAME TABLE a TO b",
+            "CALL p()",
+            "DO SLEEP(1)",
+            "XA START 'x'",
+            "FLUSH TABLES",
+            "HANDLER t OPEN",
+            "PREPARE s FROM 'COMMIT'",
+            "LOAD DATA INFILE '/etc/passwd' INTO TABLE t",
+            "",
+            ";",
+            "--COMMIT",
+            "/* a /* nested */ COMMIT */",
+            "#x\nCOMMIT",
+            "#x\rSELECT 1\nCOMMIT",
+            "RELEASE",
+        ] {
+            let err = check_mysql(sql, false).expect_err(sql);
+            assert_eq!(err.code, None, "{sql}");
+            assert!(err.message.contains("not allowed"), "{sql}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn mysql_executable_comments_and_file_writes_are_refused_everywhere() {
+        for sql in [
+            "/*! COMMIT */",
+            "/*!99999 SELECT 1 */ COMMIT",
+            "/*M!100000 COMMIT */",
+            "SELECT /*+ MAX_EXECUTION_TIME(1) */ 1",
+            "SELECT 1 /*! INTO OUTFILE '/tmp/x' */",
+            "SELECT * FROM t INTO OUTFILE '/tmp/x'",
+            "select * into dumpfile '/tmp/x' from t",
+        ] {
+            assert!(check_mysql(sql, false).is_err(), "{sql}");
+            assert!(check_mysql(sql, true).is_err(), "{sql}");
+        }
+    }
+
+    #[test]
+    fn mysql_direct_calls_may_run_ddl_but_not_on_databases() {
+        for sql in ["CREATE TABLE t (id INT)", "drop table t", "ALTER TABLE t ADD c INT", "TRUNCATE TABLE t"] {
+            assert_eq!(check_mysql(sql, true), Ok(MysqlStatement::CommitsImplicitly), "{sql}");
+        }
+        for sql in ["DROP DATABASE shop", "CREATE SCHEMA x", "COMMIT", "SET autocommit = 0", "LOCK TABLES t READ"] {
+            assert!(check_mysql(sql, true).is_err(), "{sql}");
         }
     }
 

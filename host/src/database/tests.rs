@@ -1,6 +1,8 @@
 //! Tests of the business databases and the barrier. Every test in
 //! `on_both_backends!` runs once on a fresh SQLite file and once on a fresh
-//! Postgres database; backend-specific behaviour has its own module below.
+//! Postgres database; those of them that need no parameters (MySQL writes
+//! `?`, not `$1`) also run on a fresh MySQL/MariaDB database through
+//! `also_on_mysql!`. Backend-specific behaviour has its own module below.
 //! These tests must not depend on each other or on a shared database.
 
 use std::time::Duration;
@@ -60,6 +62,38 @@ on_both_backends!(
     guest_sql_can_neither_read_nor_write_nor_drop_the_step_outputs,
 );
 
+/// Generates `mod mysql`: one `#[tokio::test]` per named `async fn name(db:
+/// Database)` of this module, each on a fresh MySQL database (see [`on_mysql`]).
+macro_rules! also_on_mysql {
+    ($($name:ident),+ $(,)?) => {
+        mod mysql {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::on_mysql(super::$name).await
+                }
+            )+
+        }
+    };
+}
+
+also_on_mysql!(
+    transaction_control_from_the_guest_is_refused_and_the_transaction_goes_on,
+    a_failed_statement_never_lets_commit_report_lost_writes_as_committed,
+    a_first_action_proceeds_and_writes_its_row,
+    a_duplicate_action_is_a_duplicate_and_the_business_code_does_not_run_again,
+    a_duplicate_compensate_is_a_duplicate,
+    a_compensate_before_its_action_is_null_and_the_late_action_is_a_duplicate,
+    a_tcc_cancel_before_its_try_is_null_and_the_late_try_is_a_duplicate,
+    an_action_rolled_back_by_a_business_failure_leaves_no_row_so_its_compensate_is_null,
+    a_transfer_debited_by_its_action_is_credited_back_exactly_once,
+    barrier_rows_of_other_gids_branches_and_barrier_ids_do_not_collide,
+    a_compensate_racing_an_inflight_action_waits_for_it_and_then_proceeds,
+    a_message_back_check_finds_a_committed_local_transaction_and_blocks_one_that_never_was,
+    a_step_output_recorded_by_a_committed_branch_is_read_back_and_survives_its_replay,
+    a_step_output_recorded_by_a_rolled_back_branch_is_not_kept,
+);
+
 async fn connect(url: &str) -> Result<Database, DatabaseError> {
     Database::connect(url, &DbLimits::default()).await
 }
@@ -70,6 +104,72 @@ async fn sqlite_db() -> Database {
 
 async fn postgres_db() -> Database {
     connect(&fresh_postgres().await).await.expect("connect to a fresh Postgres database")
+}
+
+/// The MySQL/MariaDB server of the MySQL tests: `WASMTX_TEST_MYSQL`, by
+/// default the local one `cargo xtask test` starts. Unreachable fails the test.
+fn mysql_server() -> String {
+    std::env::var("WASMTX_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned())
+}
+
+/// Runs `test` on a fresh MySQL database (created by connecting), then drops
+/// it, its host database `wasmtx_<db>` and its guest accounts, whether the
+/// test passed or not.
+async fn on_mysql<F, Fut>(test: F)
+where
+    F: FnOnce(Database) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    on_mysql_with(&DbLimits::default(), |db, _| test(db)).await
+}
+
+/// [`on_mysql`] with `limits`; the test also gets the database's URL.
+async fn on_mysql_with<F, Fut>(limits: &DbLimits, test: F)
+where
+    F: FnOnce(Database, String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let name = format!("wasmtx_t_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
+    let url = format!("{}/{name}", mysql_server());
+    let db = match Database::connect(&url, limits).await {
+        Ok(db) => db,
+        Err(e) => {
+            drop_mysql(&name).await;
+            panic!("tests need MySQL at {url}: {e}");
+        }
+    };
+    let outcome = tokio::spawn(test(db.clone(), url)).await;
+    db.close().await;
+    drop_mysql(&name).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn drop_mysql(name: &str) {
+    use sqlx::{Connection as _, Executor as _};
+    let mut conn = sqlx::MySqlConnection::connect(&mysql_server()).await.expect("connect to MySQL to clean up");
+    let user: Option<String> = sqlx::query_scalar(&format!("SELECT guest_user FROM `wasmtx_{name}`.host"))
+        .fetch_optional(&mut conn)
+        .await
+        .ok()
+        .flatten();
+    if let Some(user) = user {
+        let hosts: Vec<String> = sqlx::query_scalar("SELECT CAST(host AS CHAR) FROM mysql.user WHERE user = ?")
+            .bind(&user)
+            .fetch_all(&mut conn)
+            .await
+            .expect("list the guest accounts");
+        for host in hosts {
+            conn.execute(format!("DROP USER IF EXISTS '{user}'@'{host}'").as_str())
+                .await
+                .expect("drop a guest account");
+        }
+    }
+    for db in [name.to_owned(), format!("wasmtx_{name}")] {
+        conn.execute(format!("DROP DATABASE IF EXISTS `{db}`").as_str()).await.expect("drop a test database");
+    }
+    let _ = conn.close().await;
 }
 
 fn key(gid: &str, branch: &str, op: Op, barrier_id: &str) -> BarrierKey {
@@ -297,7 +397,8 @@ const GID: &str = "gid-1";
 async fn run_op(db: &Database, gid: &str, branch: &str, op: Op, delta: i64, fail: bool) -> BarrierVerdict {
     let (tx, verdict) = db.begin_branch(key(gid, branch, op, "01")).await.unwrap();
     if let Some(mut tx) = tx {
-        tx.execute("UPDATE account SET balance = balance + $1 WHERE id = 1", &[Value::Int(delta)]).await.unwrap();
+        // Inline, not a parameter: MySQL writes `?` where the others write `$1`.
+        tx.execute(&format!("UPDATE account SET balance = balance + {delta} WHERE id = 1"), &[]).await.unwrap();
         if fail {
             tx.rollback().await.unwrap();
         } else {
@@ -520,7 +621,7 @@ async fn a_step_output_recorded_by_a_committed_branch_is_read_back_and_survives_
     assert_eq!(verdict, BarrierVerdict::Proceed);
     let mut tx = tx.unwrap();
     tx.record_output(&interactive, b"interactive").await.unwrap();
-    if db.kind() == "postgres" {
+    if db.kind() != "sqlite" {
         // (On SQLite the read is a job on the writer, which waits for the transaction.)
         assert_eq!(step_output_of(&db, &interactive).await, None, "not before the commit");
     }
@@ -614,8 +715,8 @@ async fn guest_sql_can_neither_read_nor_write_nor_drop_the_step_outputs(db: Data
 
 #[tokio::test]
 async fn an_unknown_scheme_is_a_config_error() {
-    let err = connect("mysql://localhost/x").await.unwrap_err();
-    assert!(matches!(&err, DatabaseError::Config(m) if m.contains("\"mysql\"")), "{err}");
+    let err = connect("mongodb://localhost/x").await.unwrap_err();
+    assert!(matches!(&err, DatabaseError::Config(m) if m.contains("\"mongodb\"")), "{err}");
 }
 
 #[tokio::test]
@@ -1143,4 +1244,532 @@ async fn sqlite_refuses_xa() {
     assert!(db.xa_refusal().unwrap().contains("SQLite"));
     let e = db.finish_prepared(key("x", "01", Op::Commit, "01"), Instant::now() + Duration::from_secs(1)).await;
     assert!(e.unwrap_err().message.contains("SQLite"));
+}
+
+// ------------------------------------------------------------ MySQL only
+
+mod mysql_only {
+    use super::*;
+
+    fn text(s: &str) -> Value {
+        Value::Text(s.to_owned())
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    /// The host's database, quoted (`wasmtx_<db>`).
+    fn host_schema(db: &Database) -> String {
+        let Kind::Mysql(my) = &db.kind else { unreachable!("a MySQL database") };
+        my.schema().to_owned()
+    }
+
+    /// Runs `work` as a branch op of `gid` (op action) and returns what it returned, rolled back.
+    async fn in_branch<T: Send + 'static>(
+        db: &Database,
+        gid: &str,
+        work: impl FnOnce(LocalTx) -> BoxFuture<'static, (LocalTx, T)> + Send + 'static,
+    ) -> T {
+        let work: TxWork<T> = Box::new(move |tx: LocalTx| {
+            Box::pin(async move {
+                let (tx, value) = work(tx).await;
+                (Some(tx), Decision::Rollback(value))
+            })
+        });
+        match db.run_branch(key(gid, "01", Op::Action, "01"), soon(), None, work).await {
+            Ok(BranchRun::Ran(Decision::Rollback(value))) => value,
+            other => panic!("the branch did not run: {:?}", other.map(|_| ())),
+        }
+    }
+
+    fn my(tx: &mut LocalTx) -> &mut crate::database::mysql::MyTx {
+        let TxInner::Mysql(my) = &mut tx.inner else { unreachable!("a MySQL transaction") };
+        my
+    }
+
+    #[tokio::test]
+    async fn every_value_kind_round_trips_through_a_table() {
+        on_mysql(|db| async move {
+            setup(
+                &db,
+                &["CREATE TABLE kinds (id BIGINT PRIMARY KEY, b BOOLEAN, i BIGINT, f DOUBLE, r FLOAT, t TEXT, \
+                   v VARCHAR(20), x BLOB, vb VARBINARY(8), d DECIMAL(12, 3), u BIGINT UNSIGNED, s SMALLINT, \
+                   dt DATE, ts DATETIME(6), tm TIME, n BIGINT)"],
+            )
+            .await;
+            let mut tx = db.begin().await.unwrap();
+            let inserted = tx
+                .execute(
+                    "INSERT INTO kinds VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 18446744073709551615, -7, \
+                     '2024-02-29', '2024-02-29 23:59:58.000125', '-838:59:59', ?)",
+                    &[
+                        Value::Int(1),
+                        Value::Boolean(true),
+                        Value::Int(i64::MIN),
+                        Value::Float(-1.25e300),
+                        Value::Float(2.5),
+                        text("héllo, 世界 ✓"),
+                        text("short"),
+                        Value::Bytes(vec![0, 255, 1, 0]),
+                        Value::Bytes(b"ab".to_vec()),
+                        text("-12345.678"),
+                        Value::Null,
+                    ],
+                )
+                .await
+                .unwrap();
+            assert_eq!(inserted, 1);
+            let rows = tx.query("SELECT * FROM kinds WHERE id = ?", &[Value::Int(1)]).await.unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(
+                rows.columns,
+                ["id", "b", "i", "f", "r", "t", "v", "x", "vb", "d", "u", "s", "dt", "ts", "tm", "n"]
+            );
+            assert_eq!(
+                rows.values,
+                vec![vec![
+                    Value::Int(1),
+                    Value::Int(1),
+                    Value::Int(i64::MIN),
+                    Value::Float(-1.25e300),
+                    Value::Float(2.5),
+                    text("héllo, 世界 ✓"),
+                    text("short"),
+                    Value::Bytes(vec![0, 255, 1, 0]),
+                    Value::Bytes(b"ab".to_vec()),
+                    text("-12345.678"),
+                    text("18446744073709551615"),
+                    Value::Int(-7),
+                    text("2024-02-29"),
+                    text("2024-02-29 23:59:58.000125"),
+                    text("-838:59:59"),
+                    Value::Null,
+                ]]
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn question_marks_bind_in_order_and_a_statement_can_change_kinds() {
+        on_mysql(|db| async move {
+            setup(&db, &["CREATE TABLE t (id BIGINT PRIMARY KEY, n INTEGER, s VARCHAR(10))"]).await;
+            let mut tx = db.begin().await.unwrap();
+            let insert = "INSERT INTO t (id, n, s) VALUES (?, ?, ?)";
+            tx.execute(insert, &[Value::Int(1), Value::Null, Value::Null]).await.unwrap();
+            tx.execute(insert, &[Value::Int(2), Value::Int(5), text("five")]).await.unwrap();
+            tx.execute(insert, &[Value::Int(3), text("6"), Value::Null]).await.unwrap();
+            let rows = tx.query("SELECT n, s FROM t ORDER BY id", &[]).await.unwrap();
+            assert_eq!(
+                rows.values,
+                vec![
+                    vec![Value::Null, Value::Null],
+                    vec![Value::Int(5), text("five")],
+                    vec![Value::Int(6), Value::Null]
+                ]
+            );
+            let empty = tx.query("SELECT id, s AS label FROM t WHERE id = ?", &[Value::Int(42)]).await.unwrap();
+            assert_eq!(empty, Rows { columns: vec!["id".to_owned(), "label".to_owned()], values: vec![] });
+            let missing = tx.execute(insert, &[Value::Int(9)]).await;
+            assert!(missing.is_err(), "a placeholder without a value: {missing:?}");
+            tx.commit().await.unwrap();
+            assert_eq!(count(&db, "t").await, 3);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_unique_violation_carries_the_sqlstate_and_rollback_discards_writes() {
+        on_mysql(|db| async move {
+            setup(&db, &["CREATE TABLE users (id BIGINT PRIMARY KEY, email VARCHAR(100) UNIQUE)"]).await;
+            let mut tx = db.begin().await.unwrap();
+            let insert = "INSERT INTO users (id, email) VALUES (?, ?)";
+            tx.execute(insert, &[Value::Int(1), text("a@example.com")]).await.unwrap();
+            let err = tx.execute(insert, &[Value::Int(2), text("a@example.com")]).await.unwrap_err();
+            assert_eq!(err.code.as_deref(), Some("23000"), "{err}");
+            assert!(err.message.contains("Duplicate"), "{err}");
+            tx.rollback().await.unwrap();
+            {
+                let mut dropped = db.begin().await.unwrap();
+                dropped.execute(insert, &[Value::Int(3), text("c@example.com")]).await.unwrap();
+            }
+            assert_eq!(count(&db, "users").await, 0);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn query_results_stop_at_the_invocations_row_limit() {
+        let limits = DbLimits { max_rows: 3, ..DbLimits::default() };
+        on_mysql_with(&limits, |db, _| async move {
+            let rows = in_branch(&db, "g-1", |mut tx| {
+                Box::pin(async move {
+                    let two = tx.query("SELECT 1 UNION ALL SELECT 2", &[]).await;
+                    let two_more = tx.query("SELECT 1 UNION ALL SELECT 2", &[]).await;
+                    (tx, (two.map(|r| r.values.len()), two_more.map(|r| r.values.len())))
+                })
+            })
+            .await;
+            assert_eq!(rows.0, Ok(2));
+            assert!(rows.1.as_ref().is_err_and(|e| e.message.contains("limit of rows")), "{:?}", rows.1);
+        })
+        .await;
+    }
+
+    /// Nothing a guest runs names the host's database without being refused
+    /// by the server (the guest account has no privilege there), in a direct
+    /// call and in a branch.
+    #[tokio::test]
+    async fn guest_sql_can_neither_read_nor_write_the_host_tables() {
+        on_mysql(|db| async move {
+            with_account(&db, 0).await;
+            let step = step_key("wf-1", "01");
+            assert_eq!(run_step(&db, &step, b"secret", true).await, BranchRun::Ran(Decision::Commit(())));
+            let s = host_schema(&db);
+            let attempts = [
+                (format!("SELECT * FROM {s}.barrier"), true),
+                (format!("SELECT `key` FROM {s}.host"), true),
+                (format!("SELECT output FROM {s}.step_output"), true),
+                (
+                    format!(
+                        "INSERT INTO {s}.barrier (gid, branch_id, op, barrier_id) VALUES ('g', '01', 'action', '01')"
+                    ),
+                    false,
+                ),
+                (format!("DELETE FROM {s}.barrier"), false),
+                (format!("UPDATE {s}.step_output SET output = 'forged'"), false),
+                (format!("DROP TABLE {s}.barrier"), false),
+            ];
+            for (sql, rows) in &attempts {
+                let mut tx = db.begin().await.unwrap();
+                let refused = if *rows {
+                    tx.query(sql, &[]).await.map(|_| ()).unwrap_err()
+                } else {
+                    tx.execute(sql, &[]).await.map(|_| ()).unwrap_err()
+                };
+                assert_eq!(refused.code.as_deref(), Some("42000"), "{sql}: {refused}");
+                assert!(refused.message.contains("denied"), "{sql}: {refused}");
+                tx.rollback().await.unwrap();
+            }
+            let sql = format!("DELETE FROM {s}.barrier");
+            let in_branch = in_branch(&db, "g-2", move |mut tx| {
+                Box::pin(async move {
+                    let r = tx.execute(&sql, &[]).await;
+                    (tx, r)
+                })
+            })
+            .await;
+            assert!(in_branch.is_err_and(|e| e.code.as_deref() == Some("42000")));
+            assert_eq!(barrier_rows(&db, "wf-1", "01").await, [pair("action", "action")], "untouched");
+            assert_eq!(step_output_of(&db, &step).await, Some(b"secret".to_vec()), "untouched");
+        })
+        .await;
+    }
+
+    /// In a branch only statements that keep the transaction run; the
+    /// refused ones leave it going, and it commits what the guest wrote.
+    #[tokio::test]
+    async fn a_branch_cannot_commit_begin_set_autocommit_lock_or_create_tables() {
+        on_mysql(|db| async move {
+            with_account(&db, 100).await;
+            let work: TxWork<()> = Box::new(|mut tx: LocalTx| {
+                Box::pin(async move {
+                    tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]).await.unwrap();
+                    for sql in [
+                        "COMMIT",
+                        "START TRANSACTION",
+                        "BEGIN",
+                        "SET autocommit = 1",
+                        "SET SESSION max_statement_time = 0",
+                        "LOCK TABLES account WRITE",
+                        "CREATE TABLE t2 (id INT)",
+                        "DROP TABLE account",
+                        "TRUNCATE account",
+                        "/*! COMMIT */",
+                        "ROLLBACK",
+                    ] {
+                        let err = tx.execute(sql, &[]).await.unwrap_err();
+                        assert!(err.message.contains("not allowed"), "{sql}: {err}");
+                        assert!(tx.query(sql, &[]).await.is_err(), "{sql} through query");
+                    }
+                    let hidden = tx.execute("UPDATE account SET balance = 0 WHERE id = 1; COMMIT", &[]).await;
+                    assert!(hidden.is_err(), "two statements at once: {hidden:?}");
+                    tx.execute("SAVEPOINT s", &[]).await.unwrap();
+                    tx.execute("UPDATE account SET balance = balance - 50 WHERE id = 1", &[]).await.unwrap();
+                    tx.execute("ROLLBACK TO SAVEPOINT s", &[]).await.unwrap();
+                    (Some(tx), Decision::Commit(()))
+                })
+            });
+            let run = db.run_branch(key(GID, "01", Op::Action, "01"), soon(), None, work).await.unwrap();
+            assert_eq!(run, BranchRun::Ran(Decision::Commit(())));
+            assert_eq!(balance(&db).await, 90);
+            assert_eq!(barrier_rows(&db, GID, "01").await, [pair("action", "action")]);
+        })
+        .await;
+    }
+
+    /// A direct call may create tables; MySQL commits before DDL, so what
+    /// came before it stays even if the call then rolls back.
+    #[tokio::test]
+    async fn ddl_in_a_direct_call_commits_what_came_before_it() {
+        on_mysql(|db| async move {
+            with_account(&db, 100).await;
+            let work: TxWork<()> = Box::new(|mut tx: LocalTx| {
+                Box::pin(async move {
+                    tx.execute("UPDATE account SET balance = 1 WHERE id = 1", &[]).await.unwrap();
+                    tx.execute("CREATE TABLE later (id BIGINT PRIMARY KEY)", &[]).await.unwrap();
+                    tx.execute("INSERT INTO later (id) VALUES (1)", &[]).await.unwrap();
+                    tx.execute("UPDATE account SET balance = 2 WHERE id = 1", &[]).await.unwrap();
+                    let refused = tx.execute("DROP DATABASE mysql", &[]).await.unwrap_err();
+                    assert!(refused.message.contains("not allowed"), "{refused}");
+                    (Some(tx), Decision::Rollback(()))
+                })
+            });
+            assert_eq!(db.run_local(soon(), work).await.unwrap(), Decision::Rollback(()));
+            assert_eq!(balance(&db).await, 1, "committed by the CREATE TABLE");
+            assert_eq!(count(&db, "later").await, 0, "rolled back after it");
+        })
+        .await;
+    }
+
+    /// Files on the server are out of reach: the check refuses `LOAD DATA`
+    /// and `INTO OUTFILE`, and the guest account lacks the FILE privilege
+    /// that would let them run had the check missed them.
+    #[tokio::test]
+    async fn guest_sql_cannot_read_or_write_server_files() {
+        on_mysql(|db| async move {
+            setup(&db, &["CREATE TABLE t (line TEXT)"]).await;
+            let outfile = format!("/tmp/wasmtx-{}.txt", uuid::Uuid::new_v4().simple());
+            let attempts = [
+                "LOAD DATA INFILE '/etc/passwd' INTO TABLE t".to_owned(),
+                format!("SELECT 1 INTO OUTFILE '{outfile}'"),
+                format!("SELECT 1 INTO DUMPFILE '{outfile}'"),
+                format!("SELECT * FROM t INTO OUTFILE '{outfile}'"),
+            ];
+            for sql in attempts {
+                let work: TxWork<(DbError, DbError)> = Box::new(move |mut tx: LocalTx| {
+                    Box::pin(async move {
+                        let refused = tx.execute(&sql, &[]).await.unwrap_err();
+                        let server = my(&mut tx).unchecked(&sql, &[]).await.unwrap_err();
+                        (Some(tx), Decision::Rollback((refused, server)))
+                    })
+                });
+                let (refused, server) = db.run_local(soon(), work).await.unwrap().into_inner();
+                assert!(refused.message.contains("not allowed"), "{refused}");
+                assert!(server.message.contains("denied"), "the server refuses it too: {server}");
+            }
+            assert_eq!(count(&db, "t").await, 0);
+            assert!(!std::path::Path::new(&outfile).exists());
+        })
+        .await;
+    }
+
+    /// The host procedures are callable by the guest account but refuse
+    /// anyone without the host key; a guest cannot even name them (`CALL`
+    /// is not allowed).
+    #[tokio::test]
+    async fn the_host_procedures_refuse_a_wrong_key() {
+        on_mysql(|db| async move {
+            with_account(&db, 0).await;
+            let s = host_schema(&db);
+            let work: TxWork<()> = Box::new(move |mut tx: LocalTx| {
+                Box::pin(async move {
+                    let call = format!("CALL {s}.enter(?, 'saga', 'g-1', '01', 'action', NULL, '01', 'x')");
+                    let refused = tx.execute(&call, &[text("wrong")]).await.unwrap_err();
+                    assert!(refused.message.contains("not allowed"), "{refused}");
+                    for forged in [text("wrong"), text(""), Value::Null] {
+                        let e = my(&mut tx).unchecked(&call, std::slice::from_ref(&forged)).await.unwrap_err();
+                        assert_eq!(e.code.as_deref(), Some("42000"), "{forged:?}: {e}");
+                        assert!(e.message.contains("reserved for the host"), "{e}");
+                        let record = format!("CALL {s}.record_output(?, 'wf-1', '01', 'forged')");
+                        let e = my(&mut tx).unchecked(&record, &[forged]).await.unwrap_err();
+                        assert!(e.message.contains("reserved for the host"), "{e}");
+                    }
+                    (Some(tx), Decision::Commit(()))
+                })
+            });
+            db.run_local(soon(), work).await.unwrap();
+            assert_eq!(barrier_rows(&db, "g-1", "01").await, []);
+            assert_eq!(step_output_of(&db, &step_key("wf-1", "01")).await, None);
+        })
+        .await;
+    }
+
+    /// Should the transaction end behind the host's back (a hole in the
+    /// check, or InnoDB rolling it back), the host's commit finds it is no
+    /// longer the transaction that entered the barrier, and commits nothing.
+    #[tokio::test]
+    async fn a_transaction_that_ended_behind_the_hosts_back_is_not_committed() {
+        on_mysql(|db| async move {
+            with_account(&db, 100).await;
+            for end in ["ROLLBACK", "COMMIT"] {
+                let work: TxWork<()> = Box::new(move |mut tx: LocalTx| {
+                    Box::pin(async move {
+                        tx.execute("UPDATE account SET balance = balance - 10 WHERE id = 1", &[]).await.unwrap();
+                        my(&mut tx).unchecked(end, &[]).await.unwrap();
+                        tx.execute("UPDATE account SET balance = balance - 1 WHERE id = 1", &[]).await.unwrap();
+                        (Some(tx), Decision::Commit(()))
+                    })
+                });
+                let err = db.run_branch(key("g-9", "01", Op::Action, "01"), soon(), None, work).await.unwrap_err();
+                assert!(err.to_string().contains("ended early"), "{end}: {err}");
+            }
+            // The slipped COMMIT committed the first try's first update with its
+            // barrier row; nothing after it, and nothing of the ROLLBACK try.
+            assert_eq!(balance(&db).await, 90);
+            assert_eq!(run_op(&db, "g-9", "01", Op::Action, -1, false).await, BarrierVerdict::Duplicate);
+        })
+        .await;
+    }
+
+    /// InnoDB rolls the whole transaction back on a deadlock: the victim's
+    /// later statements are refused and its commit says nothing was committed,
+    /// instead of committing what ran after the rollback.
+    #[tokio::test]
+    async fn a_deadlock_victim_cannot_commit_what_survived_it() {
+        on_mysql(|db| async move {
+            setup(
+                &db,
+                &["CREATE TABLE t (id BIGINT PRIMARY KEY, v BIGINT NOT NULL)", "INSERT INTO t VALUES (1, 0), (2, 0)"],
+            )
+            .await;
+            let mut a = db.begin().await.unwrap();
+            let mut b = db.begin().await.unwrap();
+            a.execute("UPDATE t SET v = 1 WHERE id = 1", &[]).await.unwrap();
+            b.execute("UPDATE t SET v = 2 WHERE id = 2", &[]).await.unwrap();
+            let waiting = tokio::spawn(async move {
+                let r = a.execute("UPDATE t SET v = 1 WHERE id = 2", &[]).await;
+                (a, r)
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let second = b.execute("UPDATE t SET v = 2 WHERE id = 1", &[]).await;
+            let (a, first) = waiting.await.unwrap();
+            // One of the two is the victim (1213, SQLSTATE 40001); the other goes on.
+            let (mut victim, mut survivor) = match (&first, &second) {
+                (Err(e), Ok(_)) => {
+                    assert_eq!(e.code.as_deref(), Some("40001"), "{e}");
+                    (a, b)
+                }
+                (Ok(_), Err(e)) => {
+                    assert_eq!(e.code.as_deref(), Some("40001"), "{e}");
+                    (b, a)
+                }
+                other => panic!("expected one deadlock victim: {other:?}"),
+            };
+            let later = victim.execute("UPDATE t SET v = 9 WHERE id = 1", &[]).await.unwrap_err();
+            assert!(later.message.contains("rolled the whole transaction back"), "{later}");
+            let refused = victim.commit().await.unwrap_err();
+            assert!(refused.message.contains("not committed"), "{refused}");
+            survivor.execute("UPDATE t SET v = v + 10", &[]).await.unwrap();
+            survivor.commit().await.unwrap();
+            let mut tx = db.begin().await.unwrap();
+            let rows = tx.query("SELECT v FROM t ORDER BY id", &[]).await.unwrap();
+            tx.commit().await.unwrap();
+            assert!(
+                rows.values.iter().all(|r| matches!(r[0], Value::Int(n) if n > 9)),
+                "only the survivor's: {rows:?}"
+            );
+        })
+        .await;
+    }
+
+    /// The deadline stops a long statement (`max_statement_time`, then
+    /// `KILL QUERY` from the host), and the database stays usable.
+    #[tokio::test]
+    async fn the_deadline_stops_a_long_query_and_the_database_stays_usable() {
+        let limits = DbLimits { postgres_connections: 1, ..DbLimits::default() };
+        on_mysql_with(&limits, |db, _| async move {
+            with_account(&db, 100).await;
+            let work: TxWork<Result<Rows, DbError>> = Box::new(|mut tx: LocalTx| {
+                Box::pin(async move {
+                    tx.execute("UPDATE account SET balance = 0 WHERE id = 1", &[]).await.unwrap();
+                    let slept = tx.query("SELECT SLEEP(5)", &[]).await;
+                    (Some(tx), Decision::Commit(slept))
+                })
+            });
+            let started = Instant::now();
+            let deadline = started + Duration::from_millis(500);
+            let run = db.run_branch(key(GID, "01", Op::Action, "01"), deadline, None, work).await;
+            assert!(started.elapsed() < Duration::from_secs(2), "stopped after {:?}", started.elapsed());
+            // The host's timeout fires first (the statement's own limit counts
+            // from BEGIN, the sleep starts later) and nothing is committed.
+            let err = run.unwrap_err();
+            assert!(err.to_string().contains("deadline exceeded"), "{err}");
+            assert_eq!(balance(&db).await, 100);
+            assert_eq!(barrier_rows(&db, GID, "01").await, []);
+            // The server stops the sleep (`KILL QUERY`) instead of running it out.
+            let mut admin = {
+                use sqlx::Connection as _;
+                sqlx::MySqlConnection::connect(&mysql_server()).await.unwrap()
+            };
+            let mut stopped = false;
+            for _ in 0..20 {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(5)'",
+                )
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+                if n == 0 {
+                    stopped = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert!(stopped, "the guest's SLEEP(5) still runs on the server");
+            assert_eq!(run_op(&db, GID, "02", Op::Action, -1, false).await, BarrierVerdict::Proceed);
+            let long = Instant::now() + Duration::from_secs(10);
+            let work: TxWork<Result<Rows, DbError>> = Box::new(|mut tx: LocalTx| {
+                Box::pin(async move {
+                    let slept = tx.query("SELECT SLEEP(1) AS s", &[]).await;
+                    (Some(tx), Decision::Rollback(slept))
+                })
+            });
+            let run = db.run_branch(key(GID, "03", Op::Action, "01"), long, None, work).await.unwrap();
+            assert_eq!(
+                run,
+                BranchRun::Ran(Decision::Rollback(Ok(Rows {
+                    columns: vec!["s".to_owned()],
+                    values: vec![vec![Value::Int(0)]]
+                }))),
+                "a later branch gets its whole deadline again"
+            );
+        })
+        .await;
+    }
+
+    /// What one guest leaves on a pooled connection (user variables, named
+    /// locks, an open transaction) is gone for the next.
+    #[tokio::test]
+    async fn a_pooled_connection_carries_nothing_from_one_guest_to_the_next() {
+        let limits = DbLimits { postgres_connections: 1, ..DbLimits::default() };
+        on_mysql_with(&limits, |db, _| async move {
+            let mut tx = db.begin().await.unwrap();
+            tx.query("SELECT @secret := 'from the first guest', GET_LOCK('held', 0)", &[]).await.unwrap();
+            tx.commit().await.unwrap();
+            let mut tx = db.begin().await.unwrap();
+            let rows = tx.query("SELECT @secret AS s, IS_USED_LOCK('held') AS l", &[]).await.unwrap();
+            assert_eq!(rows.values, vec![vec![Value::Null, Value::Null]]);
+            tx.commit().await.unwrap();
+        })
+        .await;
+    }
+
+    /// Connecting again (another host, a restart) finds everything set up;
+    /// `mariadb://` names the same database.
+    #[tokio::test]
+    async fn reconnecting_keeps_the_barrier_and_mariadb_urls_work() {
+        on_mysql_with(&DbLimits::default(), |db, url| async move {
+            with_account(&db, 100).await;
+            assert_eq!(run_op(&db, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Proceed);
+            let again = connect(&url.replacen("mysql://", "mariadb://", 1)).await.unwrap();
+            assert_eq!(again.kind(), "mysql");
+            assert_eq!(run_op(&again, GID, "01", Op::Action, -10, false).await, BarrierVerdict::Duplicate);
+            assert_eq!(balance(&again).await, 90);
+            assert!(again.xa_refusal().unwrap().contains("Postgres"));
+            again.close().await;
+        })
+        .await;
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Binding is positional. Decoding is dynamic because guests run arbitrary SQL:
 //! on Postgres by the column's declared type, on SQLite by each value's runtime
-//! storage class. Nothing here opens connections or decides transaction
+//! storage class, on MySQL by the type each value arrives with. Nothing here opens connections or decides transaction
 //! boundaries, and nothing here may panic on unexpected database output: an
 //! unsupported type is a [`DbError`] naming the column.
 
@@ -46,7 +46,7 @@ pub struct Rows {
     pub values: Vec<Vec<Value>>,
 }
 
-/// Mirrors WIT `db-error`: `code` is the SQLSTATE on Postgres and the extended
+/// Mirrors WIT `db-error`: `code` is the SQLSTATE on Postgres and MySQL, the extended
 /// result code on SQLite (e.g. "2067" unique), as text; `None` when the error
 /// did not come from the database (a refused statement, a lost connection).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -392,4 +392,191 @@ fn uuid_text(bytes: &[u8]) -> Result<String, BoxDynError> {
     }
     let hex = hex::encode(bytes);
     Ok(format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]))
+}
+
+// ---------------------------------------------------------------- MySQL
+
+/// Binds `params` positionally for `?` placeholders: BOOL as TINYINT, INT8 as
+/// BIGINT, FLOAT8 as DOUBLE, text as a string, bytes as a binary string, and
+/// NULL as a NULL the server converts to whatever the context needs.
+pub(super) fn mysql_arguments(params: &[Value]) -> Result<sqlx::mysql::MySqlArguments, DbError> {
+    let mut args = sqlx::mysql::MySqlArguments::default();
+    for (i, value) in params.iter().enumerate() {
+        match value {
+            Value::Null => args.add(None::<String>),
+            Value::Boolean(b) => args.add(*b),
+            Value::Int(n) => args.add(*n),
+            Value::Float(f) => args.add(*f),
+            Value::Text(s) => args.add(s.as_str()),
+            Value::Bytes(b) => args.add(b.as_slice()),
+        }
+        .map_err(|e| DbError::host(format!("cannot bind parameter {}: {e}", i + 1)))?;
+    }
+    Ok(args)
+}
+
+/// How a MySQL column crosses the boundary, by the type the server reports.
+/// Signed integers (TINYINT(1)/BOOL included) are `Int`; unsigned ones are
+/// `Int` up to `i64::MAX` and their decimal `Text` above it; DECIMAL is its
+/// exact text; FLOAT and DOUBLE are `Float`; character types (ENUM, SET and
+/// JSON included) are `Text`; binary strings, BLOBs and BIT are `Bytes`;
+/// DATE, TIME, DATETIME and TIMESTAMP are text as MySQL prints them (with
+/// microseconds only when they are not zero). Anything else (GEOMETRY) is
+/// refused, naming the column. The protocol marks a character column with a
+/// binary collation (`utf8mb4_bin`) binary, and does not say which collation
+/// it is (sqlx does not pass it on): such a column comes back as `Bytes`
+/// (`CONVERT(col USING utf8mb4)` makes it text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MyDecoder {
+    Null,
+    Int,
+    Unsigned,
+    Float,
+    Double,
+    Text,
+    Bytes,
+    Date,
+    DateTime,
+    Time,
+}
+
+impl MyDecoder {
+    fn for_type(ty: &sqlx::mysql::MySqlTypeInfo) -> Option<MyDecoder> {
+        Some(match ty.name() {
+            "NULL" => MyDecoder::Null,
+            "BOOLEAN" | "TINYINT" | "SMALLINT" | "MEDIUMINT" | "INT" | "BIGINT" => MyDecoder::Int,
+            "TINYINT UNSIGNED" | "SMALLINT UNSIGNED" | "MEDIUMINT UNSIGNED" | "INT UNSIGNED" | "BIGINT UNSIGNED"
+            | "YEAR" => MyDecoder::Unsigned,
+            "FLOAT" => MyDecoder::Float,
+            "DOUBLE" => MyDecoder::Double,
+            "DECIMAL" | "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET"
+            | "JSON" => MyDecoder::Text,
+            "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" | "BIT" => MyDecoder::Bytes,
+            "DATE" => MyDecoder::Date,
+            "DATETIME" | "TIMESTAMP" => MyDecoder::DateTime,
+            "TIME" => MyDecoder::Time,
+            _ => return None,
+        })
+    }
+}
+
+/// The columns of a MySQL result and how to decode each.
+pub(super) struct MyColumns {
+    names: Vec<String>,
+    decoders: Vec<MyDecoder>,
+}
+
+impl MyColumns {
+    /// Refuses a column whose type cannot cross the boundary.
+    pub(super) fn describe(columns: &[sqlx::mysql::MySqlColumn]) -> Result<MyColumns, DbError> {
+        let decoders = columns
+            .iter()
+            .map(|c| {
+                MyDecoder::for_type(c.type_info()).ok_or_else(|| {
+                    DbError::host(format!(
+                        "column `{}` has type {}, which cannot be returned to a guest; convert it in SQL (for \
+                         example `ST_AsText({})`)",
+                        c.name(),
+                        c.type_info().name(),
+                        c.name()
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MyColumns { names: columns.iter().map(|c| c.name().to_owned()).collect(), decoders })
+    }
+
+    /// One row's values (decoded by the type each value arrived with), and
+    /// how many bytes they take.
+    pub(super) fn decode_row(&self, row: &sqlx::mysql::MySqlRow) -> Result<(Vec<Value>, u64), DbError> {
+        let mut out = Vec::with_capacity(self.names.len());
+        let mut bytes = 0u64;
+        for (i, name) in self.names.iter().enumerate() {
+            let raw = row.try_get_raw(i)?;
+            let value = if raw.is_null() {
+                Value::Null
+            } else {
+                let ty = raw.type_info().into_owned();
+                let decoder = MyDecoder::for_type(&ty)
+                    .or(self.decoders.get(i).copied())
+                    .ok_or_else(|| DbError::host(format!("column `{name}` has type {ty}, which cannot be returned")))?;
+                mysql_value(raw, decoder).map_err(|e| decode_error(name, e))?
+            };
+            bytes += value.size();
+            out.push(value);
+        }
+        Ok((out, bytes))
+    }
+
+    pub(super) fn into_names(self) -> Vec<String> {
+        self.names
+    }
+}
+
+fn mysql_value(raw: sqlx::mysql::MySqlValueRef<'_>, decoder: MyDecoder) -> Result<Value, BoxDynError> {
+    use sqlx::MySql;
+    Ok(match decoder {
+        MyDecoder::Null => Value::Null,
+        MyDecoder::Int => Value::Int(<i64 as Decode<MySql>>::decode(raw)?),
+        MyDecoder::Unsigned => {
+            let n = <u64 as Decode<MySql>>::decode(raw)?;
+            i64::try_from(n).map_or_else(|_| Value::Text(n.to_string()), Value::Int)
+        }
+        MyDecoder::Float => Value::Float(<f32 as Decode<MySql>>::decode(raw)?.into()),
+        MyDecoder::Double => Value::Float(<f64 as Decode<MySql>>::decode(raw)?),
+        MyDecoder::Text => Value::Text(<&str as Decode<MySql>>::decode(raw)?.to_owned()),
+        MyDecoder::Bytes => Value::Bytes(<&[u8] as Decode<MySql>>::decode(raw)?.to_vec()),
+        MyDecoder::Date | MyDecoder::DateTime => {
+            Value::Text(mysql_datetime_text(<&[u8] as Decode<MySql>>::decode(raw)?, decoder == MyDecoder::Date)?)
+        }
+        MyDecoder::Time => Value::Text(mysql_time_text(<&[u8] as Decode<MySql>>::decode(raw)?)?),
+    })
+}
+
+/// A binary DATE, DATETIME or TIMESTAMP (a length byte, then year u16,
+/// month, day, and optionally hour, minute, second and microseconds u32,
+/// little-endian) as `YYYY-MM-DD[ HH:MM:SS[.ffffff]]`.
+pub(super) fn mysql_datetime_text(bytes: &[u8], date_only: bool) -> Result<String, BoxDynError> {
+    let (&len, rest) = bytes.split_first().ok_or("empty date value")?;
+    let field = |k: usize| rest.get(k).copied().map(u32::from).unwrap_or(0);
+    if rest.len() < usize::from(len) || !matches!(len, 0 | 4 | 7 | 11) {
+        return Err(format!("unexpected binary date of {len} bytes").into());
+    }
+    let year = if len >= 4 { u16::from_le_bytes([rest[0], rest[1]]) } else { 0 };
+    let mut out = format!("{year:04}-{:02}-{:02}", field(2), field(3));
+    if date_only {
+        return Ok(out);
+    }
+    let _ = write!(out, " {:02}:{:02}:{:02}", field(4), field(5), field(6));
+    if len == 11 {
+        let micros = u32::from_le_bytes([rest[7], rest[8], rest[9], rest[10]]);
+        if micros != 0 {
+            let _ = write!(out, ".{micros:06}");
+        }
+    }
+    Ok(out)
+}
+
+/// A binary TIME (a length byte, then sign, days u32, hour, minute, second
+/// and optionally microseconds u32) as `[-]HH:MM:SS[.ffffff]`, hours past 24
+/// included (MySQL's TIME spans ±838 hours).
+pub(super) fn mysql_time_text(bytes: &[u8]) -> Result<String, BoxDynError> {
+    let (&len, rest) = bytes.split_first().ok_or("empty time value")?;
+    if len == 0 {
+        return Ok("00:00:00".to_owned());
+    }
+    if rest.len() < usize::from(len) || !matches!(len, 8 | 12) {
+        return Err(format!("unexpected binary time of {len} bytes").into());
+    }
+    let negative = rest[0] == 1;
+    let days = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
+    let hours = u64::from(days) * 24 + u64::from(rest[5]);
+    let mut out = format!("{}{hours:02}:{:02}:{:02}", if negative { "-" } else { "" }, rest[6], rest[7]);
+    if len == 12 {
+        let micros = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        if micros != 0 {
+            let _ = write!(out, ".{micros:06}");
+        }
+    }
+    Ok(out)
 }
