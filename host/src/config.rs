@@ -223,7 +223,7 @@ impl Config {
             (None, Some(url)) => resolve_sqlite_url(&url, file_dir),
             (None, None) => sqlite_url(&data_dir, store_file),
         };
-        check_url("store", &store)?;
+        check_url("store", &store, false)?;
 
         let mut databases = BTreeMap::new();
         databases.insert(DatabaseName::default_name(), sqlite_url(&data_dir, default_file));
@@ -371,18 +371,22 @@ fn toml_error(text: &str, e: &toml::de::Error) -> String {
 
 fn insert_database(map: &mut BTreeMap<DatabaseName, String>, name: &str, url: String) -> Result<(), ConfigError> {
     let name = DatabaseName::parse(name).map_err(|e| ConfigError::Invalid(e.0))?;
-    check_url(&format!("database {name}"), &url)?;
+    check_url(&format!("database {name}"), &url, true)?;
     map.insert(name, url);
     Ok(())
 }
 
-fn check_url(what: &str, url: &str) -> Result<(), ConfigError> {
+/// A store URL is SQLite or Postgres; a business database's may also be
+/// MySQL/MariaDB (`business`).
+fn check_url(what: &str, url: &str, business: bool) -> Result<(), ConfigError> {
     let known = ["sqlite:", "postgres://", "postgresql://"];
-    if known.iter().any(|p| url.starts_with(p)) {
+    let mysql = ["mysql://", "mariadb://"];
+    if known.iter().any(|p| url.starts_with(p)) || (business && mysql.iter().any(|p| url.starts_with(p))) {
         Ok(())
     } else {
+        let also = if business { ", mysql://USER@HOST:PORT/DB (MariaDB)" } else { "" };
         Err(ConfigError::Invalid(format!(
-            "{what}: unsupported URL {url:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DB"
+            "{what}: unsupported URL {url:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DB{also}"
         )))
     }
 }
@@ -573,7 +577,7 @@ mod tests {
     fn bad_database_flags_say_what_is_wrong() {
         let o = Overrides { databases: vec!["bank".into()], ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("NAME=URL"));
-        let o = Overrides { databases: vec!["bank=mysql://x".into()], ..Overrides::default() };
+        let o = Overrides { databases: vec!["bank=redis://x".into()], ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("unsupported URL"));
     }
 }

@@ -44,6 +44,19 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// Creates an empty database on the local MariaDB (127.0.0.1:3306, root;
+/// `cargo xtask test` starts it) and returns its URL.
+pub async fn fresh_mariadb() -> String {
+    use sqlx::Connection;
+    let admin = "mysql://root@127.0.0.1:3306/mysql";
+    let name = format!("wasmtx_e2e_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::MySqlConnection::connect(admin)
+        .await
+        .unwrap_or_else(|e| panic!("MySQL tests need MariaDB at {admin}: {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+    format!("mysql://root@127.0.0.1:3306/{name}")
+}
+
 /// Creates an empty Postgres database and returns its URL.
 pub async fn fresh_postgres() -> String {
     let admin = std::env::var("WASMTX_TEST_POSTGRES")
@@ -90,6 +103,8 @@ pub struct Extra {
     pub colocated: bool,
     /// Environment variables of the server process (beyond `WASMTX_LOG`).
     pub env: Vec<(String, String)>,
+    /// More business databases given by URL (e.g. MariaDB), by name.
+    pub database_urls: Vec<(String, String)>,
 }
 
 impl Server {
@@ -128,6 +143,9 @@ impl Server {
                 Backend::Postgres => fresh_postgres().await,
                 Backend::Sqlite => format!("sqlite://{}", data_dir.join(format!("{name}.sqlite")).display()),
             };
+            args.extend(["--database".to_owned(), format!("{name}={url}")]);
+        }
+        for (name, url) in extra.database_urls {
             args.extend(["--database".to_owned(), format!("{name}={url}")]);
         }
         let mut env = vec![("WASMTX_LOG".into(), "wasmtx=debug,info".into())];

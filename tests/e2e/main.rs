@@ -30,6 +30,7 @@ mod harness;
 mod http_branches;
 mod languages;
 mod msg;
+mod mysql;
 mod readme;
 mod retries;
 mod scaffold;

@@ -36,6 +36,7 @@ pub fn run(root: &Path) -> Result<()> {
     step(2, "Postgres (with prepared transactions), MariaDB and curl");
     postgres::ensure_running()?;
     mariadb::ensure_running()?;
+    mariadb::drop_test_databases()?;
     postgres::ensure_prepared_transactions()?;
     postgres::drop_test_databases()?;
     apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;

@@ -15,7 +15,7 @@ use exports::wasmtx::runtime::handler::Guest;
 use serde_json::{Value as Json, json};
 use wasmtx::runtime::db;
 use wasmtx::runtime::log;
-use wasmtx::runtime::types::{BranchContext, BranchError};
+use wasmtx::runtime::types::{BranchContext, BranchError, Op};
 
 struct Misbehave;
 
@@ -92,7 +92,7 @@ impl Guest for Misbehave {
                 Ok(n) => Ok(n.to_string().into_bytes()),
                 Err(e) => Err(BranchError::Retry(format!("{}: {}", e.code.unwrap_or_default(), e.message))),
             },
-            "script" => script(&payload),
+            "script" => script(&payload, ctx.op),
             // Computes for the number of milliseconds given, then succeeds:
             // a slow branch that does not wait on a clock.
             "busy" => {
@@ -123,14 +123,19 @@ impl Guest for Misbehave {
     }
 }
 
-/// `{"steps":[{"sql":"…","params":[…],"query":true}], "then":"ok"|"fail"|"retry"}`:
-/// runs each statement (whatever the previous one did) and answers
+/// `{"steps":[{"sql":"…","params":[…],"query":true}], "undo":[…], "then":"ok"|"fail"|"retry"}`:
+/// runs each statement (whatever the previous one did; as a saga's
+/// compensation, the `undo` steps instead when given) and answers
 /// `{"results":[{"changed":n} | {"rows":[[…]]} | {"error":{"code":…,"message":…}}]}`.
 /// Parameters: null, true/false, integers, floats, strings, `{"hex":"00ff"}`.
-fn script(payload: &[u8]) -> Result<Vec<u8>, BranchError> {
+fn script(payload: &[u8], op: Op) -> Result<Vec<u8>, BranchError> {
     let script: Json = serde_json::from_slice(payload).map_err(|e| BranchError::Failure(format!("bad script: {e}")))?;
     let mut results = Vec::new();
-    for step in script["steps"].as_array().cloned().unwrap_or_default() {
+    let steps = match (op, script.get("undo")) {
+        (Op::Compensate, Some(undo)) => undo,
+        _ => &script["steps"],
+    };
+    for step in steps.as_array().cloned().unwrap_or_default() {
         let sql = step["sql"].as_str().unwrap_or_default();
         let params: Vec<db::Value> = step["params"].as_array().cloned().unwrap_or_default().iter().map(value).collect();
         let result = if step["query"].as_bool().unwrap_or(false) {
