@@ -943,6 +943,11 @@ pub async fn signal(
         SignalSent::UnknownGid => {
             Err(ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid}")))
         }
+        SignalSent::TooMany => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "too_many_signals",
+            format!("workflow {gid} holds {} signals already; the signal was not kept", crate::store::MAX_SIGNALS),
+        )),
         SignalSent::NotWorkflow(mode) => Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_a_workflow",

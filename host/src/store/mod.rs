@@ -118,6 +118,10 @@ impl Progress {
     }
 }
 
+/// The most signals one workflow keeps (taken or not): a client cannot fill
+/// the store through one workflow.
+pub const MAX_SIGNALS: i64 = 1000;
+
 /// Outcome of [`Store::send_signal`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalSent {
@@ -128,6 +132,8 @@ pub enum SignalSent {
     Sent { wake: bool },
     /// No transaction has this gid; nothing was stored.
     UnknownGid,
+    /// The workflow holds [`MAX_SIGNALS`] signals already; nothing was stored.
+    TooMany,
     /// The transaction is not a workflow (here is its mode); nothing was stored.
     NotWorkflow(Mode),
     /// The workflow is final (here is its status); nothing was stored.

@@ -284,14 +284,19 @@ impl PostgresStore {
             };
             let verdict = row.signal_verdict(now)?;
             if let SignalSent::Sent { wake } = verdict {
-                sqlx::query(&SQL.insert_signal)
+                let kept = sqlx::query(&SQL.insert_signal)
                     .bind(gid.as_str())
                     .bind(name)
                     .bind(payload)
                     .bind(now.0)
+                    .bind(super::MAX_SIGNALS)
                     .execute(&mut *db)
                     .await
-                    .map_err(db_error)?;
+                    .map_err(db_error)?
+                    .rows_affected();
+                if kept == 0 {
+                    return Ok(SignalSent::TooMany);
+                }
                 if wake {
                     sqlx::query(&SQL.wake).bind(gid.as_str()).bind(now.0).execute(&mut *db).await.map_err(db_error)?;
                 }

@@ -206,7 +206,11 @@ impl Sql {
             ),
             journal_entry: format!("SELECT entry FROM {journal} WHERE gid = $1 AND seq = $2"),
             select_journal: format!("SELECT seq, entry FROM {journal} WHERE gid = $1 ORDER BY seq"),
-            insert_signal: format!("INSERT INTO {signals} (gid, name, payload, created_at) VALUES ($1, $2, $3, $4)"),
+            // Kept only while the workflow holds fewer than `$5` signals.
+            insert_signal: format!(
+                "INSERT INTO {signals} (gid, name, payload, created_at) SELECT $1, $2, $3, $4 \
+                 WHERE (SELECT count(*) FROM {signals} WHERE gid = $1) < $5"
+            ),
             select_signals: format!("SELECT payload FROM {signals} WHERE gid = $1 AND name = $2 ORDER BY id"),
             count_signals: format!("SELECT COUNT(*) FROM {signals} WHERE gid = $1 AND name = $2"),
             signal_target: format!(

@@ -267,7 +267,15 @@ impl SqliteStore {
             };
             let verdict = row.signal_verdict(now)?;
             if let SignalSent::Sent { wake } = verdict {
-                execute(conn, &SQL.insert_signal, &[&gid.as_str(), &name.as_str(), &payload.as_slice(), &now.0])?;
+                let max = super::MAX_SIGNALS;
+                let kept = execute(
+                    conn,
+                    &SQL.insert_signal,
+                    &[&gid.as_str(), &name.as_str(), &payload.as_slice(), &now.0, &max],
+                )?;
+                if kept == 0 {
+                    return Ok(SignalSent::TooMany);
+                }
                 if wake {
                     execute(conn, &SQL.wake, &[&gid.as_str(), &now.0])?;
                 }

@@ -74,6 +74,7 @@ on_both_backends!(
     send_signal_refuses_unknown_gids_other_modes_and_final_workflows_and_stores_nothing,
     send_signal_wakes_a_submitted_workflow_only_when_no_live_lease_drives_it,
     signals_are_read_back_by_name_in_arrival_order,
+    a_workflow_keeps_at_most_max_signals,
     park_with_an_unseen_signal_writes_nothing_and_the_caller_keeps_its_lease,
     park_without_an_unseen_signal_writes_the_progress_and_a_later_signal_wakes_it,
     park_under_a_stale_lease_is_fenced_and_writes_nothing,
@@ -1235,6 +1236,20 @@ async fn signals_are_read_back_by_name_in_arrival_order(url: String) {
     assert_eq!(signals("wf-2", "approve").await, [b"elsewhere"]);
     assert!(signals("wf-1", "approv").await.is_empty());
     assert!(signals("unknown", "approve").await.is_empty());
+}
+
+async fn a_workflow_keeps_at_most_max_signals(url: String) {
+    let store = open(&url).await;
+    create(&store, &workflow("wf-1", T0)).await;
+    create(&store, &workflow("wf-2", T0)).await;
+    for i in 0..super::MAX_SIGNALS {
+        let name = if i % 2 == 0 { "a" } else { "b" };
+        assert!(matches!(signal(&store, "wf-1", name, b"x", T0).await, SignalSent::Sent { .. }), "signal {i}");
+    }
+    assert_eq!(signal(&store, "wf-1", "c", b"one too many", T0).await, SignalSent::TooMany);
+    assert!(store.signals(&gid("wf-1"), "c").await.expect("signals").is_empty(), "nothing stored");
+    // Another workflow has its own allowance.
+    assert!(matches!(signal(&store, "wf-2", "a", b"x", T0).await, SignalSent::Sent { .. }));
 }
 
 async fn park_with_an_unseen_signal_writes_nothing_and_the_caller_keeps_its_lease(url: String) {
