@@ -262,6 +262,9 @@ async fn topics_of_urls_and_functions_fan_a_message_out() {
     let subscribe = |topic: &str, url: &str| format!("/api/dtmsvr/subscribe?topic={topic}&url={url}&remark=test");
     let (status, body) = server.get(&subscribe("credit", &format!("{base}/audit"))).await;
     assert_eq!(status, 200, "{body}");
+    // Subscribers are listed by subscription time (then by module and
+    // function): a later millisecond makes the order certain.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let (status, body) = server.get(&subscribe("credit", "wasm://bank/trans-in")).await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = server.get(&subscribe("credit", &format!("{base}/audit"))).await;
