@@ -28,30 +28,16 @@ breaking the balances.
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 from dtmcli import tcc, utils
 
+from http_service import HttpService
+
 SUCCESS = (200, '{"dtm_result":"SUCCESS"}')
 FAILURE = (409, '{"dtm_result":"FAILURE","message":"refused by the test"}')
-PREFIX = "/api/busi/"
 
 
-class Call(object):
-    """One request the service received."""
-
-    def __init__(self, method, name, query, body):
-        self.method = method
-        self.name = name
-        self.query = query
-        self.body = body
-
-    def __repr__(self):
-        return "%s %s %s %s" % (self.method, self.name, self.query, self.body)
-
-
-class BankService(object):
+class BankService(HttpService):
     """The bank: start it, point branches at `url(name)`, read `calls` and
     `balance`, stop it."""
 
@@ -69,50 +55,7 @@ class BankService(object):
         self.applied = set()
         # gid -> "committed" | "rollback": a message's local transaction.
         self.local = {}
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.answer()
-
-            def do_POST(self):
-                self.answer()
-
-            def answer(self):
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode() if length else ""
-                body = json.loads(raw) if raw else None
-                name = parts.path[len(PREFIX):] if parts.path.startswith(PREFIX) else parts.path
-                status, text = service.handle(Call(self.command, name, query, body))
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def url(self, name):
-        """The URL of branch `name`, e.g. `url("TransOut")`."""
-        host, port = self.server.server_address[:2]
-        return "http://%s:%d%s%s" % (host, port, PREFIX, name)
+        HttpService.__init__(self)
 
     def refuse(self, name, gid, answer=FAILURE):
         """Branch `name` of `gid` answers `answer` (status, body) and does nothing."""

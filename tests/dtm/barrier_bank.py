@@ -28,15 +28,15 @@ import json
 import os
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode
 
 import pymysql
 import requests
 from dtmcli import barrier, utils
 
+from http_service import HttpService
+
 SUCCESS = (200, '{"dtm_result":"SUCCESS"}')
-PREFIX = "/api/busi/"
 
 # DTM's sqls/busi.barrier.mysql.sql, without its `drop table`: other runs share the table.
 BARRIER_DDL = [
@@ -170,21 +170,7 @@ def credit(account, amount):
     return run
 
 
-class Call(object):
-    """One request the bank received, replayable with `BarrierBank.deliver`."""
-
-    def __init__(self, method, name, query, body, raw):
-        self.method = method
-        self.name = name
-        self.query = query
-        self.body = body
-        self.raw = raw
-
-    def __repr__(self):
-        return "%s %s %s %s" % (self.method, self.name, self.query, self.body)
-
-
-class BarrierBank(object):
+class BarrierBank(HttpService):
     """The barrier-guarded bank over `database` (a BusinessDatabase)."""
 
     def __init__(self, database):
@@ -194,49 +180,7 @@ class BarrierBank(object):
         # (name, gid): the first such request is held (recorded, answered
         # FAILURE, never run), as if it were still on its way.
         self.held = set()
-        service = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.answer()
-
-            def do_POST(self):
-                self.answer()
-
-            def answer(self):
-                parts = urlsplit(self.path)
-                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode() if length else ""
-                name = parts.path[len(PREFIX) :] if parts.path.startswith(PREFIX) else parts.path
-                call = Call(self.command, name, query, json.loads(raw) if raw else None, raw)
-                status, text = service.handle(call)
-                data = text.encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def start(self):
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def url(self, name):
-        host, port = self.server.server_address[:2]
-        return "http://%s:%d%s%s" % (host, port, PREFIX, name)
+        HttpService.__init__(self)
 
     def hold(self, name, gid):
         """The first request for branch `name` of `gid` is held: answered
