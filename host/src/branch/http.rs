@@ -94,7 +94,7 @@ impl HttpBranches {
             ("gid", call.gid.as_str()),
             ("trans_type", call.mode.as_str()),
             ("branch_id", call.branch_id.as_str()),
-            ("op", wire_op(call.op)),
+            ("op", call.op.as_str()),
         ];
         // DTM's rule: POST when there is a payload (or for XA), else GET.
         let method = if call.payload.is_empty() && call.mode != crate::model::Mode::Xa {
@@ -152,12 +152,6 @@ fn read_answer(status: u16, body: &[u8]) -> Outcome {
     } else {
         Outcome::Succeeded
     }
-}
-
-/// The op as DTM names it on the wire (a message's local function never
-/// goes to a URL).
-fn wire_op(op: crate::model::Op) -> &'static str {
-    op.as_str()
 }
 
 async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {

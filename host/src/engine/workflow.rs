@@ -103,11 +103,6 @@ fn wake_at(state: &TransactionState, wake: Option<Millis>) -> Option<Millis> {
     }
 }
 
-/// Whether `call` (as the code makes it now) is the one `entry` journaled.
-fn same_call(call: &StepCall, entry: &StepCall) -> bool {
-    call == entry
-}
-
 /// What to do with a `steps` call past the journal's end.
 enum Next {
     /// Answer it (journaled already), and go on.
@@ -164,7 +159,7 @@ impl Engine {
                 return Ok(event(Outcome::Error(m)));
             }
             if let Some(entry) = journal.get(cursor) {
-                if !same_call(&call, &entry.call) {
+                if call != entry.call {
                     let m = format!(
                         "non-determinism: call {} of run is {}, but the journal holds {} there (the code or its \
                          input changed under a running workflow, or it depends on something not journaled); the \
