@@ -2,10 +2,13 @@
 //! through the real server: the same scenarios, the same balances, the same
 //! statuses and the same messages, whichever language the module is written in.
 //!
-//! Every scenario runs once per language on SQLite; the successful saga, the
-//! TCC that confirms and the TCC that cancels also run on Postgres. Uploading
-//! the Python or JavaScript component compiles an interpreter (15-35 s in a
-//! debug host on 2 cores), so each test starts one server and uploads one
+//! Every scenario runs once per language on SQLite, and again with the
+//! module's `default` database on MariaDB (the store on SQLite), whose SQL
+//! dialect differs the most; the successful saga, `setup` overwriting
+//! balances, the TCC that confirms and the TCC that cancels also run on
+//! Postgres. Uploading the Python or JavaScript component compiles an
+//! interpreter (15-35 s in a debug host on 2 cores; the compile cache makes
+//! later uploads quick), so each test starts one server and uploads one
 //! module.
 //!
 //! The assertions are the same for every language and must stay so: when one
@@ -17,31 +20,41 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Backend, Server, example, transfer};
+use crate::harness::{Backend, Extra, Server, example, fresh_mariadb, transfer};
 
 /// Declares, for every language, one test per scenario: the scenarios listed
-/// under `sqlite` run on SQLite, those under `postgres` on Postgres. A scenario
-/// is `async fn(lang: &str, backend: Backend)`; tests are named
-/// `languages::<lang>::<backend>::<scenario>`.
+/// under `sqlite` run on SQLite, those under `postgres` on Postgres, those
+/// under `mariadb` on MariaDB. A scenario is `async fn(lang: &str, database:
+/// Database)`; tests are named `languages::<lang>::<database>::<scenario>`.
 macro_rules! in_every_language {
-    (sqlite: [$($sqlite:ident),+ $(,)?], postgres: [$($postgres:ident),+ $(,)?] $(,)?) => {
-        in_every_language!(@lang rust, [$($sqlite),+], [$($postgres),+]);
-        in_every_language!(@lang python, [$($sqlite),+], [$($postgres),+]);
-        in_every_language!(@lang js, [$($sqlite),+], [$($postgres),+]);
-        in_every_language!(@lang c, [$($sqlite),+], [$($postgres),+]);
+    (
+        sqlite: [$($sqlite:ident),+ $(,)?],
+        postgres: [$($postgres:ident),+ $(,)?],
+        mariadb: [$($mariadb:ident),+ $(,)?] $(,)?
+    ) => {
+        in_every_language!(@lang rust, [$($sqlite),+], [$($postgres),+], [$($mariadb),+]);
+        in_every_language!(@lang python, [$($sqlite),+], [$($postgres),+], [$($mariadb),+]);
+        in_every_language!(@lang js, [$($sqlite),+], [$($postgres),+], [$($mariadb),+]);
+        in_every_language!(@lang c, [$($sqlite),+], [$($postgres),+], [$($mariadb),+]);
     };
-    (@lang $lang:ident, [$($sqlite:ident),+], [$($postgres:ident),+]) => {
+    (@lang $lang:ident, [$($sqlite:ident),+], [$($postgres:ident),+], [$($mariadb:ident),+]) => {
         mod $lang {
             mod sqlite {
                 $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $sqlite() {
-                    super::super::$sqlite(stringify!($lang), super::super::Backend::Sqlite).await
+                    super::super::$sqlite(stringify!($lang), super::super::Database::Sqlite).await
                 })+
             }
             mod postgres {
                 $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $postgres() {
-                    super::super::$postgres(stringify!($lang), super::super::Backend::Postgres).await
+                    super::super::$postgres(stringify!($lang), super::super::Database::Postgres).await
+                })+
+            }
+            mod mariadb {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $mariadb() {
+                    super::super::$mariadb(stringify!($lang), super::super::Database::Mariadb).await
                 })+
             }
         }
@@ -58,13 +71,59 @@ in_every_language!(
         credits_that_would_overflow_are_refused,
         amounts_above_the_limit_are_refused,
         payloads_are_decoded_alike,
+        setup_overwrites_balances_and_keeps_what_is_frozen,
         tcc_transfer_confirms,
         tcc_to_a_missing_account_cancels,
         tcc_overdraft_is_refused_and_try_in_never_runs,
         flaky_retries_then_succeeds,
     ],
-    postgres: [transfer_succeeds, tcc_transfer_confirms, tcc_to_a_missing_account_cancels],
+    postgres: [
+        transfer_succeeds,
+        setup_overwrites_balances_and_keeps_what_is_frozen,
+        tcc_transfer_confirms,
+        tcc_to_a_missing_account_cancels,
+    ],
+    mariadb: [
+        transfer_succeeds,
+        transfer_to_a_missing_account_rolls_back,
+        overdraft_is_refused_and_its_compensation_is_null,
+        same_gid_twice_applies_effects_once,
+        guest_refusals_surface_with_the_guest_message,
+        credits_that_would_overflow_are_refused,
+        amounts_above_the_limit_are_refused,
+        payloads_are_decoded_alike,
+        setup_overwrites_balances_and_keeps_what_is_frozen,
+        tcc_transfer_confirms,
+        tcc_to_a_missing_account_cancels,
+        tcc_overdraft_is_refused_and_try_in_never_runs,
+        flaky_retries_then_succeeds,
+    ],
 );
+
+/// Where the module's business database (`default`) lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Database {
+    /// The data dir's SQLite file, with the store.
+    Sqlite,
+    /// A fresh Postgres database; the store in another.
+    Postgres,
+    /// A fresh MariaDB database; the store in the data dir's SQLite file.
+    Mariadb,
+}
+
+/// A ready server whose `default` database is `database`.
+async fn start(database: Database) -> Server {
+    let server = match database {
+        Database::Sqlite => Server::start(Backend::Sqlite).await,
+        Database::Postgres => Server::start(Backend::Postgres).await,
+        Database::Mariadb => {
+            let default = ("default".to_owned(), fresh_mariadb().await);
+            Server::start_with(Backend::Sqlite, Extra { database_urls: vec![default], ..Extra::default() }).await
+        }
+    };
+    server.ready().await;
+    server
+}
 
 /// Uploads `transfer-<lang>` as `module`, reporting how long the upload
 /// (validation and compilation) took.
@@ -83,9 +142,8 @@ async fn setup(server: &Server, module: &str, accounts: &[(&str, i64)]) {
 }
 
 /// A server with `transfer-<lang>` uploaded as `bank` and accounts seeded.
-async fn bank(lang: &str, backend: Backend, accounts: &[(&str, i64)]) -> Server {
-    let server = Server::start(backend).await;
-    server.ready().await;
+async fn bank(lang: &str, database: Database, accounts: &[(&str, i64)]) -> Server {
+    let server = start(database).await;
     upload(&server, "bank", lang).await;
     setup(&server, "bank", accounts).await;
     server
@@ -156,20 +214,25 @@ fn attempts(tx: &Value) -> Vec<u64> {
 
 /// `(id, frozen)` of every account, read from the business database itself:
 /// no function of the example reports `frozen`.
-async fn frozen(server: &Server, backend: Backend) -> Vec<(String, i64)> {
+async fn frozen(server: &Server, database: Database) -> Vec<(String, i64)> {
     const SQL: &str = "SELECT id, frozen FROM accounts ORDER BY id";
     let url = server.database_url("default");
-    match backend {
-        Backend::Sqlite => {
+    match database {
+        Database::Sqlite => {
             let path = url.trim_start_matches("sqlite://").split('?').next().expect("a path").to_owned();
             let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .unwrap_or_else(|e| panic!("open {path}: {e}"));
             let mut stmt = conn.prepare(SQL).expect("prepare");
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("query").map(|r| r.expect("row")).collect()
         }
-        Backend::Postgres => {
+        Database::Postgres => {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
+            sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("query")
+        }
+        Database::Mariadb => {
+            use sqlx::Connection;
+            let mut conn = sqlx::MySqlConnection::connect(&url).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
             sqlx::query_as(SQL).fetch_all(&mut conn).await.expect("query")
         }
     }
@@ -180,8 +243,8 @@ fn nothing_frozen(ids: &[&str]) -> Vec<(String, i64)> {
     ids.iter().map(|id| (id.to_string(), 0)).collect()
 }
 
-async fn transfer_succeeds(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100), ("bob", 20)]).await;
+async fn transfer_succeeds(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100), ("bob", 20)]).await;
     let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", 30, true)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "succeeded", "{body}");
@@ -193,8 +256,8 @@ async fn transfer_succeeds(lang: &str, backend: Backend) {
     assert_eq!(ops(&tx), expected_ops(["succeeded", "prepared", "succeeded", "prepared"]));
 }
 
-async fn transfer_to_a_missing_account_rolls_back(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100)]).await;
+async fn transfer_to_a_missing_account_rolls_back(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100)]).await;
     let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "carol", 30, true)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "failed", "{body}");
@@ -207,8 +270,8 @@ async fn transfer_to_a_missing_account_rolls_back(lang: &str, backend: Backend) 
     assert_eq!(ops(&tx), expected_ops(["succeeded", "succeeded", "failed", "succeeded"]));
 }
 
-async fn overdraft_is_refused_and_its_compensation_is_null(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 10), ("bob", 0)]).await;
+async fn overdraft_is_refused_and_its_compensation_is_null(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 10), ("bob", 0)]).await;
     let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", 30, true)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "failed", "{body}");
@@ -222,8 +285,8 @@ async fn overdraft_is_refused_and_its_compensation_is_null(lang: &str, backend: 
     assert_eq!(ops(&tx), expected_ops(["failed", "succeeded", "prepared", "prepared"]));
 }
 
-async fn same_gid_twice_applies_effects_once(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+async fn same_gid_twice_applies_effects_once(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100), ("bob", 0)]).await;
     let request = transfer("bank", Some("order-42"), "alice", "bob", 30, true);
     let (s1, b1) = server.post("/v1/transactions", &request).await;
     let (s2, b2) = server.post("/v1/transactions", &request).await;
@@ -240,8 +303,8 @@ async fn same_gid_twice_applies_effects_once(lang: &str, backend: Backend) {
     assert_eq!(attempts, [1, 0, 1, 0], "each action ran once: {tx}");
 }
 
-async fn guest_refusals_surface_with_the_guest_message(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+async fn guest_refusals_surface_with_the_guest_message(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100), ("bob", 0)]).await;
 
     // A refusal by the function itself: the message is the guest's, word for word.
     let zero = json!({ "from": "alice", "to": "bob", "amount": 0 });
@@ -292,9 +355,9 @@ fn refusal(message: &str) -> Value {
     json!({ "error": { "code": "branch_failure", "message": message } })
 }
 
-async fn credits_that_would_overflow_are_refused(lang: &str, backend: Backend) {
+async fn credits_that_would_overflow_are_refused(lang: &str, database: Database) {
     const NEAR_MAX: i64 = 9_223_372_036_854_775_000;
-    let server = bank(lang, backend, &[("alice", 5000), ("bob", NEAR_MAX)]).await;
+    let server = bank(lang, database, &[("alice", 5000), ("bob", NEAR_MAX)]).await;
 
     let (status, body) = server.post("/v1/transactions", &transfer("bank", None, "alice", "bob", 1000, true)).await;
     assert_eq!(status, 200, "{body}");
@@ -313,7 +376,7 @@ async fn credits_that_would_overflow_are_refused(lang: &str, backend: Backend) {
     assert_eq!(ops(&tx), expected_tcc_ops(["succeeded", "prepared", "succeeded", "failed", "prepared", "succeeded"]));
     assert_eq!(server.balance("bank", "alice").await, 5000, "the freeze was cancelled");
     assert_eq!(server.balance("bank", "bob").await, NEAR_MAX);
-    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+    assert_eq!(frozen(&server, database).await, nothing_frozen(&["alice", "bob"]));
 
     // Up to i64::MAX exactly is a credit like any other.
     let rest = i64::MAX - NEAR_MAX;
@@ -344,9 +407,9 @@ async fn credits_that_would_overflow_are_refused(lang: &str, backend: Backend) {
     assert_eq!(server.call("bank", "trans-in-revert", nobody).await, Value::Null);
 }
 
-async fn amounts_above_the_limit_are_refused(lang: &str, backend: Backend) {
+async fn amounts_above_the_limit_are_refused(lang: &str, database: Database) {
     const LIMIT: i64 = 1_000_000_000_000_000;
-    let server = bank(lang, backend, &[("alice", LIMIT + 1), ("bob", 0)]).await;
+    let server = bank(lang, database, &[("alice", LIMIT + 1), ("bob", 0)]).await;
 
     let above = json!({ "from": "alice", "to": "bob", "amount": LIMIT + 1 });
     let steps = ["trans-out", "trans-out-revert", "trans-in", "trans-in-revert"];
@@ -366,8 +429,8 @@ async fn amounts_above_the_limit_are_refused(lang: &str, backend: Backend) {
     assert_eq!(server.balance("bank", "bob").await, LIMIT);
 }
 
-async fn payloads_are_decoded_alike(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+async fn payloads_are_decoded_alike(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100), ("bob", 0)]).await;
 
     // Only a JSON object is a payload. (serde's derived Deserialize alone
     // would read `["alice","bob",30]` as a transfer.)
@@ -417,6 +480,21 @@ async fn payloads_are_decoded_alike(lang: &str, backend: Backend) {
     assert_eq!(server.balance("bank", "bob").await, 0);
 }
 
+async fn setup_overwrites_balances_and_keeps_what_is_frozen(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100), ("bob", 0)]).await;
+    let t = json!({ "from": "alice", "to": "bob", "amount": 30 });
+    assert_eq!(server.call("bank", "try-out", t).await, Value::Null);
+
+    // alice gets a new balance, bob the one he has, carol is new.
+    setup(&server, "bank", &[("alice", 500), ("bob", 0), ("carol", 7)]).await;
+    assert_eq!(server.balance("bank", "alice").await, 500);
+    assert_eq!(server.balance("bank", "bob").await, 0);
+    assert_eq!(server.balance("bank", "carol").await, 7);
+    let frozen = frozen(&server, database).await;
+    let expected = [("alice".to_owned(), 30), ("bob".to_owned(), 0), ("carol".to_owned(), 0)];
+    assert_eq!(frozen, expected, "an overwritten account keeps what it has frozen");
+}
+
 /// A saga whose debit runs in Python and whose credit runs in C, both
 /// modules bound to the same business database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -456,14 +534,14 @@ async fn a_saga_mixing_python_and_c_commits_and_compensates_across_languages() {
     assert_eq!(server.balance("bank-py", "bob").await, 50);
 }
 
-async fn tcc_transfer_confirms(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100), ("bob", 0)]).await;
+async fn tcc_transfer_confirms(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100), ("bob", 0)]).await;
     let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "bob", 30)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "succeeded", "{body}");
     assert_eq!(server.balance("bank", "alice").await, 70);
     assert_eq!(server.balance("bank", "bob").await, 30);
-    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]), "the confirm released the freeze");
+    assert_eq!(frozen(&server, database).await, nothing_frozen(&["alice", "bob"]), "the confirm released the freeze");
 
     let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
     assert_eq!(tx["mode"], "tcc");
@@ -480,29 +558,29 @@ async fn tcc_transfer_confirms(lang: &str, backend: Backend) {
     let t = json!({ "from": "alice", "to": "bob", "amount": 20 });
     assert_eq!(server.call("bank", "try-out", t.clone()).await, Value::Null);
     assert_eq!(server.balance("bank", "alice").await, 50);
-    assert_eq!(frozen(&server, backend).await, [("alice".to_owned(), 20), ("bob".to_owned(), 0)]);
+    assert_eq!(frozen(&server, database).await, [("alice".to_owned(), 20), ("bob".to_owned(), 0)]);
     assert_eq!(server.call("bank", "try-in", t.clone()).await, Value::Null);
     assert_eq!(server.balance("bank", "bob").await, 30);
     assert_eq!(server.call("bank", "cancel-out", t.clone()).await, Value::Null);
     assert_eq!(server.balance("bank", "alice").await, 70);
-    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+    assert_eq!(frozen(&server, database).await, nothing_frozen(&["alice", "bob"]));
     // A confirm or cancel of more than is frozen is refused and writes nothing.
     for function in ["confirm-out", "cancel-out"] {
         let (status, body) = server.post(&format!("/v1/modules/bank/call/{function}"), &t).await;
         assert_eq!((status, body), (422, refusal("account alice has less than 20 frozen")), "{function}");
     }
     assert_eq!(server.balance("bank", "alice").await, 70);
-    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+    assert_eq!(frozen(&server, database).await, nothing_frozen(&["alice", "bob"]));
 }
 
-async fn tcc_to_a_missing_account_cancels(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 100)]).await;
+async fn tcc_to_a_missing_account_cancels(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 100)]).await;
     let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "carol", 30)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "failed", "{body}");
     assert_eq!(body["rollback_reason"], "account carol does not exist", "{body}");
     assert_eq!(server.balance("bank", "alice").await, 100, "cancel-out gave the frozen amount back");
-    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice"]));
+    assert_eq!(frozen(&server, database).await, nothing_frozen(&["alice"]));
 
     let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
     assert_eq!(tx["status"], "failed");
@@ -511,8 +589,8 @@ async fn tcc_to_a_missing_account_cancels(lang: &str, backend: Backend) {
     assert_eq!(tx["branches"][3]["last_error"], "account carol does not exist", "try-in keeps the guest's message");
 }
 
-async fn tcc_overdraft_is_refused_and_try_in_never_runs(lang: &str, backend: Backend) {
-    let server = bank(lang, backend, &[("alice", 10), ("bob", 0)]).await;
+async fn tcc_overdraft_is_refused_and_try_in_never_runs(lang: &str, database: Database) {
+    let server = bank(lang, database, &[("alice", 10), ("bob", 0)]).await;
     let (status, body) = server.post("/v1/transactions", &tcc("bank", "alice", "bob", 30)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "failed", "{body}");
@@ -520,7 +598,7 @@ async fn tcc_overdraft_is_refused_and_try_in_never_runs(lang: &str, backend: Bac
     // cancel-out ran as a null cancel: nothing back for a freeze that never happened.
     assert_eq!(server.balance("bank", "alice").await, 10);
     assert_eq!(server.balance("bank", "bob").await, 0);
-    assert_eq!(frozen(&server, backend).await, nothing_frozen(&["alice", "bob"]));
+    assert_eq!(frozen(&server, database).await, nothing_frozen(&["alice", "bob"]));
 
     let tx = transaction(&server, body["gid"].as_str().expect("gid")).await;
     assert_eq!(tx["status"], "failed");
@@ -534,9 +612,8 @@ async fn tcc_overdraft_is_refused_and_try_in_never_runs(lang: &str, backend: Bac
     );
 }
 
-async fn flaky_retries_then_succeeds(lang: &str, backend: Backend) {
-    let server = Server::start(backend).await;
-    server.ready().await;
+async fn flaky_retries_then_succeeds(lang: &str, database: Database) {
+    let server = start(database).await;
     upload(&server, "bank", lang).await;
 
     // Two retries a second apart, well within the server's wait timeout.

@@ -65,8 +65,8 @@ static bool balance_of(wasmtx_call *call, wasmtx_str id, bool *found, int64_t *b
 
 // Adds `amount` to the balance of `id`; `*found` is false if there is no such
 // account. The guard keeps the balance within BIGINT: past INT64_MAX, SQLite
-// would store a REAL (and `balance` would then fail) and Postgres would fail
-// with 22003 (a database error: retried for ever). Refused instead.
+// would store a REAL (and `balance` would then fail), and Postgres and MariaDB
+// would fail with 22003 (a database error: retried for ever). Refused instead.
 static bool credit(wasmtx_call *call, wasmtx_str id, int64_t amount, bool *found) {
   uint64_t credited;
   int64_t balance;
@@ -98,18 +98,22 @@ static bool setup(wasmtx_call *call) {
   }
   if (!wasmtx_db_execute(call,
                          "CREATE TABLE IF NOT EXISTS accounts "
-                         "(id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)",
+                         "(id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)",
                          NULL, 0, NULL)) {
     return false;
   }
   for (size_t i = 0; i < accounts->as.array.len; i++) {
     const wasmtx_json *account = &accounts->as.array.items[i];
     wasmtx_str id;
-    int64_t balance;
+    int64_t balance, old;
+    bool found;
+    // Insert or overwrite without `ON CONFLICT` (MariaDB has none); an
+    // existing account keeps what it has frozen.
     if (!wasmtx_get_str(call, account, "id", &id) || !wasmtx_get_i64(call, account, "balance", &balance) ||
+        !balance_of(call, id, &found, &old) ||
         !wasmtx_db_execute(call,
-                           "INSERT INTO accounts (id, balance) VALUES ($1, $2) "
-                           "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance",
+                           found ? "UPDATE accounts SET balance = $2 WHERE id = $1"
+                                 : "INSERT INTO accounts (id, balance) VALUES ($1, $2)",
                            WASMTX_PARAMS(wasmtx_text(id), wasmtx_int(balance)), NULL)) {
       return false;
     }

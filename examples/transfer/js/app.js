@@ -69,8 +69,9 @@ function balanceOf(id) {
  * Adds `amount` to the balance of `id`; false if there is no such account.
  *
  * The guard keeps the balance within BIGINT: past the s64 maximum, SQLite
- * would store a REAL (and `balanceOf` would then fail) and Postgres would fail
- * with 22003 (a database error: retried for ever). Refused instead.
+ * would store a REAL (and `balanceOf` would then fail), and Postgres and
+ * MariaDB would fail with 22003 (a database error: retried for ever). Refused
+ * instead.
  */
 function credit(id, amount) {
   const credited = db.execute(
@@ -92,15 +93,16 @@ function setup(_ctx, payload) {
   const read = accounts.map((account) => fields(account, { id: 'string', balance: 'integer' }, 'account'));
   db.execute(
     'CREATE TABLE IF NOT EXISTS accounts ' +
-      '(id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)',
+      '(id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)',
   );
   for (const { id, balance } of read) {
-    db.execute(
-      'INSERT INTO accounts (id, balance) VALUES ($1, $2) ' +
-        'ON CONFLICT (id) DO UPDATE SET balance = excluded.balance',
-      id,
-      balance,
-    );
+    // Insert or overwrite without `ON CONFLICT` (MariaDB has none); an
+    // existing account keeps what it has frozen.
+    const sql =
+      balanceOf(id) === null
+        ? 'INSERT INTO accounts (id, balance) VALUES ($1, $2)'
+        : 'UPDATE accounts SET balance = $2 WHERE id = $1';
+    db.execute(sql, id, balance);
   }
   return { accounts: read.length };
 }

@@ -75,15 +75,16 @@ class Flaky:
 def setup(ctx: Context, payload: Setup) -> dict:
     db.execute(
         "CREATE TABLE IF NOT EXISTS accounts "
-        "(id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)"
+        "(id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)"
     )
     for account in payload.accounts:
-        db.execute(
-            "INSERT INTO accounts (id, balance) VALUES ($1, $2) "
-            "ON CONFLICT (id) DO UPDATE SET balance = excluded.balance",
-            account.id,
-            account.balance,
-        )
+        # Insert or overwrite without `ON CONFLICT` (MariaDB has none); an
+        # existing account keeps what it has frozen.
+        if balance_of(account.id) is None:
+            sql = "INSERT INTO accounts (id, balance) VALUES ($1, $2)"
+        else:
+            sql = "UPDATE accounts SET balance = $2 WHERE id = $1"
+        db.execute(sql, account.id, account.balance)
     return {"accounts": len(payload.accounts)}
 
 
@@ -213,8 +214,8 @@ def credit(account: str, amount: int) -> bool:
     """Adds `amount` to the balance of `account`; False if there is no such account.
 
     The guard keeps the balance within BIGINT: past i64 max, SQLite would store
-    a REAL (and `balance` would then fail) and Postgres would fail with 22003
-    (a database error: retried for ever). Refused instead.
+    a REAL (and `balance` would then fail), and Postgres and MariaDB would fail
+    with 22003 (a database error: retried for ever). Refused instead.
     """
     credited = db.execute(
         "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= 9223372036854775807 - $1",

@@ -4,7 +4,7 @@
 //!
 //! | function | payload | does |
 //! |---|---|---|
-//! | `setup` | `{"accounts":[{"id":"alice","balance":100}]}` | creates `accounts`, upserts balances; returns `{"accounts":n}` |
+//! | `setup` | `{"accounts":[{"id":"alice","balance":100}]}` | creates `accounts`, sets balances (insert or overwrite); returns `{"accounts":n}` |
 //! | `trans-out` | `{"from","to","amount"}` | debits `from`; refuses a missing account or short funds |
 //! | `trans-out-revert` | same | credits `from` back |
 //! | `trans-in` | same | credits `to`; refuses a missing account or an overflow |
@@ -21,8 +21,9 @@
 //! A TCC's cancel runs only if its try committed, and a try that arrives after
 //! its cancel does nothing (the host's barrier), so the cancels need not check.
 //!
-//! Every statement runs unchanged on SQLite and Postgres (`$N` placeholders,
-//! `BIGINT`, `ON CONFLICT ... DO UPDATE`). Business refusals are failures
+//! Every statement runs unchanged on SQLite, Postgres and MariaDB (`$N`
+//! placeholders, `VARCHAR(64)` ids, `BIGINT` balances, no upsert: `setup`
+//! updates or inserts). Business refusals are failures
 //! (never retried); database errors are retries. The Python, JavaScript and C
 //! versions of this module follow this one, messages included.
 
@@ -188,15 +189,18 @@ fn setup(_ctx: &Context, payload: Object<Setup>) -> Result<SetupDone, BranchErro
         setup.accounts.into_iter().map(|account| account.read("setup", "account")).collect::<Result<Vec<_>, _>>()?;
     db::execute(
         "CREATE TABLE IF NOT EXISTS accounts \
-         (id TEXT PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)",
+         (id VARCHAR(64) PRIMARY KEY, balance BIGINT NOT NULL, frozen BIGINT NOT NULL DEFAULT 0)",
         &[],
     )?;
     for account in &accounts {
-        db::execute(
-            "INSERT INTO accounts (id, balance) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET balance = excluded.balance",
-            &[account.id.as_str().into(), account.balance.into()],
-        )?;
+        // Insert or overwrite without `ON CONFLICT` (MariaDB has none); an
+        // existing account keeps what it has frozen. Two setups creating the
+        // same account at once: the second insert fails (a database error).
+        let sql = match balance_of(&account.id)? {
+            Some(_) => "UPDATE accounts SET balance = $2 WHERE id = $1",
+            None => "INSERT INTO accounts (id, balance) VALUES ($1, $2)",
+        };
+        db::execute(sql, &[account.id.as_str().into(), account.balance.into()])?;
     }
     Ok(SetupDone { accounts: accounts.len() })
 }
@@ -346,8 +350,8 @@ fn flaky(ctx: &Context, payload: Object<Flaky>) -> Result<FlakyDone, BranchError
 /// Adds `amount` to the balance of `id`; `false` if there is no such account.
 ///
 /// The guard keeps the balance within `BIGINT`: past `i64::MAX`, SQLite would
-/// store a REAL (and `balance` would then fail) and Postgres would fail with
-/// 22003 (a database error: retried for ever). Refused instead.
+/// store a REAL (and `balance` would then fail), and Postgres and MariaDB would
+/// fail with 22003 (a database error: retried for ever). Refused instead.
 fn credit(id: &str, amount: i64) -> Result<bool, BranchError> {
     let credited = db::execute(
         "UPDATE accounts SET balance = balance + $1 WHERE id = $2 AND balance <= 9223372036854775807 - $1",
