@@ -541,7 +541,7 @@ async fn resolve(
         if mode == Mode::Xa {
             return refused(
                 "an XA branch's action ends in a transaction the host prepares: it must be a Wasm function on \
-                 Postgres"
+                 Postgres or MariaDB"
                     .to_owned(),
             );
         }

@@ -131,7 +131,7 @@ impl WasmBranches {
         };
         let written = if carries { Carried::Written } else { Carried::No };
         let ran = if call.mode == Mode::Xa {
-            // Ended by PREPARE TRANSACTION; an XA op never carries progress.
+            // Ended by PREPARE TRANSACTION (XA PREPARE on MariaDB); an XA op never carries progress.
             db.run_branch_prepared(key, deadline, guest_work(prepared, invocation, None)).await
         } else {
             db.run_branch(key, deadline, progress, guest_work(prepared, invocation, keep_output)).await
@@ -213,7 +213,7 @@ impl WasmBranches {
     }
 
     /// Why XA branches cannot run on `database`, if they cannot (it is not
-    /// bound, is SQLite, or its Postgres has prepared transactions off).
+    /// bound, is SQLite or Redis, or its Postgres has prepared transactions off).
     pub fn xa_refusal(&self, database: &DatabaseName) -> Option<String> {
         match self.databases.get(database) {
             None => Some("the database is not bound on this server".to_owned()),

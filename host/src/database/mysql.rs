@@ -9,8 +9,10 @@
 //! - the database `wasmtx_<db>` (MySQL's schema), which no guest can read or
 //!   write: the barrier table `barrier` (DTM's columns and unique key), the
 //!   workflow steps' outputs `step_output`, the branch transactions' seal rows
-//!   `seal` (see `check` below), and the table `host` with a secret key (the
-//!   procedures compare its SHA-256 hash) and the guest's password;
+//!   `seal` (see `check` below), the XA branches' names and prepare times
+//!   `xa` (see [`MyDb::prepared_branches`]), and the table `host` with a
+//!   secret key (the procedures compare its SHA-256 hash) and the guest's
+//!   password;
 //! - an account `wasmtx_guest_<db>` (a hash instead of `<db>` when the name is
 //!   long) with a random password, created at host `'%'` and at the host the
 //!   owner's own connection comes from (MariaDB matches the most specific host
@@ -69,17 +71,30 @@
 //! a pooled connection: `LAST_INSERT_ID()`, session status counters and
 //! warnings, none of which the host reads.
 //!
-//! Guests write `?` placeholders (MySQL's own syntax). XA is not offered on
-//! MySQL yet.
+//! Guests write `?` placeholders (MySQL's own syntax).
+//!
+//! XA branches ([`MyDb::run_branch_prepared`]) run the same local
+//! transaction inside `XA START` … `XA END`, ended by `XA PREPARE` (a
+//! skipped op commits its barrier rows with `XA COMMIT … ONE PHASE`); the
+//! connection that prepared is then closed, since MariaDB (10.5 and later)
+//! keeps a prepared XA transaction across disconnects but lets another
+//! connection finish it only once its own is gone. Phase 2 (`XA COMMIT`,
+//! `XA ROLLBACK`) and `XA RECOVER` run as the owner. No guest can issue XA
+//! statements (the allowlist), and inside an XA transaction MariaDB refuses
+//! `COMMIT`, `ROLLBACK` and `START TRANSACTION` anyway (XAER_RMFAIL). The
+//! xids and the `xa` table that names them and dates their prepare are
+//! described at [`Xid`] and [`MyDb::prepared_branches`].
 //!
 //! The server must be MariaDB 10.5 or later: `max_statement_time`,
 //! `information_schema.USER_VARIABLES` and `RELEASE_ALL_LOCKS()` are
-//! MariaDB's. Oracle MySQL is refused at connect, with that reason, until
+//! MariaDB's, and so is keeping prepared XA transactions across
+//! disconnects (10.5). Oracle MySQL is refused at connect, with that reason, until
 //! its equivalents (`max_execution_time`, performance_schema) are wired and
 //! tested.
 
+use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt as _;
@@ -99,8 +114,8 @@ use crate::store::Progress;
 
 /// Bumped when the objects below change; they are (re)created when the
 /// database's `host` row has an older version, so every statement must be
-/// safe to run again.
-const SETUP_VERSION: i32 = 1;
+/// safe to run again. Version 2 added `xa`.
+const SETUP_VERSION: i32 = 2;
 
 /// Objects in `wasmtx_<db>`; `{s}` stands for its quoted name.
 const SETUP: &[&str] = &[
@@ -123,6 +138,11 @@ const SETUP: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS {s}.seal (
         token       CHAR(64)     NOT NULL PRIMARY KEY,
         created_at  DATETIME(6)  NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE = InnoDB",
+    "CREATE TABLE IF NOT EXISTS {s}.xa (
+        gtrid       VARCHAR(64)  NOT NULL PRIMARY KEY,
+        gid         VARCHAR(128) NOT NULL,
+        branch_id   VARCHAR(128) NOT NULL,
+        prepared_at DATETIME(6)  NULL) ENGINE = InnoDB",
     "DROP PROCEDURE IF EXISTS {s}.enter",
     "CREATE PROCEDURE {s}.enter(IN p_key VARCHAR(255), IN p_trans_type VARCHAR(45), IN p_gid VARCHAR(128),
             IN p_branch_id VARCHAR(128), IN p_op VARCHAR(45), IN p_origin VARCHAR(45), IN p_barrier_id VARCHAR(45),
@@ -178,6 +198,45 @@ const SETUP: &[&str] = &[
 /// How long a host read without a deadline of its own may take.
 const HOST_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// SQLSTATE of XAER_NOTA (1397): no such xid (not prepared, or still
+/// attached to the connection that prepared it).
+const XAER_NOTA: &str = "XAE04";
+
+/// SQLSTATE of XAER_DUPID (1440): the xid is in use (prepared, or active
+/// on another connection).
+const XAER_DUPID: &str = "XAE08";
+
+/// An XA branch's xid on MySQL: `'gtrid', 'bqual'`. The gtrid is
+/// [`super::xid`] (at most 64 bytes, MySQL's limit, or else `wasmtx:#`
+/// and the start of its SHA-256 in hex, named by the `xa` table); the
+/// branch qualifier is the business database's name, since `XA RECOVER`
+/// lists the prepared transactions of the whole server. Both are
+/// `[A-Za-z0-9_.:#-]` (gids are `[A-Za-z0-9_.:-]`, database names
+/// `[A-Za-z0-9_]`), quoted anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Xid {
+    gtrid: String,
+    bqual: String,
+}
+
+impl Xid {
+    fn of(xid: &str, database: &str) -> Xid {
+        let gtrid = if xid.len() <= 64 {
+            xid.to_owned()
+        } else {
+            use sha2::Digest as _;
+            let hash = hex::encode(sha2::Sha256::digest(xid.as_bytes()));
+            format!("wasmtx:#{}", &hash[..56])
+        };
+        Xid { gtrid, bqual: database.to_owned() }
+    }
+
+    /// The xid as XA statements take it.
+    fn sql(&self) -> String {
+        format!("{}, {}", quote(&self.gtrid), quote(&self.bqual))
+    }
+}
+
 /// How many pooled connections holding an earlier guest's user variables
 /// are replaced before a transaction gives up on finding a clean one.
 const CLEAN_ATTEMPTS: usize = 4;
@@ -198,6 +257,13 @@ pub(super) struct MyDb {
     key: Arc<str>,
     /// `wasmtx_<db>`, quoted.
     schema: Arc<str>,
+    /// The business database's name: the branch qualifier of its XA xids.
+    database: Arc<str>,
+    /// Why XA branches cannot run here (`XA RECOVER` failed at connect).
+    xa_refusal: Option<String>,
+    /// When this host first saw each prepared xid (gtrid) that has no
+    /// prepare time in `xa`: the age [`MyDb::prepared_branches`] assumes.
+    first_seen: Arc<Mutex<HashMap<String, Instant>>>,
     limits: DbLimits,
 }
 
@@ -239,11 +305,20 @@ impl MyDb {
             .test_before_acquire(false)
             .connect_lazy_with(guest_options);
         let owner = MySqlPoolOptions::new().max_connections(2).test_before_acquire(false).connect_lazy_with(options);
+        // Finishing and listing prepared branches is the owner's (any account
+        // may run XA statements on MariaDB; some setups restrict XA RECOVER).
+        let xa_refusal = match owner.execute("XA RECOVER").await {
+            Ok(_) => None,
+            Err(e) => Some(format!("the URL's account cannot list prepared XA transactions (XA RECOVER: {e})")),
+        };
         Ok(MyDb {
             guest,
             owner,
             key: Arc::from(setup.key),
             schema: Arc::from(format!("`{}`", host_schema(&database))),
+            database: Arc::from(database),
+            xa_refusal,
+            first_seen: Arc::default(),
             limits,
         })
     }
@@ -265,7 +340,245 @@ impl MyDb {
                 DbError::host("a MySQL business database never shares the store: no progress".to_owned()).into()
             );
         }
-        let mut tx = self.begin(deadline, false).await?;
+        self.branch(key, deadline, work, None).await
+    }
+
+    /// Why this database cannot run XA branches, if it cannot.
+    pub(super) fn xa_refusal(&self) -> Option<String> {
+        self.xa_refusal.clone()
+    }
+
+    /// An XA action: [`MyDb::run_branch`] in an XA transaction (`XA START`),
+    /// ended by `XA END` and `XA PREPARE` instead of a commit. An action
+    /// that prepared before (its answer lost to a crash) is found prepared
+    /// and not run again.
+    ///
+    /// Before it starts, the owner records the xid's gid and branch in `xa`
+    /// (committed at once, so that a long gid's hashed xid can be named by
+    /// [`MyDb::prepared_branches`] whatever happens next) and clears any
+    /// earlier stamp; once prepared, the owner stamps the row's
+    /// `prepared_at`. The stamp cannot be written in the XA transaction
+    /// itself: that write would stay prepared, unseen until phase 2.
+    pub(super) async fn run_branch_prepared<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        work: TxWork<T>,
+    ) -> Result<BranchRun<T>, RunError> {
+        let xid = self.xid(&key.gid, &key.branch_id);
+        let s = &self.schema;
+        let name = format!(
+            "INSERT INTO {s}.xa (gtrid, gid, branch_id) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE prepared_at = NULL"
+        );
+        let named = sqlx::query(&name)
+            .bind(&xid.gtrid)
+            .bind(key.gid.as_str())
+            .bind(key.branch_id.as_str())
+            .execute(&self.owner);
+        match tokio::time::timeout_at(deadline.into(), named).await {
+            Ok(named) => named.map_err(DbError::from)?,
+            Err(_) => return Err(DbError::host("deadline exceeded recording an XA branch".to_owned()).into()),
+        };
+        let run = self.branch(key, deadline, work, Some(xid.clone())).await?;
+        if matches!(run, BranchRun::Ran(Decision::Commit(_))) {
+            let stamp = format!("UPDATE {s}.xa SET prepared_at = NOW(6) WHERE gtrid = ?");
+            let stamp = sqlx::query(&stamp).bind(&xid.gtrid).execute(&self.owner);
+            // Without the stamp the branch's age counts from when a host
+            // first lists it: later, never earlier.
+            match tokio::time::timeout(HOST_READ_TIMEOUT, stamp).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(xid = %xid.gtrid, error = %e, "could not stamp a prepared XA branch"),
+                Err(_) => tracing::warn!(xid = %xid.gtrid, "stamping a prepared XA branch timed out"),
+            }
+        }
+        Ok(run)
+    }
+
+    /// XA's phase 2 for the branch of `key` (op `commit` or `rollback`):
+    /// `XA COMMIT` or `XA ROLLBACK`. Idempotent: a commit finds an earlier
+    /// commit by the action's barrier row; a rollback then enters the
+    /// barrier, so that an action arriving late (a stale owner's) does
+    /// nothing.
+    pub(super) async fn finish_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<(), DbError> {
+        let commit = match key.op {
+            crate::model::Op::Commit => true,
+            crate::model::Op::Rollback => false,
+            op => return Err(DbError::host(format!("{op} is not a phase-2 op"))),
+        };
+        let xid = self.xid(&key.gid, &key.branch_id);
+        let finished = self.end_prepared(&xid, commit, deadline).await?;
+        if commit {
+            if !finished && !self.action_committed(&key, deadline).await? {
+                return Err(DbError::host(format!(
+                    "branch {} prepared, but its prepared transaction {} is gone and was never committed (rolled \
+                     back by hand?); it cannot be committed",
+                    key.branch_id,
+                    xid.sql()
+                )));
+            }
+            return Ok(());
+        }
+        let noop: TxWork<()> = Box::new(|tx| Box::pin(async move { (Some(tx), Decision::Commit(())) }));
+        match self.branch(key, deadline, noop, None).await {
+            Ok(_) => Ok(()),
+            Err(RunError::Db(e)) => Err(e),
+            Err(e) => Err(DbError::host(e.to_string())),
+        }
+    }
+
+    /// The XA branches of this database prepared more than `older_than` ago
+    /// and still prepared: the xids `XA RECOVER` lists (server-wide) whose
+    /// branch qualifier is this database, named by `xa` or by the xid
+    /// itself. MariaDB keeps no prepare time: the age is that of the `xa`
+    /// row's stamp, written just after the prepare (by the server's clock),
+    /// or, for a branch prepared by a host that stopped before stamping it,
+    /// the time this host first listed it. Either is at or after the
+    /// prepare, so a branch is never taken for older than it is; a restart
+    /// only delays such an unstamped branch by `older_than`.
+    pub(super) async fn prepared_branches(&self, older_than: Duration) -> Result<Vec<(Gid, BranchId)>, DbError> {
+        let list = async {
+            let prepared = self.recovered().await?;
+            let sql = format!(
+                "SELECT gtrid, gid, branch_id, TIMESTAMPDIFF(MICROSECOND, prepared_at, NOW(6)) FROM {}.xa",
+                self.schema
+            );
+            let rows: Vec<(String, String, String, Option<i64>)> = sqlx::query_as(&sql).fetch_all(&self.owner).await?;
+            Ok::<_, sqlx::Error>((prepared, rows))
+        };
+        let (prepared, rows) = match tokio::time::timeout(HOST_READ_TIMEOUT, list).await {
+            Ok(listed) => listed?,
+            Err(_) => return Err(DbError::host("listing prepared XA branches timed out".to_owned())),
+        };
+        let rows: HashMap<String, (String, String, Option<i64>)> =
+            rows.into_iter().map(|(gtrid, gid, branch, age)| (gtrid, (gid, branch, age))).collect();
+        let now = Instant::now();
+        let mut first_seen = self.first_seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        first_seen.retain(|gtrid, _| prepared.contains(gtrid));
+        let mut branches = Vec::new();
+        for gtrid in &prepared {
+            let row = rows.get(gtrid);
+            let name = match row {
+                Some((gid, branch, _)) => Gid::parse(gid).ok().zip(BranchId::parse(branch).ok()),
+                None => super::parse_xid(gtrid),
+            };
+            let Some(name) = name else {
+                tracing::warn!(xid = %gtrid, "a prepared XA branch that cannot be named is left alone");
+                continue;
+            };
+            let age = match row.and_then(|(_, _, age)| *age) {
+                Some(micros) => Duration::from_micros(u64::try_from(micros).unwrap_or(0)),
+                None => now.duration_since(*first_seen.entry(gtrid.clone()).or_insert(now)),
+            };
+            if age >= older_than {
+                branches.push(name);
+            }
+        }
+        Ok(branches)
+    }
+
+    /// Commits or rolls back the prepared branch of `gid`'s `branch_id`;
+    /// false when it was no longer prepared.
+    pub(super) async fn resolve_prepared(
+        &self,
+        gid: &Gid,
+        branch_id: &BranchId,
+        commit: bool,
+    ) -> Result<bool, DbError> {
+        let xid = self.xid(gid, branch_id);
+        self.end_prepared(&xid, commit, Instant::now() + HOST_READ_TIMEOUT).await
+    }
+
+    /// `XA COMMIT` or `XA ROLLBACK` of `xid`, as the owner; false when no
+    /// such prepared transaction exists (finished before). MariaDB answers
+    /// "unknown xid" (XAER_NOTA) too while the connection that prepared it
+    /// is still being closed; so an xid `XA RECOVER` still lists is tried
+    /// again until `deadline`. The xid's `xa` row goes once it is finished.
+    async fn end_prepared(&self, xid: &Xid, commit: bool, deadline: Instant) -> Result<bool, DbError> {
+        let verb = if commit { "COMMIT" } else { "ROLLBACK" };
+        let sql = format!("XA {verb} {}", xid.sql());
+        let run = async {
+            let finished = loop {
+                match self.owner.execute(sql.as_str()).await {
+                    Ok(_) => break true,
+                    Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some(XAER_NOTA) => {
+                        if !self.recovered().await?.contains(&xid.gtrid) {
+                            break false;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            sqlx::query(&format!("DELETE FROM {}.xa WHERE gtrid = ?", self.schema))
+                .bind(&xid.gtrid)
+                .execute(&self.owner)
+                .await?;
+            Ok(finished)
+        };
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Err(_) => Err(DbError::host(format!("deadline exceeded during XA {verb}"))),
+            Ok(finished) => Ok(finished?),
+        }
+    }
+
+    /// The gtrids of this database's prepared XA transactions (`XA RECOVER`
+    /// lists the whole server's).
+    async fn recovered(&self) -> Result<Vec<String>, sqlx::Error> {
+        use sqlx::Row as _;
+        let rows = self.owner.fetch_all("XA RECOVER").await?;
+        let mut gtrids = Vec::new();
+        for row in rows {
+            let gtrid_length = usize::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0);
+            let data: Vec<u8> = row.try_get(3)?;
+            if gtrid_length > data.len() {
+                continue;
+            }
+            let (gtrid, bqual) = data.split_at(gtrid_length);
+            if bqual == self.database.as_bytes() && gtrid.starts_with(b"wasmtx:") {
+                gtrids.push(String::from_utf8_lossy(gtrid).into_owned());
+            }
+        }
+        Ok(gtrids)
+    }
+
+    /// Whether the action of `key`'s branch committed (its barrier row is there).
+    async fn action_committed(&self, key: &BarrierKey, deadline: Instant) -> Result<bool, DbError> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {}.barrier WHERE gid = ? AND branch_id = ? AND op = 'action')",
+            self.schema
+        );
+        let query = sqlx::query_scalar::<_, i64>(&sql)
+            .bind(key.gid.as_str())
+            .bind(key.branch_id.as_str())
+            .fetch_one(&self.owner);
+        match tokio::time::timeout_at(deadline.into(), query).await {
+            Ok(found) => Ok(found? != 0),
+            Err(_) => Err(DbError::host("deadline exceeded reading the barrier".to_owned())),
+        }
+    }
+
+    /// The MySQL xid of `gid`'s `branch_id` in this database (see [`Xid`]).
+    fn xid(&self, gid: &Gid, branch_id: &BranchId) -> Xid {
+        Xid::of(&super::xid(gid, branch_id), &self.database)
+    }
+
+    /// A branch op's local transaction: the barrier, then the work, ended by
+    /// a commit, or by `XA PREPARE` when `xa` is given.
+    async fn branch<T: Send + 'static>(
+        &self,
+        key: BarrierKey,
+        deadline: Instant,
+        work: TxWork<T>,
+        xa: Option<Xid>,
+    ) -> Result<BranchRun<T>, RunError> {
+        let mut tx = match &xa {
+            None => self.begin(deadline, false).await?,
+            Some(xid) => match self.begin_xa(deadline, xid).await? {
+                Some(tx) => tx,
+                // Prepared before (its answer lost to a crash): not again.
+                None => return Ok(BranchRun::Skipped(BarrierVerdict::Duplicate)),
+            },
+        };
         let seal = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let (a1, a2) = tx.enter(&key, &seal).await?;
         let origin = key.op.origin().map(|_| u64::try_from(a1).unwrap_or(0));
@@ -359,7 +672,11 @@ impl MyDb {
         };
         match decision {
             Decision::Commit(value) => {
-                tx.commit().await?;
+                if tx.xa.is_some() {
+                    tx.prepare().await?;
+                } else {
+                    tx.commit().await?;
+                }
                 Ok(Decision::Commit(value))
             }
             Decision::Rollback(value) => {
@@ -371,6 +688,30 @@ impl MyDb {
 
     /// A clean guest connection in a fresh transaction whose timeouts end by `deadline`.
     async fn begin(&self, deadline: Instant, direct: bool) -> Result<MyTx, DbError> {
+        self.start(deadline, direct, None).await
+    }
+
+    /// [`MyDb::begin`] for an XA action: an XA transaction (`XA START xid`),
+    /// or `None` when `xid` is prepared already.
+    async fn begin_xa(&self, deadline: Instant, xid: &Xid) -> Result<Option<MyTx>, DbError> {
+        match self.start(deadline, false, Some(xid)).await {
+            Ok(tx) => Ok(Some(tx)),
+            Err(e) if e.code.as_deref() == Some(XAER_DUPID) => {
+                if self.recovered().await?.contains(&xid.gtrid) {
+                    Ok(None)
+                } else {
+                    Err(DbError::host(format!(
+                        "another attempt of this XA action ({}) is still running; nothing was done",
+                        xid.sql()
+                    )))
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`MyDb::begin`], beginning an XA transaction when `xa` is given.
+    async fn start(&self, deadline: Instant, direct: bool, xa: Option<&Xid>) -> Result<MyTx, DbError> {
         use sqlx::Row as _;
         let left = deadline.saturating_duration_since(Instant::now());
         let session = session_timeouts(left);
@@ -390,7 +731,12 @@ impl MyDb {
                 }
                 continue;
             }
-            tx.host(|conn| Box::pin(async move { conn.execute("START TRANSACTION").await.map(|_| ()) })).await?;
+            let start = match xa {
+                Some(xid) => format!("XA START {}", xid.sql()),
+                None => "START TRANSACTION".to_owned(),
+            };
+            tx.host(|conn| Box::pin(async move { conn.execute(start.as_str()).await.map(|_| ()) })).await?;
+            tx.xa = xa.cloned();
             return Ok(tx);
         }
         Err(DbError::host("could not find a clean connection to the business database".to_owned()))
@@ -407,6 +753,7 @@ impl MyDb {
             direct,
             rolled_back: None,
             seal: None,
+            xa: None,
             key: self.key.clone(),
             schema: self.schema.clone(),
             owner: self.owner.clone(),
@@ -635,6 +982,9 @@ pub(super) struct MyTx {
     rolled_back: Option<DbError>,
     /// The token of the seal row `enter` wrote, checked before the commit.
     seal: Option<String>,
+    /// The xid of an XA transaction (`XA START`), which ends with `XA END`
+    /// and then `XA PREPARE`, `XA COMMIT … ONE PHASE` or `XA ROLLBACK`.
+    xa: Option<Xid>,
     /// The host key, for host procedures called in the transaction.
     key: Arc<str>,
     schema: Arc<str>,
@@ -780,9 +1130,21 @@ impl MyTx {
         result
     }
 
-    /// Commits; a branch first proves its transaction is the one that
-    /// entered the barrier.
-    async fn commit(mut self) -> Result<(), RunError> {
+    /// Commits (an XA transaction in one phase).
+    async fn commit(self) -> Result<(), RunError> {
+        self.end(false).await
+    }
+
+    /// Prepares an XA transaction (`XA END`, `XA PREPARE`), then closes its
+    /// connection: MariaDB lets another connection finish a prepared
+    /// transaction only once the one that prepared it is gone.
+    async fn prepare(self) -> Result<(), RunError> {
+        self.end(true).await
+    }
+
+    /// Commits, or prepares when `prepare`; a branch first proves its
+    /// transaction is the one that entered the barrier.
+    async fn end(mut self, prepare: bool) -> Result<(), RunError> {
         if let Some(e) = self.rolled_back.clone() {
             self.rollback().await;
             return Err(DbError {
@@ -827,14 +1189,32 @@ impl MyTx {
                 return Err(DbError::from(e).into());
             }
         }
-        self.host(|conn| Box::pin(async move { conn.execute("COMMIT").await.map(|_| ()) })).await?;
-        // Ended cleanly: the connection goes back to the pool.
-        drop(self.conn.take());
+        let last = match (&self.xa, prepare) {
+            (None, false) => "COMMIT".to_owned(),
+            (Some(xid), false) => format!("XA END {0}; XA COMMIT {0} ONE PHASE", xid.sql()),
+            (Some(xid), true) => format!("XA END {0}; XA PREPARE {0}", xid.sql()),
+            (None, true) => return Err(DbError::host("only an XA transaction can be prepared".to_owned()).into()),
+        };
+        self.host(|conn| Box::pin(async move { conn.execute(last.as_str()).await.map(|_| ()) })).await?;
+        let conn = self.conn.take();
+        if prepare {
+            // Prepared: the transaction outlives its connection, which closes now.
+            if let Some(conn) = conn {
+                let _ = conn.close().await;
+            }
+        } else {
+            // Ended cleanly: the connection goes back to the pool.
+            drop(conn);
+        }
         Ok(())
     }
 
     async fn rollback(mut self) {
-        if self.host(|conn| Box::pin(async move { conn.execute("ROLLBACK").await.map(|_| ()) })).await.is_ok() {
+        let last = match &self.xa {
+            Some(xid) => format!("XA END {0}; XA ROLLBACK {0}", xid.sql()),
+            None => "ROLLBACK".to_owned(),
+        };
+        if self.host(|conn| Box::pin(async move { conn.execute(last.as_str()).await.map(|_| ()) })).await.is_ok() {
             drop(self.conn.take());
         }
     }

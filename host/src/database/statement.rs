@@ -378,6 +378,27 @@ mod tests {
     }
 
     #[test]
+    fn mysql_xa_statements_are_refused_in_branches_and_direct_calls() {
+        for sql in [
+            "XA START 'wasmtx:g:01', 'shop'",
+            "xa begin 'x'",
+            "XA END 'x'",
+            "XA PREPARE 'x'",
+            "XA COMMIT 'wasmtx:g:01', 'shop'",
+            "XA COMMIT 'x' ONE PHASE",
+            "XA ROLLBACK 'x'",
+            "XA RECOVER",
+            "/* x */ XA RECOVER FORMAT='SQL'",
+            "(XA RECOVER)",
+        ] {
+            for direct in [false, true] {
+                let err = check_mysql(sql, direct).expect_err(sql);
+                assert!(err.message.contains("`XA` is not allowed"), "{sql}: {}", err.message);
+            }
+        }
+    }
+
+    #[test]
     fn mysql_direct_calls_may_run_ddl_but_not_on_databases() {
         for sql in ["CREATE TABLE t (id INT)", "drop table t", "ALTER TABLE t ADD c INT", "TRUNCATE TABLE t"] {
             assert_eq!(check_mysql(sql, true), Ok(MysqlStatement::CommitsImplicitly), "{sql}");

@@ -6,7 +6,7 @@
 //! first phase instead of the client):
 //! - the transaction is `prepared` while each branch's `action` runs, one at a
 //!   time in branch order, in a local transaction that the host ends with
-//!   `PREPARE TRANSACTION` instead of a commit;
+//!   `PREPARE TRANSACTION` (MariaDB: `XA PREPARE`) instead of a commit;
 //! - when every action has prepared the transaction is `submitted`: the
 //!   decision to commit. That status is durable before any `commit` (`COMMIT
 //!   PREPARED`) runs: XA never carries progress in a branch's commit, so the
