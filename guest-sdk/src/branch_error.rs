@@ -5,6 +5,7 @@ use std::fmt;
 
 use crate::bindings::wasmtx::runtime::types as wit;
 use crate::db::{ColumnError, DbError};
+use crate::kv::KvError;
 
 /// Why a branch function did not succeed; the host acts on the variant.
 ///
@@ -62,6 +63,14 @@ impl std::error::Error for BranchError {}
 /// must be checked before `?`, or the branch is retried for ever.
 impl From<DbError> for BranchError {
     fn from(e: DbError) -> Self {
+        BranchError::Retry(e.to_string())
+    }
+}
+
+/// A key-value error is taken to be transient too: `Retry`. Check
+/// [`KvError::is_wrong_type`] and friends first where it means a refusal.
+impl From<KvError> for BranchError {
+    fn from(e: KvError) -> Self {
         BranchError::Retry(e.to_string())
     }
 }

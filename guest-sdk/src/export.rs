@@ -79,7 +79,7 @@ macro_rules! export_branch {
                 }
             }
 
-            $crate::__export_branch_impl!(__WasmtxBranch with_types_in $crate::bindings);
+            $crate::bindings::__export_branch_impl!(__WasmtxBranch with_types_in $crate::bindings);
         };
     };
 }

@@ -77,6 +77,7 @@
 //! - [`Context`], [`Op`]: what the host says about the invocation.
 //! - [`BranchError`]: failure or retry.
 //! - [`db`]: `execute` and `query`, [`db::Value`] parameters, [`db::Rows`].
+//! - [`kv`]: the key-value store of a module bound to a Redis database.
 //! - [`log`]: log lines through the host.
 //!
 //! The bindings that `wit-bindgen` generates from `wit/runtime.wit` live in one
@@ -96,6 +97,7 @@ mod branch_error;
 mod context;
 pub mod db;
 mod export;
+pub mod kv;
 pub mod log;
 
 pub use branch_error::BranchError;

@@ -377,14 +377,15 @@ fn insert_database(map: &mut BTreeMap<DatabaseName, String>, name: &str, url: St
 }
 
 /// A store URL is SQLite or Postgres; a business database's may also be
-/// MySQL/MariaDB (`business`).
+/// MySQL/MariaDB or Redis (`business`).
 fn check_url(what: &str, url: &str, business: bool) -> Result<(), ConfigError> {
     let known = ["sqlite:", "postgres://", "postgresql://"];
-    let mysql = ["mysql://", "mariadb://"];
-    if known.iter().any(|p| url.starts_with(p)) || (business && mysql.iter().any(|p| url.starts_with(p))) {
+    let others = ["mysql://", "mariadb://", "redis://"];
+    if known.iter().any(|p| url.starts_with(p)) || (business && others.iter().any(|p| url.starts_with(p))) {
         Ok(())
     } else {
-        let also = if business { ", mysql://USER@HOST:PORT/DB (MariaDB)" } else { "" };
+        let also =
+            if business { ", mysql://USER@HOST:PORT/DB (MariaDB) or redis://HOST:PORT/DB[?prefix=…]" } else { "" };
         Err(ConfigError::Invalid(format!(
             "{what}: unsupported URL {url:?}; use sqlite://PATH or postgres://USER@HOST:PORT/DB{also}"
         )))
@@ -577,7 +578,7 @@ mod tests {
     fn bad_database_flags_say_what_is_wrong() {
         let o = Overrides { databases: vec!["bank".into()], ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("NAME=URL"));
-        let o = Overrides { databases: vec!["bank=redis://x".into()], ..Overrides::default() };
+        let o = Overrides { databases: vec!["bank=mongodb://x".into()], ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("unsupported URL"));
     }
 }

@@ -71,7 +71,7 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
     let registry = Registry::new(
         store.clone(),
         sandbox.clone(),
-        databases.names(),
+        databases.kinds(),
         config.registry.clone(),
         config.http_allow.clone(),
     );

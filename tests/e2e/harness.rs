@@ -57,6 +57,14 @@ pub async fn fresh_mariadb() -> String {
     format!("mysql://root@127.0.0.1:3306/{name}")
 }
 
+/// A Redis business database URL on the local Redis (127.0.0.1:6379, db 0;
+/// `cargo xtask test` starts it) with a key prefix of its own, so that
+/// tests running at once never share keys (nor barrier keys).
+pub fn fresh_redis() -> String {
+    let base = std::env::var("WASMTX_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
+    format!("{base}?prefix=e2e-{}:", uuid::Uuid::new_v4().simple())
+}
+
 /// Creates an empty Postgres database and returns its URL.
 pub async fn fresh_postgres() -> String {
     let admin = std::env::var("WASMTX_TEST_POSTGRES")

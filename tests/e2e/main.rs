@@ -32,6 +32,7 @@ mod languages;
 mod msg;
 mod mysql;
 mod readme;
+mod redis;
 mod retries;
 mod scaffold;
 mod startup;

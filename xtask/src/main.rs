@@ -26,6 +26,7 @@ mod examples;
 mod lint;
 mod mariadb;
 mod postgres;
+mod redis;
 mod test;
 mod verify;
 

@@ -3,8 +3,9 @@
 //!
 //! 1. the `wasm32-wasip2` Rust target;
 //! 2. Postgres answering (started if needed) with prepared transactions
-//!    enabled for the XA tests (set and restarted once if they were off), and
-//!    curl for the README's quick start;
+//!    enabled for the XA tests (set and restarted once if they were off),
+//!    MariaDB and Redis answering (started, Redis installed, if needed; what
+//!    earlier runs left on them dropped), and curl for the README's quick start;
 //! 3. the example components (the end-to-end tests upload them);
 //! 4. the venv `target/dtm-venv` with the real DTM Python client
 //!    (`tests/dtm/requirements.txt`), which an end-to-end test runs against
@@ -27,16 +28,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use crate::examples::{self, rust};
-use crate::{apt, mariadb, postgres, process};
+use crate::{apt, mariadb, postgres, process, redis};
 
 pub fn run(root: &Path) -> Result<()> {
     step(1, "Rust target wasm32-wasip2");
     rust::ensure_target()?;
 
-    step(2, "Postgres (with prepared transactions), MariaDB and curl");
+    step(2, "Postgres (with prepared transactions), MariaDB, Redis and curl");
     postgres::ensure_running()?;
     mariadb::ensure_running()?;
     mariadb::drop_test_databases()?;
+    redis::ensure_running()?;
+    redis::drop_test_keys()?;
     postgres::ensure_prepared_transactions()?;
     postgres::drop_test_databases()?;
     apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;

@@ -89,12 +89,13 @@ impl From<UploadError> for ApiError {
             UploadError::Store(_) | UploadError::TooLarge { .. } => "",
             UploadError::Empty => "empty_upload",
             UploadError::UnknownDatabase(_) => "unknown_database",
+            UploadError::WrongStore { .. } => "wrong_store",
             UploadError::Compile(CompileError::NotWasm) => "not_wasm",
             UploadError::Compile(CompileError::CoreModule) => "core_module",
             UploadError::Compile(CompileError::Invalid(_)) => "invalid_component",
-            UploadError::Compile(CompileError::WorldMismatch(_) | CompileError::WorkflowMismatch(_)) => {
-                "world_mismatch"
-            }
+            UploadError::Compile(
+                CompileError::WorldMismatch(_) | CompileError::WorkflowMismatch(_) | CompileError::BothStores,
+            ) => "world_mismatch",
             UploadError::Inspect(_) | UploadError::NoFunctions | UploadError::BadFunctionName(_) => "world_mismatch",
             UploadError::CompileTimeout(_) => "compile_timeout",
             UploadError::InvalidReuse { .. } => "invalid_reuse",

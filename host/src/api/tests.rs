@@ -37,7 +37,7 @@ async fn app(token: Option<&str>) -> Router {
     let registry = Registry::new(
         store.clone(),
         sandbox.clone(),
-        databases.names(),
+        databases.kinds(),
         crate::registry::RegistryLimits { max_size: 1 << 20, ..Default::default() },
         Vec::new(),
     );

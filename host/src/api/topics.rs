@@ -196,7 +196,7 @@ mod tests {
         let databases = Arc::new(Databases::connect(&urls, &Default::default()).await.expect("databases"));
         let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
         let limits = RegistryLimits { max_size: 1 << 20, ..Default::default() };
-        let registry = Registry::new(store.clone(), sandbox.clone(), databases.names(), limits, Vec::new());
+        let registry = Registry::new(store.clone(), sandbox.clone(), databases.kinds(), limits, Vec::new());
         let branches = WasmBranches::new(registry.clone(), sandbox, databases, &store);
         let clock = ManualClock::new(Millis(1_700_000_000_000));
         let engine = Engine::new(store, Arc::new(branches.clone()), Arc::new(clock.clone()), EngineConfig::default());

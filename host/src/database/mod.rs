@@ -39,14 +39,18 @@
 //! values bind and decode there.
 
 mod barrier;
+mod kv;
 mod mysql;
 mod placeholders;
 mod postgres;
+mod redis;
 mod sqlite;
 mod statement;
 mod step_output;
 mod value;
 
+#[cfg(test)]
+mod redis_tests;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +63,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 pub use barrier::{BarrierKey, BarrierVerdict};
+pub use kv::{KvAnswer, KvOp, SetCondition};
 pub use value::{DbError, Rows, Value};
 
 use crate::model::{BranchId, DatabaseName, Gid};
@@ -177,13 +182,30 @@ pub struct Databases {
 impl Databases {
     /// Connects to each database in turn; the first failure names its database.
     pub async fn connect(urls: &BTreeMap<DatabaseName, String>, limits: &DbLimits) -> Result<Databases, DatabaseError> {
-        let mut by_name = BTreeMap::new();
+        let mut by_name: BTreeMap<DatabaseName, Database> = BTreeMap::new();
         for (name, url) in urls {
-            let db = Database::connect(url, limits).await.map_err(|e| DatabaseError::Named {
+            let named = |e| DatabaseError::Named {
                 name: name.clone(),
                 url: crate::config::redact_url(url),
                 source: Box::new(e),
-            })?;
+            };
+            let db = Database::connect_named(url, Some(name), limits).await.map_err(named)?;
+            if let Kind::Redis(redis) = &db.kind {
+                let (place, prefix) = redis.keyspace();
+                let shared = by_name.iter().find(|(_, other)| match &other.kind {
+                    Kind::Redis(o) => {
+                        o.keyspace().0 == place
+                            && (o.keyspace().1.starts_with(prefix) || prefix.starts_with(o.keyspace().1))
+                    }
+                    _ => false,
+                });
+                if let Some((other, _)) = shared {
+                    return Err(named(DatabaseError::Config(format!(
+                        "its keys (prefix {prefix:?} on {place}) overlap those of database {other}: give each binding \
+                         a prefix of its own (?prefix=…)"
+                    ))));
+                }
+            }
             by_name.insert(name.clone(), db);
         }
         Ok(Databases { by_name })
@@ -196,6 +218,11 @@ impl Databases {
     /// The bound names, sorted.
     pub fn names(&self) -> Vec<DatabaseName> {
         self.by_name.keys().cloned().collect()
+    }
+
+    /// The bound names with their kinds ([`Database::kind`]), sorted by name.
+    pub fn kinds(&self) -> Vec<(DatabaseName, &'static str)> {
+        self.by_name.iter().map(|(name, db)| (name.clone(), db.kind())).collect()
     }
 
     pub async fn close(&self) {
@@ -216,6 +243,7 @@ enum Kind {
     Sqlite(sqlite::SqliteDb),
     Postgres(postgres::PgDb),
     Mysql(mysql::MyDb),
+    Redis(redis::RedisDb),
 }
 
 impl fmt::Debug for Database {
@@ -235,28 +263,47 @@ impl Database {
     /// URL's account must be able to create databases, users and procedures
     /// (see `mysql.rs`); the business database is created if absent.
     pub async fn connect(url: &str, limits: &DbLimits) -> Result<Database, DatabaseError> {
+        Self::connect_named(url, None, limits).await
+    }
+
+    /// [`Database::connect`] for the binding `name`; `redis://…` takes its
+    /// default key prefixes from the name (see `redis.rs`).
+    pub async fn connect_named(
+        url: &str,
+        name: Option<&DatabaseName>,
+        limits: &DbLimits,
+    ) -> Result<Database, DatabaseError> {
         let kind = if url.starts_with("sqlite:") {
             Kind::Sqlite(sqlite::SqliteDb::connect(url, limits.clone()).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Kind::Postgres(postgres::PgDb::connect(url, limits.clone()).await?)
         } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
             Kind::Mysql(mysql::MyDb::connect(url, limits.clone()).await?)
+        } else if url.starts_with("redis://") || url.starts_with("rediss://") {
+            Kind::Redis(redis::RedisDb::connect(url, name.map(DatabaseName::as_str), limits.clone()).await?)
         } else {
             let scheme = url.split_once(':').map_or("(none)", |(s, _)| s);
             return Err(DatabaseError::Config(format!(
-                "unsupported scheme {scheme:?}: use sqlite:PATH, sqlite://PATH, postgres://… or mysql://…"
+                "unsupported scheme {scheme:?}: use sqlite:PATH, sqlite://PATH, postgres://…, mysql://… or redis://…"
             )));
         };
         Ok(Database { kind })
     }
 
-    /// "sqlite", "postgres" or "mysql".
+    /// "sqlite", "postgres", "mysql" or "redis".
     pub fn kind(&self) -> &'static str {
         match self.kind {
             Kind::Sqlite(_) => "sqlite",
             Kind::Postgres(_) => "postgres",
             Kind::Mysql(_) => "mysql",
+            Kind::Redis(_) => "redis",
         }
+    }
+
+    /// The WIT interface guests reach a database of `kind` through: `kv`
+    /// for Redis, `db` (SQL) for the others.
+    pub fn interface_of(kind: &str) -> &'static str {
+        if kind == "redis" { "kv" } else { "db" }
     }
 
     /// Runs one branch op in its own local transaction: enters the barrier for
@@ -279,11 +326,13 @@ impl Database {
             Kind::Sqlite(db) => db.run_branch(key, deadline, progress, work).await,
             Kind::Postgres(db) => db.run_branch(key, deadline, progress, work).await,
             Kind::Mysql(db) => db.run_branch(key, deadline, progress, work).await,
+            Kind::Redis(db) => db.run_branch(key, deadline, progress, work).await,
         }
     }
 
-    /// Why this database cannot run XA branches (SQLite; MySQL, for now;
-    /// Postgres with `max_prepared_transactions = 0`), or `None` when it can.
+    /// Why this database cannot run XA branches (SQLite; Postgres with
+    /// `max_prepared_transactions = 0`; MySQL whose URL's account cannot run
+    /// `XA RECOVER`), or `None` when it can.
     pub fn xa_refusal(&self) -> Option<String> {
         match &self.kind {
             Kind::Sqlite(_) => Some(
@@ -292,13 +341,18 @@ impl Database {
                     .to_owned(),
             ),
             Kind::Postgres(db) => db.xa_refusal(),
-            Kind::Mysql(_) => Some("XA branches need a Postgres business database for now".to_owned()),
+            Kind::Mysql(db) => db.xa_refusal(),
+            Kind::Redis(_) => Some(
+                "it is Redis, which cannot prepare a transaction; use saga, TCC or messages with a Redis database"
+                    .to_owned(),
+            ),
         }
     }
 
     /// An XA action: like [`Database::run_branch`] (no progress), but a
     /// [`Decision::Commit`] ends the local transaction with `PREPARE
-    /// TRANSACTION` under the branch's xid ([`xid`]), to be finished by
+    /// TRANSACTION` (MySQL: `XA PREPARE`) under the branch's xid ([`xid`];
+    /// on MySQL see `mysql::Xid`), to be finished by
     /// [`Database::finish_prepared`]. An action found already prepared is
     /// [`BranchRun::Skipped`] as a duplicate.
     pub async fn run_branch_prepared<T: Send + 'static>(
@@ -309,28 +363,34 @@ impl Database {
     ) -> Result<BranchRun<T>, RunError> {
         match &self.kind {
             Kind::Postgres(db) => db.run_branch_prepared(key, deadline, work).await,
-            Kind::Sqlite(_) | Kind::Mysql(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default()).into()),
+            Kind::Mysql(db) => db.run_branch_prepared(key, deadline, work).await,
+            Kind::Sqlite(_) | Kind::Redis(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default()).into()),
         }
     }
 
     /// XA's phase 2 for `key`'s branch: its op is `commit` (`COMMIT
-    /// PREPARED`) or `rollback` (`ROLLBACK PREPARED`, then the barrier's
-    /// rollback row so that a late action does nothing). Safe to repeat.
+    /// PREPARED`; MySQL: `XA COMMIT`) or `rollback` (`ROLLBACK PREPARED`;
+    /// MySQL: `XA ROLLBACK`; then the barrier's rollback row so that a late
+    /// action does nothing). Safe to repeat.
     pub async fn finish_prepared(&self, key: BarrierKey, deadline: Instant) -> Result<(), DbError> {
         match &self.kind {
             Kind::Postgres(db) => db.finish_prepared(key, deadline).await,
-            Kind::Sqlite(_) | Kind::Mysql(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default())),
+            Kind::Mysql(db) => db.finish_prepared(key, deadline).await,
+            Kind::Sqlite(_) | Kind::Redis(_) => Err(DbError::host(self.xa_refusal().unwrap_or_default())),
         }
     }
 
     /// The XA branches prepared in this database more than `older_than` ago
-    /// and still prepared, as (gid, branch id).
+    /// and still prepared, as (gid, branch id). MySQL keeps no prepare time:
+    /// see `mysql::MyDb::prepared_branches` for the age it takes instead
+    /// (never more than the real one).
     pub async fn prepared_branches(&self, older_than: Duration) -> Result<Vec<(Gid, BranchId)>, DbError> {
         match &self.kind {
             Kind::Postgres(db) => {
                 Ok(db.prepared_branches(older_than).await?.iter().filter_map(|x| parse_xid(x)).collect())
             }
-            Kind::Sqlite(_) | Kind::Mysql(_) => Ok(Vec::new()),
+            Kind::Mysql(db) => db.prepared_branches(older_than).await,
+            Kind::Sqlite(_) | Kind::Redis(_) => Ok(Vec::new()),
         }
     }
 
@@ -342,7 +402,8 @@ impl Database {
             Kind::Postgres(db) => {
                 db.end_prepared(&xid(gid, branch_id), commit, Instant::now() + Duration::from_secs(30)).await
             }
-            Kind::Sqlite(_) | Kind::Mysql(_) => Ok(false),
+            Kind::Mysql(db) => db.resolve_prepared(gid, branch_id, commit).await,
+            Kind::Sqlite(_) | Kind::Redis(_) => Ok(false),
         }
     }
 
@@ -357,6 +418,7 @@ impl Database {
             Kind::Sqlite(db) => db.query_prepared(key, deadline).await,
             Kind::Postgres(db) => db.query_prepared(key, deadline).await,
             Kind::Mysql(db) => db.query_prepared(key, deadline).await,
+            Kind::Redis(db) => db.query_prepared(key, deadline).await,
         }
     }
 
@@ -370,6 +432,7 @@ impl Database {
             Kind::Sqlite(db) => db.step_output(gid, branch_id).await,
             Kind::Postgres(db) => db.step_output(gid, branch_id).await,
             Kind::Mysql(db) => db.step_output(gid, branch_id).await,
+            Kind::Redis(db) => db.step_output(gid, branch_id).await,
         }
     }
 
@@ -384,6 +447,7 @@ impl Database {
             Kind::Sqlite(db) => db.run_local(deadline, work).await,
             Kind::Postgres(db) => db.run_local(deadline, work).await,
             Kind::Mysql(db) => db.run_local(deadline, work).await,
+            Kind::Redis(db) => db.run_local(deadline, work).await,
         }
     }
 
@@ -422,6 +486,9 @@ impl Database {
                         }
                         Command::RecordOutput(key, output, reply) => {
                             let _ = reply.send(tx.record_output(&key, &output).await);
+                        }
+                        Command::Kv(op, reply) => {
+                            let _ = reply.send(tx.kv(op).await);
                         }
                         Command::End(true) => return (Some(tx), Decision::Commit(())),
                         Command::End(false) => break,
@@ -468,8 +535,8 @@ impl Database {
         match &self.kind {
             Kind::Sqlite(db) => store.sqlite_file().is_some_and(|f| f.same_file(db.file())),
             Kind::Postgres(db) => store.postgres_place().is_some_and(|p| p == db.place()),
-            // The store has no MySQL backend.
-            Kind::Mysql(_) => false,
+            // The store has no MySQL or Redis backend.
+            Kind::Mysql(_) | Kind::Redis(_) => false,
         }
     }
 
@@ -479,6 +546,7 @@ impl Database {
             Kind::Sqlite(_) => {}
             Kind::Postgres(db) => db.close().await,
             Kind::Mysql(db) => db.close().await,
+            Kind::Redis(db) => db.close().await,
         }
     }
 }
@@ -491,6 +559,7 @@ impl Database {
             Kind::Sqlite(db) => db.barrier_rows(gid, branch).await,
             Kind::Postgres(db) => db.barrier_rows(gid, branch).await,
             Kind::Mysql(db) => db.barrier_rows(gid, branch).await,
+            Kind::Redis(db) => db.barrier_rows(gid, branch).await,
         }
     }
 }
@@ -523,6 +592,7 @@ enum TxInner {
     Sqlite(sqlite::SqliteTx),
     Postgres(postgres::PgTx),
     Mysql(mysql::MyTx),
+    Redis(redis::RedisTx),
     /// Statements forwarded to a transaction held by a task (see [`Database::begin`]).
     Remote(RemoteTx),
 }
@@ -536,6 +606,7 @@ enum Command {
     Execute(String, Vec<Value>, oneshot::Sender<Result<u64, DbError>>),
     Query(String, Vec<Value>, oneshot::Sender<Result<Rows, DbError>>),
     RecordOutput(BarrierKey, Vec<u8>, oneshot::Sender<Result<(), DbError>>),
+    Kv(KvOp, oneshot::Sender<Result<KvAnswer, DbError>>),
     End(bool),
 }
 
@@ -545,10 +616,15 @@ impl fmt::Debug for LocalTx {
             TxInner::Sqlite(_) => "sqlite",
             TxInner::Postgres(_) => "postgres",
             TxInner::Mysql(_) => "mysql",
+            TxInner::Redis(_) => "redis",
             TxInner::Remote(_) => "remote",
         };
         f.debug_struct("LocalTx").field("kind", &kind).finish_non_exhaustive()
     }
+}
+
+fn not_sql() -> DbError {
+    DbError::host("this module's database is Redis: reach it through the `kv` interface, not `db`".to_owned())
 }
 
 fn ended() -> DbError {
@@ -566,6 +642,7 @@ impl LocalTx {
             TxInner::Sqlite(tx) => tx.execute(sql, params),
             TxInner::Postgres(tx) => tx.execute(sql, params).await,
             TxInner::Mysql(tx) => tx.execute(sql, params).await,
+            TxInner::Redis(_) => Err(not_sql()),
             TxInner::Remote(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let command = Command::Execute(sql.to_owned(), params.to_vec(), reply);
@@ -582,6 +659,7 @@ impl LocalTx {
             TxInner::Sqlite(tx) => tx.query(sql, params, &self.budget)?,
             TxInner::Postgres(tx) => tx.query(sql, params, &self.budget).await?,
             TxInner::Mysql(tx) => tx.query(sql, params, &self.budget).await?,
+            TxInner::Redis(_) => return Err(not_sql()),
             TxInner::Remote(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let command = Command::Query(sql.to_owned(), params.to_vec(), reply);
@@ -610,12 +688,32 @@ impl LocalTx {
             TxInner::Sqlite(tx) => tx.record_output(key, output),
             TxInner::Postgres(tx) => tx.record_output(key, output).await,
             TxInner::Mysql(tx) => tx.record_output(key, output).await,
+            TxInner::Redis(tx) => {
+                tx.record_output(key, output);
+                Ok(())
+            }
             TxInner::Remote(tx) => {
                 let (reply, answer) = oneshot::channel();
                 let command = Command::RecordOutput(key.clone(), output.to_vec(), reply);
                 tx.commands.send(command).await.map_err(|_| ended())?;
                 answer.await.map_err(|_| ended())?
             }
+        }
+    }
+
+    /// Runs one operation of the `kv` interface (a Redis database only);
+    /// what it reads counts against the invocation's result limits.
+    pub async fn kv(&mut self, op: KvOp) -> Result<KvAnswer, DbError> {
+        match &mut self.inner {
+            TxInner::Redis(tx) => tx.apply(op, &mut self.budget).await,
+            TxInner::Remote(tx) => {
+                let (reply, answer) = oneshot::channel();
+                tx.commands.send(Command::Kv(op, reply)).await.map_err(|_| ended())?;
+                answer.await.map_err(|_| ended())?
+            }
+            TxInner::Sqlite(_) | TxInner::Postgres(_) | TxInner::Mysql(_) => Err(DbError::host(
+                "this module's database is an SQL database: reach it through the `db` interface, not `kv`".to_owned(),
+            )),
         }
     }
 

@@ -32,6 +32,14 @@ pub enum UploadError {
     TooLarge { size: usize, max: usize },
     #[error("database {0:?} is not bound on this server (bind it with --database NAME=URL)")]
     UnknownDatabase(String),
+    /// The module's store import does not fit its database's kind.
+    #[error(
+        "the module imports `wasmtx:runtime/{imported}`, but database {database:?} is {kind}, reached through \
+         `wasmtx:runtime/{wanted}`: build the module against world `{}` or bind it to a {} database",
+        if *wanted == "kv" { "kv-branch" } else { "branch" },
+        if *imported == "kv" { "Redis" } else { "SQL" }
+    )]
+    WrongStore { imported: &'static str, database: String, kind: &'static str, wanted: &'static str },
     #[error(transparent)]
     Compile(#[from] CompileError),
     #[error("compilation took longer than {0:?} (compile_timeout_secs); the module was not stored")]
@@ -104,7 +112,8 @@ pub struct Registry {
 struct Inner {
     store: Store,
     sandbox: Sandbox,
-    databases: Vec<DatabaseName>,
+    /// The names modules may bind to, with their kinds (`Database::kind`).
+    databases: Vec<(DatabaseName, &'static str)>,
     limits: RegistryLimits,
     /// Hosts the operator lets modules reach over HTTP (`http_allow`).
     http_allow: Arc<[HostRule]>,
@@ -152,7 +161,7 @@ impl Registry {
     pub fn new(
         store: Store,
         sandbox: Sandbox,
-        databases: Vec<DatabaseName>,
+        databases: Vec<(DatabaseName, &'static str)>,
         limits: RegistryLimits,
         http_allow: Vec<HostRule>,
     ) -> Self {
@@ -203,9 +212,9 @@ impl Registry {
         if bytes.len() > max {
             return Err(UploadError::TooLarge { size: bytes.len(), max });
         }
-        if !self.inner.databases.contains(&database) {
+        let Some(&(_, kind)) = self.inner.databases.iter().find(|(name, _)| *name == database) else {
             return Err(UploadError::UnknownDatabase(database.to_string()));
-        }
+        };
         let digest = Digest::of(&bytes);
         let cached = self.cell(&digest).get().cloned();
         let (compiled, bytes) = match cached {
@@ -215,6 +224,10 @@ impl Registry {
                 Compilation::TimedOut(t) => UploadError::CompileTimeout(t),
             })?,
         };
+        let wanted = crate::database::Database::interface_of(kind);
+        if let Some(imported) = compiled.store_interface().filter(|i| *i != wanted) {
+            return Err(UploadError::WrongStore { imported, database: database.to_string(), kind, wanted });
+        }
         if compiled.world() == "workflow" {
             if instance_reuse.is_some() {
                 return Err(UploadError::NotForWorkflows("reuse"));

@@ -10,6 +10,22 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+/// The `kv-branch` world: only its `kv` import is used (added to the branch
+/// linker beside `db`); its export is the `branch` world's `handler`.
+pub mod kv_branch {
+    wasmtime::component::bindgen!({
+        world: "kv-branch",
+        path: "../wit",
+        with: {
+            "wasmtx:runtime/types": super::wasmtx::runtime::types,
+            "wasmtx:runtime/log": super::wasmtx::runtime::log,
+            "wasmtx:runtime/handler": super::exports::wasmtx::runtime::handler,
+        },
+        imports: { default: async },
+        exports: { default: async },
+    });
+}
+
 /// The `workflow` world: `steps` is new here; `types` and `log` are the
 /// `branch` world's bindings, so one host `log` serves both.
 pub mod workflow {

@@ -25,6 +25,7 @@ mod bindings;
 mod clocks;
 mod db;
 mod http;
+mod kv;
 mod limits;
 mod log;
 mod workflow;
@@ -62,6 +63,12 @@ pub enum CompileError {
     Invalid(String),
     #[error("the component does not implement the `wasmtx:runtime/branch` world: {0}")]
     WorldMismatch(String),
+    /// It imports both `db` and `kv`: a module is bound to one database.
+    #[error(
+        "the component imports both `wasmtx:runtime/db` and `wasmtx:runtime/kv`; a module is bound to one database, \
+         so build it against world `branch` (SQL databases) or `kv-branch` (Redis)"
+    )]
+    BothStores,
     /// It imports `steps` but does not fit the `workflow` world.
     #[error(
         "the component imports `wasmtx:runtime/steps` but does not implement the `wasmtx:runtime/workflow` world: {0}"
@@ -87,6 +94,8 @@ pub enum InvokeError {
 #[derive(Clone)]
 pub struct Compiled {
     kind: Kind,
+    /// The store interface it imports: `db`, `kv`, or neither.
+    store: Option<&'static str>,
 }
 
 #[derive(Clone)]
@@ -96,6 +105,12 @@ enum Kind {
 }
 
 impl Compiled {
+    /// The store interface it imports (`db` or `kv`), if any; a module
+    /// may run only against a database reached through it.
+    pub fn store_interface(&self) -> Option<&'static str> {
+        self.store
+    }
+
     /// The WIT world it implements: `branch` or `workflow`.
     pub fn world(&self) -> &'static str {
         match self.kind {
@@ -402,6 +417,7 @@ impl Sandbox {
         let mut linker = wasi_linker()?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         bindings::Branch::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        bindings::kv_branch::wasmtx::runtime::kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let mut workflow_linker = wasi_linker()?;
         bindings::workflow::Workflow::add_to_linker::<_, HasSelf<_>>(&mut workflow_linker, |s| s)?;
 
@@ -464,20 +480,30 @@ impl Sandbox {
         }
         let component =
             Component::new(&self.inner.engine, bytes).map_err(|e| CompileError::Invalid(format!("{e:#}")))?;
-        let workflow = component
-            .component_type()
-            .imports(&self.inner.engine)
-            .any(|(name, _)| name.starts_with("wasmtx:runtime/steps"));
-        if workflow {
+        let imports: Vec<String> =
+            component.component_type().imports(&self.inner.engine).map(|(name, _)| name.to_owned()).collect();
+        let imports_interface = |interface: &str| {
+            imports.iter().any(|name| {
+                name.strip_prefix("wasmtx:runtime/")
+                    .is_some_and(|rest| rest == interface || rest.starts_with(&format!("{interface}@")))
+            })
+        };
+        if imports_interface("steps") {
             let mismatch = |e: wasmtime::Error| CompileError::WorkflowMismatch(format!("{e:#}"));
             let pre = self.inner.workflow_linker.instantiate_pre(&component).map_err(mismatch)?;
             let pre = bindings::workflow::WorkflowPre::new(pre).map_err(mismatch)?;
-            return Ok(Compiled { kind: Kind::Workflow(pre) });
+            return Ok(Compiled { kind: Kind::Workflow(pre), store: None });
         }
+        let store = match (imports_interface("db"), imports_interface("kv")) {
+            (true, true) => return Err(CompileError::BothStores),
+            (true, false) => Some("db"),
+            (false, true) => Some("kv"),
+            (false, false) => None,
+        };
         let pre =
             self.inner.linker.instantiate_pre(&component).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
         let pre = bindings::BranchPre::new(pre).map_err(|e| CompileError::WorldMismatch(format!("{e:#}")))?;
-        Ok(Compiled { kind: Kind::Branch(pre) })
+        Ok(Compiled { kind: Kind::Branch(pre), store })
     }
 
     /// Asks the module which functions it exports (`handler.functions`); a

@@ -40,6 +40,8 @@ const EXAMPLES: &[Example] = &[
     Example { example: "transfer", lang: Lang::Python, dir: "examples/transfer/python" },
     Example { example: "transfer", lang: Lang::Js, dir: "examples/transfer/js" },
     Example { example: "transfer", lang: Lang::C, dir: "examples/transfer/c" },
+    // World `kv-branch`: the transfer over Redis keys.
+    Example { example: "transfer-redis", lang: Lang::Rust, dir: "examples/transfer-redis/rust" },
     // World `workflow`: calls the transfer module's functions, uploaded as `bank`.
     Example { example: "transfer-workflow", lang: Lang::Rust, dir: "examples/transfer-workflow/rust" },
     // Not an example: the sandbox's test guest.
