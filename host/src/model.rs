@@ -157,7 +157,7 @@ impl BranchId {
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         #[serde(rename_all = "snake_case")]
         pub enum $name { $($variant),+ }
 
@@ -329,7 +329,7 @@ impl ModuleName {
 }
 
 /// Per-transaction options (all optional in the API).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Options {
     /// Abort (and compensate) a saga still running this many seconds after creation.
@@ -349,8 +349,9 @@ pub struct Options {
     /// `deadline_ms` (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<u64>,
-    /// Headers handed to every branch in its context.
+    /// Headers handed to every branch in its context, as `[name, value]` pairs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub branch_headers: Vec<(String, String)>,
     /// A saga whose actions run at once as soon as their prerequisites
     /// (`orders`) have succeeded, and whose compensations run in reverse

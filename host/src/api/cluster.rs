@@ -4,10 +4,12 @@
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
+use utoipa::ToSchema;
 
+use super::error::ErrorEnvelope;
 use super::{ApiError, AppState, time};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClusterView {
     /// The node id of the instance that answered.
     node: String,
@@ -15,7 +17,7 @@ pub struct ClusterView {
     instances: Vec<InstanceView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InstanceView {
     node: String,
     version: String,
@@ -25,6 +27,19 @@ pub struct InstanceView {
     in_flight: u64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/cluster",
+    operation_id = "get_cluster",
+    tag = "cluster",
+    responses(
+        (status = 200, description = "The instances serving this store", body = ClusterView),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn get(State(state): State<AppState>) -> Result<Json<ClusterView>, ApiError> {
     let instances = state.engine.cluster().await?;
     Ok(Json(ClusterView {

@@ -6,14 +6,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorEnvelope;
 use super::{ApiError, AppState, body_error, time};
 use crate::branch::CallError;
 use crate::model::{DatabaseName, ModuleName, ModuleRecord};
 use crate::sandbox::InvokeError;
 use axum::extract::rejection::BytesRejection;
 
-#[derive(Debug, Serialize)]
+/// One module version, as uploaded.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModuleView {
     pub name: String,
     pub digest: String,
@@ -25,8 +28,22 @@ pub struct ModuleView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub http_hosts: Vec<String>,
     pub size: u64,
+    /// RFC 3339.
     pub created_at: String,
 }
+
+/// `GET /v1/modules`: the current version of each module.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModuleList {
+    pub modules: Vec<ModuleView>,
+}
+
+/// Raw bytes: a component's in an upload, a function's output that is not JSON.
+/// Only its schema is used.
+#[allow(dead_code)]
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct RawBytes(Vec<u8>);
 
 impl From<ModuleRecord> for ModuleView {
     fn from(m: ModuleRecord) -> Self {
@@ -44,9 +61,12 @@ impl From<ModuleRecord> for ModuleView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadParams {
+    /// The business database it runs on (default `default`).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     database: Option<String>,
     /// Reuse each instance for up to this many invocations (opt-in).
     reuse: Option<u32>,
@@ -54,6 +74,28 @@ pub struct UploadParams {
     http: Option<String>,
 }
 
+/// Uploads a component: compiled and asked for its functions before it
+/// becomes the module's current version.
+#[utoipa::path(
+    put,
+    path = "/v1/modules/{name}",
+    operation_id = "upload_module",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$"), UploadParams),
+    request_body(content = inline(RawBytes), content_type = "application/octet-stream"),
+    responses(
+        (status = 201, description = "Uploaded: the module's new current version", body = ModuleView),
+        (status = 400, description = "`invalid_name`, `invalid_query`, `invalid_database`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`: over the module size limit", body = ErrorEnvelope),
+        (status = 422, description = "Not a usable component: `empty_upload`, `not_wasm`, `core_module`, \
+            `invalid_component`, `world_mismatch`, `unknown_database`, `wrong_store`, `invalid_reuse`, \
+            `invalid_http_host`, `not_for_workflows`, `compile_timeout`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn upload(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -78,17 +120,77 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/modules",
+    operation_id = "list_modules",
+    tag = "modules",
+    responses(
+        (status = 200, description = "The current version of each module", body = ModuleList),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<ModuleList>, ApiError> {
     let modules: Vec<ModuleView> = state.registry.list().await?.into_iter().map(Into::into).collect();
-    Ok(Json(serde_json::json!({ "modules": modules })))
+    Ok(Json(ModuleList { modules }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/modules/{name}",
+    operation_id = "get_module",
+    tag = "modules",
+    params(("name" = String, Path, description = "The module's name", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")),
+    responses(
+        (status = 200, description = "The module's current version", body = ModuleView),
+        (status = 400, description = "`invalid_name`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_module`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<ModuleView>, ApiError> {
     Ok(Json(current(&state, &name).await?.into()))
 }
 
 /// Runs one function once, in its own local transaction, outside any global
 /// transaction. Output that is JSON is returned as JSON.
+#[utoipa::path(
+    post,
+    path = "/v1/modules/{name}/call/{function}",
+    operation_id = "call_function",
+    tag = "modules",
+    params(
+        ("name" = String, Path, description = "The module's name", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$"),
+        ("function" = String, Path, description = "One of the functions it exports"),
+    ),
+    request_body(
+        content = Option<serde_json::Value>,
+        content_type = "application/json",
+        description = "The payload (none: `null`)",
+    ),
+    responses(
+        (status = 200, description = "What the function returned: JSON, or bytes when it is not JSON", content(
+            (serde_json::Value = "application/json"),
+            (inline(RawBytes) = "application/octet-stream"),
+        )),
+        (status = 400, description = "`invalid_name`, `invalid_json`, `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_module`, `unknown_function`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`, `payload_too_large`", body = ErrorEnvelope),
+        (status = 422, description = "`branch_failure` (the guest refused), `guest_trap` (a trap or a limit)",
+            body = ErrorEnvelope),
+        (status = 500, description = "`internal`, `unknown_database`", body = ErrorEnvelope),
+        (status = 503, description = "`branch_retry` (the guest asked to be retried), `unavailable`, \
+            `store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn call(
     State(state): State<AppState>,
     Path((name, function)): Path<(String, String)>,

@@ -12,13 +12,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::error::ErrorEnvelope;
 use super::{ApiError, AppState, body_error};
 use crate::model::ModuleName;
 use crate::store::{Subscriber, TopicName};
 
 /// The body of `PUT` and `DELETE /v1/topics/{name}/subscribers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriberRequest {
     module: String,
@@ -26,7 +28,7 @@ pub struct SubscriberRequest {
 }
 
 /// A subscription, as `PUT` answers it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionView {
     topic: String,
     module: String,
@@ -35,7 +37,7 @@ pub struct SubscriptionView {
 
 /// One subscriber in a topic's list: a module's function, or the URL a DTM
 /// client subscribed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriberView {
     #[serde(skip_serializing_if = "Option::is_none")]
     module: Option<String>,
@@ -46,14 +48,45 @@ pub struct SubscriberView {
 }
 
 /// A topic and its subscribers, in subscription order.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TopicView {
     name: String,
     subscribers: Vec<SubscriberView>,
 }
 
+/// Every topic that has subscribers, by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopicList {
+    topics: Vec<TopicView>,
+}
+
+/// What `DELETE` answers: the subscription is gone.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removed {
+    removed: bool,
+}
+
 /// Subscribes a module's function: `201` when added, `200` when it was
 /// subscribed already (the same body either way, so a retry is harmless).
+#[utoipa::path(
+    put,
+    path = "/v1/topics/{name}/subscribers",
+    operation_id = "subscribe",
+    tag = "topics",
+    params(("name" = String, Path, description = "The topic's name", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    request_body(content = SubscriberRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Subscribed already", body = SubscriptionView),
+        (status = 201, description = "Subscribed", body = SubscriptionView),
+        (status = 400, description = "`invalid_name`, `invalid_request`, `unknown_module`, `unknown_function`, \
+            `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn subscribe(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -83,11 +116,29 @@ pub async fn subscribe(
 
 /// Unsubscribes a module's function (whether or not the module still
 /// exports it): `404` if it was not subscribed.
+#[utoipa::path(
+    delete,
+    path = "/v1/topics/{name}/subscribers",
+    operation_id = "unsubscribe",
+    tag = "topics",
+    params(("name" = String, Path, description = "The topic's name", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    request_body(content = SubscriberRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Unsubscribed", body = Removed),
+        (status = 400, description = "`invalid_name`, `invalid_request`, `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: it was not subscribed", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn unsubscribe(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Removed>, ApiError> {
     let topic = topic_name(&name)?;
     let (module, function) = request(body)?;
     if !state.engine.store().remove_subscriber(&topic, &module, &function).await? {
@@ -97,16 +148,45 @@ pub async fn unsubscribe(
         ));
     }
     tracing::info!(%topic, %module, function, "unsubscribed");
-    Ok(Json(serde_json::json!({ "removed": true })))
+    Ok(Json(Removed { removed: true }))
 }
 
 /// Every topic that has subscribers, by name.
-pub async fn list(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/topics",
+    operation_id = "list_topics",
+    tag = "topics",
+    responses(
+        (status = 200, description = "Every topic that has subscribers", body = TopicList),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
+pub async fn list(State(state): State<AppState>) -> Result<Json<TopicList>, ApiError> {
     let topics = group(state.engine.store().topics().await?);
-    Ok(Json(serde_json::json!({ "topics": topics })))
+    Ok(Json(TopicList { topics }))
 }
 
 /// One topic; `404` when it has no subscribers.
+#[utoipa::path(
+    get,
+    path = "/v1/topics/{name}",
+    operation_id = "get_topic",
+    tag = "topics",
+    params(("name" = String, Path, description = "The topic's name", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    responses(
+        (status = 200, description = "The topic's subscribers, in subscription order", body = TopicView),
+        (status = 400, description = "`invalid_name`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`not_found`: the topic has no subscribers", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<TopicView>, ApiError> {
     let topic = topic_name(&name)?;
     let subscribers = state.engine.store().subscribers(&topic).await?;
