@@ -5,6 +5,8 @@
 //! the prefix `wasmtx_` on SQLite (`wasmtx_transactions`), the names guest
 //! SQL can never reach on either.
 
+use super::alerts::AlertCondition;
+
 /// Every statement, with the backend's table prefix filled in.
 pub(super) struct Sql {
     pub insert_blob: String,
@@ -55,6 +57,21 @@ pub(super) struct Sql {
     pub signal_target: String,
     /// Makes a transaction due by `$2` at the latest (a signal's wake-up).
     pub wake: String,
+    /// Unfinished transactions with more than `$1` attempts (theirs or an
+    /// op's) and no `retries` alert, oldest first, at most `$2`.
+    pub alert_retries: String,
+    /// Unfinished transactions created before `$1` with no `unfinished`
+    /// alert, oldest first, at most `$2`.
+    pub alert_unfinished: String,
+    /// Claims alert `$2` of `$1` at `$3`: one row affected if added, none if
+    /// it was claimed already or the transaction is gone.
+    pub claim_alert: String,
+    pub unclaim_alert: String,
+    /// The ids of at most `$2` transactions finished before `$1`, finished
+    /// longest ago first (each backend deletes them in its own way).
+    pub finished_before: String,
+    /// One transaction's history (SQLite; Postgres deletes many at once).
+    pub delete_history: String,
     /// Table names, for statements built per call ([`Sql::list_filtered`]).
     transactions: String,
     ops: String,
@@ -71,6 +88,10 @@ pub struct ListFilter {
     pub cursor: Option<String>,
     pub limit: u32,
 }
+
+/// The statuses of unfinished transactions, as SQL (see
+/// [`Sql::alert_retries`]): the complement of `succeeded` and `failed`.
+pub(super) const UNFINISHED_STATUSES: &str = "'prepared', 'submitted', 'aborting'";
 
 /// Columns of `history` after its id, in the order row decoding expects.
 pub(super) const HISTORY_COLUMNS: &str = "gid, at, kind, branch_id, op, attempt, outcome, detail, duration_ms, actor";
@@ -112,6 +133,22 @@ impl Sql {
         let subscribers = t("topic_subscribers");
         let instances = t("instances");
         let (journal, signals) = (t("journal"), t("signals"));
+        let alerts = t("alerts");
+        // The columns of `AlertCandidateRow`, for the transactions `t` without
+        // an alert of the condition; the non-final statuses are named so that
+        // the `(status, id)` index serves the scan.
+        let alert_candidates = |condition: AlertCondition, when: &str| {
+            format!(
+                "SELECT t.gid, t.mode, t.status, t.attempts, \
+                 (SELECT MAX(o.attempts) FROM {ops} o WHERE o.gid = t.gid) AS op_attempts, \
+                 t.created_at, t.last_error, \
+                 (SELECT o.last_error FROM {ops} o WHERE o.gid = t.gid AND o.last_error IS NOT NULL \
+                  ORDER BY o.attempts DESC, o.id DESC LIMIT 1) AS op_error \
+                 FROM {transactions} t WHERE t.status IN ({UNFINISHED_STATUSES}) AND {when} \
+                 AND NOT EXISTS (SELECT 1 FROM {alerts} a WHERE a.gid = t.gid AND a.condition = '{condition}') \
+                 ORDER BY t.id LIMIT $2"
+            )
+        };
         let op_insert = format!(
             "INSERT INTO {ops} (gid, branch_id, op, module, digest, database, function, payload, status, attempts, \
              last_error, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -220,6 +257,21 @@ impl Sql {
                 "UPDATE {transactions} SET next_due = CASE WHEN next_due IS NOT NULL AND next_due <= $2 \
                  THEN next_due ELSE $2 END WHERE gid = $1"
             ),
+            alert_retries: alert_candidates(
+                AlertCondition::Retries,
+                &format!("(t.attempts > $1 OR EXISTS (SELECT 1 FROM {ops} o WHERE o.gid = t.gid AND o.attempts > $1))"),
+            ),
+            alert_unfinished: alert_candidates(AlertCondition::Unfinished, "t.created_at < $1"),
+            claim_alert: format!(
+                "INSERT INTO {alerts} (gid, condition, sent_at) SELECT $1, $2, $3 \
+                 WHERE EXISTS (SELECT 1 FROM {transactions} WHERE gid = $1) ON CONFLICT (gid, condition) DO NOTHING"
+            ),
+            unclaim_alert: format!("DELETE FROM {alerts} WHERE gid = $1 AND condition = $2"),
+            finished_before: format!(
+                "SELECT id FROM {transactions} WHERE finished_at IS NOT NULL AND finished_at < $1 \
+                 ORDER BY finished_at LIMIT $2"
+            ),
+            delete_history: format!("DELETE FROM {history} WHERE gid = $1"),
             transactions,
             ops,
         }

@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, Row};
 
+use super::alerts::{AlertCandidate, AlertCandidateRow, AlertCondition};
 use super::instances::{Instance, InstanceRow};
 use super::queries::{ListFilter, Sql};
 use super::topics::SubscriberRow;
@@ -32,8 +33,13 @@ use crate::sqlite::{SqliteError, SqliteFile, Writer, bind_numbered};
 
 static SQL: LazyLock<Sql> = LazyLock::new(|| Sql::new("main.wasmtx_"));
 
+/// Deletes the transactions [`Sql::finished_before`] picks, returning their gids.
+static DELETE_FINISHED: LazyLock<String> = LazyLock::new(|| {
+    format!("DELETE FROM main.wasmtx_transactions WHERE id IN ({}) RETURNING gid", SQL.finished_before)
+});
+
 /// The schema this code reads and writes, and the steps to each version.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 const SCHEMA_V1: &str = include_str!("../../migrations/sqlite/0001_coordinator.sql");
 const UPGRADE_FROM_SQLX: &str = include_str!("../../migrations/sqlite/upgrade_from_sqlx.sql");
 const SCHEMA_V2: &str = include_str!("../../migrations/sqlite/0002_http_hosts.sql");
@@ -41,6 +47,7 @@ const SCHEMA_V3: &str = include_str!("../../migrations/sqlite/0003_history.sql")
 const SCHEMA_V4: &str = include_str!("../../migrations/sqlite/0004_topics.sql");
 const SCHEMA_V5: &str = include_str!("../../migrations/sqlite/0005_instances.sql");
 const SCHEMA_V6: &str = include_str!("../../migrations/sqlite/0006_workflows.sql");
+const SCHEMA_V7: &str = include_str!("../../migrations/sqlite/0007_alerts.sql");
 
 #[derive(Clone)]
 pub(super) struct SqliteStore {
@@ -343,6 +350,60 @@ impl SqliteStore {
             .map_err(file_error)?
     }
 
+    pub(super) async fn alert_candidates(
+        &self,
+        retries: u32,
+        unfinished_before: Millis,
+        limit: u32,
+    ) -> Result<Vec<AlertCandidate>, StoreError> {
+        self.file
+            .read(move |conn| {
+                let limit = limit_i64(limit);
+                let mut candidates = Vec::new();
+                for (condition, sql, bound) in [
+                    (AlertCondition::Retries, &SQL.alert_retries, i64::from(retries)),
+                    (AlertCondition::Unfinished, &SQL.alert_unfinished, unfinished_before.0),
+                ] {
+                    for row in query(conn, sql, &[&bound, &limit], AlertCandidateRow::from_sqlite)? {
+                        candidates.push(row.decode(condition)?);
+                    }
+                }
+                Ok(candidates)
+            })
+            .await
+            .map_err(file_error)?
+    }
+
+    pub(super) async fn claim_alert(
+        &self,
+        gid: &Gid,
+        condition: AlertCondition,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let gid = gid.clone();
+        self.write(move |conn| Ok(execute(conn, &SQL.claim_alert, &[&gid.as_str(), &condition.as_str(), &at.0])? > 0))
+            .await
+    }
+
+    pub(super) async fn unclaim_alert(&self, gid: &Gid, condition: AlertCondition) -> Result<(), StoreError> {
+        let gid = gid.clone();
+        self.write(move |conn| execute(conn, &SQL.unclaim_alert, &[&gid.as_str(), &condition.as_str()]).map(|_| ()))
+            .await
+    }
+
+    /// One write job: the cascade takes ops, journal, signals and alerts;
+    /// history has no foreign key and goes gid by gid.
+    pub(super) async fn delete_finished_before(&self, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let gids = query(conn, &DELETE_FINISHED, &[&cutoff.0, &limit_i64(limit)], |r| r.get::<_, String>(0))?;
+            for gid in &gids {
+                execute(conn, &SQL.delete_history, &[&gid.as_str()])?;
+            }
+            Ok(gids.len() as u64)
+        })
+        .await
+    }
+
     pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
         let (record, bytes) = (record.clone(), bytes.to_vec());
         self.write(move |conn| {
@@ -535,7 +596,8 @@ fn migrate(w: &Writer) -> Result<(), StoreError> {
             3 => SCHEMA_V3,
             4 => SCHEMA_V4,
             5 => SCHEMA_V5,
-            _ => SCHEMA_V6,
+            6 => SCHEMA_V6,
+            _ => SCHEMA_V7,
         };
         conn.execute_batch(step).map_err(|e| StoreError::Config(format!("applying schema version {next}: {e}")))?;
         conn.pragma_update(None, "user_version", next).map_err(sql_error)?;
@@ -788,6 +850,21 @@ impl SignalTargetRow {
             lease_owner: r.get(2)?,
             lease_expires: r.get(3)?,
             epoch: r.get(4)?,
+        })
+    }
+}
+
+impl AlertCandidateRow {
+    fn from_sqlite(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            gid: r.get(0)?,
+            mode: r.get(1)?,
+            status: r.get(2)?,
+            attempts: r.get(3)?,
+            op_attempts: r.get(4)?,
+            created_at: r.get(5)?,
+            last_error: r.get(6)?,
+            op_error: r.get(7)?,
         })
     }
 }

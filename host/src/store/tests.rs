@@ -5,7 +5,10 @@
 
 use std::collections::HashSet;
 
-use super::{Created, Lease, ListFilter, Parked, Progress, SignalSent, Store, StoreError, Subscriber, TopicName};
+use super::{
+    AlertCandidate, AlertCondition, Created, Lease, ListFilter, Parked, Progress, SignalSent, Store, StoreError,
+    Subscriber, TopicName,
+};
 use crate::model::{
     BranchId, BranchOp, DatabaseName, Digest, Gid, HistoryEntry, JournalEntry, Millis, Mode, ModuleName, ModuleRecord,
     Op, OpStatus, Options, Status, StepAnswer, StepCall, StepTarget, Target, Transaction, TransactionState,
@@ -81,6 +84,10 @@ on_both_backends!(
     park_of_a_create_is_refused,
     a_signal_racing_a_park_is_either_seen_by_the_park_or_wakes_the_workflow,
     journal_and_signals_go_with_their_transaction,
+    alert_candidates_are_unfinished_transactions_over_the_retries_or_too_old_without_a_claim,
+    an_alert_is_claimed_once_and_a_claim_given_back_makes_it_a_candidate_again,
+    concurrent_claims_of_one_alert_have_one_winner,
+    delete_finished_before_takes_old_finished_transactions_with_everything_stored_about_them,
 );
 
 // ---------------------------------------------------------------------------
@@ -1391,4 +1398,198 @@ fn a_branch_commit_on_postgres_refuses_to_carry_journal_entries() {
         matches!(&journaled, Err(StoreError::Config(m)) if m.contains("written by its driver")),
         "expected a refusal, got {journaled:?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Alerts and retention
+// ---------------------------------------------------------------------------
+
+/// `state` finished as `status` at `finished_at`.
+fn finished(mut state: TransactionState, status: Status, finished_at: Millis) -> TransactionState {
+    state.transaction.status = status;
+    state.transaction.next_due = None;
+    state.transaction.finished_at = Some(finished_at);
+    state
+}
+
+async fn candidates(
+    store: &Store,
+    retries: u32,
+    unfinished_before: Millis,
+    limit: u32,
+) -> Vec<(AlertCondition, String)> {
+    let found = store.alert_candidates(retries, unfinished_before, limit).await.expect("alert_candidates");
+    found.into_iter().map(|c| (c.condition, c.gid.to_string())).collect()
+}
+
+async fn alert_candidates_are_unfinished_transactions_over_the_retries_or_too_old_without_a_claim(url: String) {
+    let store = open(&url).await;
+    let recent = at(60_000);
+    let mut op_retried = saga("op-retried", recent);
+    op_retried.ops[2].attempts = 11;
+    op_retried.ops[2].last_error = Some("bank said 503".to_owned());
+    op_retried.ops[0].attempts = 3;
+    op_retried.ops[0].last_error = Some("an older error".to_owned());
+    let mut tx_retried = with_status(saga("tx-retried", recent), Status::Aborting);
+    tx_retried.transaction.attempts = 12;
+    tx_retried.transaction.last_error = Some("timed out".to_owned());
+    let mut at_the_limit = saga("at-the-limit", recent);
+    at_the_limit.ops[0].attempts = 10;
+    let mut failed = finished(saga("failed", T0), Status::Failed, at(1));
+    failed.ops[0].attempts = 50;
+    let old = with_status(saga("old", T0), Status::Prepared);
+    let old_done = finished(saga("old-done", T0), Status::Succeeded, at(2));
+    for state in [&op_retried, &tx_retried, &at_the_limit, &failed, &old, &old_done] {
+        create(&store, state).await;
+    }
+
+    let found = store.alert_candidates(10, at(30_000), 100).await.expect("alert_candidates");
+
+    let expect = |condition, state: &TransactionState, attempts, last_error: Option<&str>| AlertCandidate {
+        condition,
+        gid: state.transaction.gid.clone(),
+        mode: state.transaction.mode,
+        status: state.transaction.status,
+        attempts,
+        created_at: state.transaction.created_at,
+        last_error: last_error.map(str::to_owned),
+    };
+    assert_eq!(
+        found,
+        [
+            expect(AlertCondition::Retries, &op_retried, 11, Some("bank said 503")),
+            expect(AlertCondition::Retries, &tx_retried, 12, Some("timed out")),
+            expect(AlertCondition::Unfinished, &old, 0, None),
+        ]
+    );
+    assert_eq!(
+        candidates(&store, 10, at(60_001), 1).await,
+        [(AlertCondition::Retries, "op-retried".to_owned()), (AlertCondition::Unfinished, "op-retried".to_owned())],
+        "at most `limit` of each condition, oldest first"
+    );
+    assert_eq!(candidates(&store, 20, T0, 100).await, [], "nothing over 20 attempts, nothing created before T0");
+}
+
+async fn an_alert_is_claimed_once_and_a_claim_given_back_makes_it_a_candidate_again(url: String) {
+    let store = open(&url).await;
+    let mut stuck = saga("stuck", T0);
+    stuck.ops[0].attempts = 11;
+    create(&store, &stuck).await;
+    let both = [(AlertCondition::Retries, "stuck".to_owned()), (AlertCondition::Unfinished, "stuck".to_owned())];
+    assert_eq!(candidates(&store, 10, at(1), 10).await, both);
+
+    assert!(store.claim_alert(&gid("stuck"), AlertCondition::Retries, at(5)).await.expect("claim"));
+    assert!(!store.claim_alert(&gid("stuck"), AlertCondition::Retries, at(6)).await.expect("claim again"));
+    assert_eq!(
+        candidates(&store, 10, at(1), 10).await,
+        [(AlertCondition::Unfinished, "stuck".to_owned())],
+        "a claim hides only its own condition"
+    );
+    let reopened = open(&url).await;
+    assert!(!reopened.claim_alert(&gid("stuck"), AlertCondition::Retries, at(7)).await.expect("claim after restart"));
+
+    store.unclaim_alert(&gid("stuck"), AlertCondition::Retries).await.expect("unclaim");
+    assert_eq!(candidates(&store, 10, at(1), 10).await, both);
+    assert!(store.claim_alert(&gid("stuck"), AlertCondition::Retries, at(8)).await.expect("claim once more"));
+    assert!(!store.claim_alert(&gid("unknown"), AlertCondition::Retries, at(8)).await.expect("claim unknown"));
+    assert_eq!(count(&store, "alerts").await, 1, "nothing claimed for an unknown gid");
+}
+
+/// Instances sharing a store: of many claimers of one alert, exactly one sends.
+async fn concurrent_claims_of_one_alert_have_one_winner(url: String) {
+    let store = open(&url).await;
+    create(&store, &saga("stuck", T0)).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_alert(&gid("stuck"), AlertCondition::Unfinished, at(i)).await })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        won += u32::from(task.await.expect("task").expect("claim"));
+    }
+    assert_eq!(won, 1);
+}
+
+async fn delete_finished_before_takes_old_finished_transactions_with_everything_stored_about_them(url: String) {
+    let store = open(&url).await;
+    create(&store, &finished(saga("old-1", T0), Status::Succeeded, at(100))).await;
+    create(&store, &finished(saga("old-2", T0), Status::Failed, at(300))).await;
+    create(&store, &finished(saga("recent", T0), Status::Succeeded, at(5_000))).await;
+    create(&store, &saga("running", T0)).await;
+    // A workflow with a journal, a signal and an alert, then finished.
+    create(&store, &workflow("old-wf", T0)).await;
+    let lease = claim(&store, "old-wf", "node-a", T0, at(10_000)).await.expect("claim");
+    let tx = load(&store, "old-wf").await.transaction;
+    store.write(&save_with(&lease, &tx, false, vec![entry(1, 1)])).await.expect("save");
+    signal(&store, "old-wf", "approve", b"yes", at(1)).await;
+    assert!(store.claim_alert(&gid("old-wf"), AlertCondition::Unfinished, at(2)).await.expect("claim alert"));
+    let done = Transaction { status: Status::Succeeded, next_due: None, finished_at: Some(at(200)), ..tx };
+    store.save_and_release(&lease, &done, &[]).await.expect("finish");
+    for id in ["old-1", "old-2", "old-wf", "recent", "running"] {
+        store.append_history(&[HistoryEntry::new(&gid(id), at(1), "created")]).await.expect("history");
+    }
+    assert!(store.claim_alert(&gid("running"), AlertCondition::Unfinished, at(2)).await.expect("claim alert"));
+
+    // Two at a time, finished longest ago first.
+    assert_eq!(store.delete_finished_before(at(1_000), 2).await.expect("delete"), 2);
+    assert!(store.load(&gid("old-1")).await.expect("load").is_none());
+    assert!(store.load(&gid("old-wf")).await.expect("load").is_none());
+    assert!(store.load(&gid("old-2")).await.expect("load").is_some(), "finished last of the old ones");
+    assert_eq!(store.delete_finished_before(at(1_000), 2).await.expect("delete"), 1);
+    assert_eq!(store.delete_finished_before(at(1_000), 2).await.expect("delete"), 0);
+
+    let kept: HashSet<String> = store.list(100).await.expect("list").into_iter().map(|t| t.gid.to_string()).collect();
+    assert_eq!(kept, HashSet::from(["recent".to_owned(), "running".to_owned()]));
+    assert_eq!(count(&store, "branch_ops").await, 8, "the kept transactions' ops only");
+    assert_eq!(count(&store, "history").await, 2, "the kept transactions' history only");
+    assert_eq!(
+        (count(&store, "journal").await, count(&store, "signals").await, count(&store, "alerts").await),
+        (0, 0, 1),
+        "the deleted workflow's journal, signal and alert are gone; the running one's alert stays"
+    );
+    assert!(store.history(&gid("old-1"), 10).await.expect("history").is_empty());
+}
+
+/// Retention and the alert scans on SQLite (the embedded default) are
+/// served by indexes, never by a scan of every transaction.
+#[test]
+fn retention_and_alert_scans_are_served_by_an_index() {
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    for migration in [
+        include_str!("../../migrations/sqlite/0001_coordinator.sql"),
+        include_str!("../../migrations/sqlite/0002_http_hosts.sql"),
+        include_str!("../../migrations/sqlite/0003_history.sql"),
+        include_str!("../../migrations/sqlite/0004_topics.sql"),
+        include_str!("../../migrations/sqlite/0005_instances.sql"),
+        include_str!("../../migrations/sqlite/0006_workflows.sql"),
+        include_str!("../../migrations/sqlite/0007_alerts.sql"),
+    ] {
+        conn.execute_batch(migration).unwrap();
+    }
+    let sql = super::queries::Sql::new("main.wasmtx_");
+    for (text, index) in [
+        (&sql.finished_before, "wasmtx_transactions_finished_at"),
+        (&sql.alert_retries, "wasmtx_transactions_status"),
+        (&sql.alert_unfinished, "wasmtx_transactions_status"),
+    ] {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {text}")).unwrap();
+        let plan: Vec<String> =
+            stmt.query_map(rusqlite::params![1, 10], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect();
+        assert!(plan.iter().any(|step| step.contains(index)), "{text}: {plan:?}");
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN t") || step == "SCAN wasmtx_transactions"),
+            "{text}: {plan:?}"
+        );
+    }
+}
+
+#[test]
+fn the_unfinished_statuses_named_in_sql_are_the_models() {
+    let named: Vec<&str> = super::queries::UNFINISHED_STATUSES.split(", ").map(|s| s.trim_matches('\'')).collect();
+    for text in ["prepared", "submitted", "aborting", "succeeded", "failed"] {
+        let status = Status::parse(text).expect("a model status");
+        assert_eq!(!status.is_final(), named.contains(&text), "{text}");
+    }
 }
