@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 use crate::harness::{Backend, Extra, Server, example, op_statuses};
 
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 on_both_backends!(
     a_saga_mixing_wasm_and_http_branches_succeeds,
     an_http_refusal_compensates_both_kinds,
@@ -73,9 +75,11 @@ async fn answer(
     Path(path): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: String,
+    body: axum::body::Bytes,
 ) -> (StatusCode, String) {
     let path = format!("/{path}");
+    // Bodies that are not text (an OTLP export's protobuf) are kept lossily.
+    let body = String::from_utf8_lossy(&body).into_owned();
     service.received.lock().unwrap().push(Received { method, path: path.clone(), query, headers, body, peer });
     let next = service.script.lock().unwrap().get_mut(&path).and_then(VecDeque::pop_front);
     let (status, body) = next.unwrap_or((200, "{}".to_owned()));
@@ -238,4 +242,54 @@ async fn urls_are_checked_against_the_allow_list_and_the_mode() {
     refused(xa, "invalid_branch", "XA").await;
     let (_, list) = server.get("/v1/transactions").await;
     assert_eq!(list["transactions"], json!([]), "nothing stored: {list}");
+}
+
+/// Submits a saga whose one branch is the HTTP service at `base`, with a
+/// `traceparent` header; the `traceparent` the branch was called with.
+async fn traced_call(server: &Server, service: &Service, base: &str, gid: &str) -> String {
+    let request = json!({
+        "gid": gid, "mode": "saga", "wait": true,
+        "branches": [{ "action": { "url": format!("{base}/traced/{gid}") },
+                       "compensate": { "url": format!("{base}/revert") }, "payload": { "n": 1 } }],
+    });
+    let url = format!("{}/v1/transactions", server.base);
+    let response = server.http.post(url).header("traceparent", TRACEPARENT).json(&request).send().await.expect("POST");
+    let (status, body) = (response.status().as_u16(), response.json::<Value>().await.unwrap_or(Value::Null));
+    assert_eq!((status, &body["status"]), (200, &json!("succeeded")), "{body}");
+    let calls = service.received(&format!("traced/{gid}"));
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    calls[0].headers["traceparent"].to_str().expect("text").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_reaches_http_branches_as_given_or_as_their_op_s_span() {
+    let (service, base) = Service::start().await;
+    let allow = "http_allow = [\"127.0.0.1\"]\n";
+
+    // Traces off: the traceparent goes to the branch as it was given.
+    let plain = Server::start_with(Backend::Sqlite, Extra { config: allow.to_owned(), ..Extra::default() }).await;
+    plain.ready().await;
+    assert_eq!(traced_call(&plain, &service, &base, "tp-off").await, TRACEPARENT);
+
+    // Traces on (the test service is the collector): the branch op's span, in the caller's trace.
+    let config = format!("{allow}otlp_endpoint = \"{base}\"\n");
+    let mut traced = Server::start_with(Backend::Sqlite, Extra { config, ..Extra::default() }).await;
+    traced.ready().await;
+    let handed = traced_call(&traced, &service, &base, "tp-on").await;
+    let (caller_trace, caller_span) = (&TRACEPARENT[3..35], &TRACEPARENT[36..52]);
+    let fields: Vec<&str> = handed.split('-').collect();
+    assert_eq!(fields.len(), 4, "{handed}");
+    assert_eq!((fields[0], fields[1], fields[3]), ("00", caller_trace, "01"), "{handed}");
+    assert_ne!(fields[2], caller_span, "the branch op's own span: {handed}");
+
+    // The spans are exported by the time the server has stopped.
+    assert!(traced.terminate().success());
+    let exports = service.received("v1/traces");
+    assert!(!exports.is_empty(), "no OTLP export received");
+    assert_eq!(exports[0].method, Method::POST);
+    assert_eq!(exports[0].headers["content-type"], "application/x-protobuf");
+    let exported: String = exports.iter().map(|e| e.body.as_str()).collect();
+    for name in ["wasmtx", "transaction", "branch_op", "tp-on"] {
+        assert!(exported.contains(name), "{name:?} not in the export");
+    }
 }

@@ -3,6 +3,8 @@
 //! ([`LocalTx::kv`]), which confines the keys and holds the writes until the
 //! host commits.
 
+use tracing::Instrument;
+
 use super::HostState;
 use super::bindings::kv_branch::wasmtx::runtime::kv::{Host, KvError, SetCondition, SetOptions};
 use crate::database::{self, KvAnswer, KvOp};
@@ -12,7 +14,30 @@ impl HostState {
         let Some(tx) = self.tx.as_mut() else {
             return Err(KvError { code: None, message: "no database is available in this context".to_owned() });
         };
-        tx.kv(op).await.map_err(|e: database::DbError| KvError { code: e.code, message: e.message })
+        // The `db_call` span names the command, never keys or values (see `crate::telemetry`).
+        let span =
+            tracing::debug_span!(target: crate::telemetry::SPANS, "db_call", kind = "kv", operation = command(&op));
+        tx.kv(op).instrument(span).await.map_err(|e: database::DbError| KvError { code: e.code, message: e.message })
+    }
+}
+
+/// The Redis command an operation is (a compare-and-set is a script).
+fn command(op: &KvOp) -> &'static str {
+    match op {
+        KvOp::Get { .. } => "GET",
+        KvOp::Set { .. } => "SET",
+        KvOp::IncrBy { .. } => "INCRBY",
+        KvOp::Delete { .. } => "DEL",
+        KvOp::CompareAndSet { .. } => "CAS",
+        KvOp::HGet { .. } => "HGET",
+        KvOp::HSet { .. } => "HSET",
+        KvOp::HDel { .. } => "HDEL",
+        KvOp::HIncrBy { .. } => "HINCRBY",
+        KvOp::HGetAll { .. } => "HGETALL",
+        KvOp::ZAdd { .. } => "ZADD",
+        KvOp::ZScore { .. } => "ZSCORE",
+        KvOp::ZRem { .. } => "ZREM",
+        KvOp::ZRangeByScore { .. } => "ZRANGEBYSCORE",
     }
 }
 
