@@ -18,7 +18,7 @@ use serde::Deserialize;
 use crate::api::ApiLimits;
 use crate::api::auth::{Right, TokenSpec};
 use crate::database::DbLimits;
-use crate::engine::RetryPolicy;
+use crate::engine::{Alerts, RetryPolicy};
 use crate::model::DatabaseName;
 use crate::registry::RegistryLimits;
 use crate::sandbox::HostRule;
@@ -68,6 +68,13 @@ pub struct Config {
     /// An XA branch prepared this long ago whose transaction will never
     /// finish it (failed, or not stored) is finished by the host.
     pub xa_orphan_after: Duration,
+    /// Where and when to alert on stuck transactions; `None`: no alerts.
+    pub alerts: Option<Alerts>,
+    /// How long finished transactions are kept; `None`: forever.
+    pub retention: Option<Duration>,
+    /// The OpenTelemetry collector traces are exported to (OTLP over HTTP,
+    /// protobuf), `http://HOST:PORT`; `None`: no traces.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// The config file's shape. Every key is optional.
@@ -134,6 +141,17 @@ pub struct FileConfig {
     /// How long an XA branch may stay prepared, seconds, before the host
     /// rolls it back if its transaction failed or is unknown.
     pub xa_orphan_secs: Option<u64>,
+    /// An `http://` URL alerts are POSTed to as JSON; empty or absent: no alerts.
+    pub alert_webhook: Option<String>,
+    /// Alert once on a transaction, or one of its ops, with more attempts than this.
+    pub alert_after_retries: Option<u32>,
+    /// Alert once on a transaction still unfinished this long after its creation, seconds.
+    pub alert_after_unfinished_secs: Option<u64>,
+    /// Delete transactions finished more than this many days ago; absent: keep them forever.
+    pub retention_days: Option<u64>,
+    /// An OpenTelemetry collector (`http://HOST:4318`) to export traces to over
+    /// OTLP/HTTP; empty or absent: no traces. `WASMTX_OTLP_ENDPOINT` overrides it.
+    pub otlp_endpoint: Option<String>,
 }
 
 /// One `[[tokens]]` entry of the config file.
@@ -177,7 +195,12 @@ impl Config {
     /// are resolved against the current working directory.
     pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
         let cwd = std::env::current_dir().map_err(ConfigError::WorkingDir)?;
-        Self::load_in(&cwd, file, overrides)
+        let mut config = Self::load_in(&cwd, file, overrides)?;
+        // No flag: the environment alone overrides the file's key.
+        if let Ok(endpoint) = std::env::var("WASMTX_OTLP_ENDPOINT") {
+            config.otlp_endpoint = otlp_endpoint(Some(&endpoint))?;
+        }
+        Ok(config)
     }
 
     /// [`Config::load`] as if started in `cwd` (absolute).
@@ -334,7 +357,70 @@ impl Config {
             poll: Duration::from_millis(file.poll_ms.unwrap_or(200).clamp(10, 60_000)),
             wait_timeout: Duration::from_secs(file.wait_timeout_secs.unwrap_or(60)),
             xa_orphan_after: Duration::from_secs(file.xa_orphan_secs.unwrap_or(60).max(1)),
+            alerts: alerts(file.alert_webhook.as_deref(), file.alert_after_retries, file.alert_after_unfinished_secs)?,
+            retention: retention(file.retention_days)?,
+            otlp_endpoint: otlp_endpoint(file.otlp_endpoint.as_deref())?,
         })
+    }
+}
+
+/// The collector's URL, checked; `None` when absent or empty. `http://`
+/// only: the exporter's HTTP client has no TLS.
+fn otlp_endpoint(endpoint: Option<&str>) -> Result<Option<String>, ConfigError> {
+    let Some(endpoint) = endpoint.map(str::trim).filter(|e| !e.is_empty()) else { return Ok(None) };
+    let invalid = |why: &str| ConfigError::Invalid(format!("otlp_endpoint {}: {why}", redact_url(endpoint)));
+    let url = reqwest::Url::parse(endpoint).map_err(|e| invalid(&format!("not an http://HOST:PORT URL: {e}")))?;
+    match url.scheme() {
+        "http" if url.host().is_some() => Ok(Some(endpoint.trim_end_matches('/').to_owned())),
+        "https" => Err(invalid("https is not supported (no TLS in this build); use http://, e.g. a nearby collector")),
+        _ => Err(invalid("use an http://HOST:PORT URL (OTLP over HTTP, usually port 4318)")),
+    }
+}
+
+/// The alert settings; `None` without a webhook. The webhook must be an
+/// `http://` URL: this build's HTTP client has no TLS.
+fn alerts(
+    webhook: Option<&str>,
+    retries: Option<u32>,
+    unfinished_secs: Option<u64>,
+) -> Result<Option<Alerts>, ConfigError> {
+    let Some(webhook) = webhook.map(str::trim).filter(|w| !w.is_empty()) else { return Ok(None) };
+    let url = reqwest::Url::parse(webhook)
+        .map_err(|e| ConfigError::Invalid(format!("alert_webhook {webhook:?} is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" if url.host().is_some() => {}
+        "https" => {
+            return Err(ConfigError::Invalid(format!(
+                "alert_webhook {}: https is not supported (this build's HTTP client has no TLS); use an http:// URL, \
+                 e.g. a relay inside the cluster",
+                redact_url(webhook)
+            )));
+        }
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "alert_webhook {}: use an http://HOST[:PORT]/PATH URL",
+                redact_url(webhook)
+            )));
+        }
+    }
+    if unfinished_secs == Some(0) {
+        return Err(ConfigError::Invalid("alert_after_unfinished_secs must be at least 1".into()));
+    }
+    Ok(Some(Alerts {
+        webhook: webhook.to_owned(),
+        after_retries: retries.unwrap_or(Alerts::DEFAULT_AFTER_RETRIES),
+        after_unfinished: unfinished_secs.map_or(Alerts::DEFAULT_AFTER_UNFINISHED, Duration::from_secs),
+    }))
+}
+
+/// `retention_days` as a duration; `None` keeps finished transactions forever.
+fn retention(days: Option<u64>) -> Result<Option<Duration>, ConfigError> {
+    match days {
+        None => Ok(None),
+        Some(0) => Err(ConfigError::Invalid(
+            "retention_days must be at least 1 (leave it out to keep finished transactions forever)".into(),
+        )),
+        Some(days) => Ok(Some(Duration::from_secs(days.saturating_mul(86_400)))),
     }
 }
 
@@ -345,7 +431,9 @@ fn token_spec<'a>(name: &str, token: &str, rights: impl Iterator<Item = &'a str>
     let rights = rights
         .map(|r| {
             Right::parse(r.trim()).ok_or_else(|| {
-                ConfigError::Invalid(format!("token {name:?}: unknown right {r:?} (rights: read, submit, admin)"))
+                ConfigError::Invalid(format!(
+                    "token {name:?}: unknown right {r:?} (rights: read, submit, admin, metrics)"
+                ))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -575,10 +663,67 @@ mod tests {
     }
 
     #[test]
+    fn alerts_and_retention_are_off_unless_configured_and_take_their_defaults() {
+        let c = resolve(FileConfig::default(), Overrides::default()).unwrap();
+        assert_eq!((c.alerts, c.retention), (None, None));
+        let file: FileConfig = toml::from_str("alert_webhook = \"\"").unwrap();
+        assert_eq!(resolve(file, Overrides::default()).unwrap().alerts, None, "empty is off");
+
+        let file: FileConfig =
+            toml::from_str("alert_webhook = \"http://alerts.svc:8080/hook\"\nretention_days = 30").unwrap();
+        let c = resolve(file, Overrides::default()).unwrap();
+        assert_eq!(
+            c.alerts,
+            Some(Alerts {
+                webhook: "http://alerts.svc:8080/hook".into(),
+                after_retries: 10,
+                after_unfinished: Duration::from_secs(3600),
+            })
+        );
+        assert_eq!(c.retention, Some(Duration::from_secs(30 * 86_400)));
+
+        let file: FileConfig = toml::from_str(
+            "alert_webhook = \"http://127.0.0.1:9/a\"\nalert_after_retries = 3\nalert_after_unfinished_secs = 60",
+        )
+        .unwrap();
+        let alerts = resolve(file, Overrides::default()).unwrap().alerts.unwrap();
+        assert_eq!((alerts.after_retries, alerts.after_unfinished), (3, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn a_webhook_that_is_not_http_or_a_retention_of_zero_days_is_refused() {
+        for (text, expected) in [
+            ("alert_webhook = \"https://hooks.example.com/x\"", "https is not supported"),
+            ("alert_webhook = \"ftp://hooks.example.com/x\"", "http://"),
+            ("alert_webhook = \"not a url\"", "not a URL"),
+            ("alert_webhook = \"http://h/x\"\nalert_after_unfinished_secs = 0", "at least 1"),
+            ("retention_days = 0", "keep finished transactions forever"),
+        ] {
+            let file: FileConfig = toml::from_str(text).unwrap();
+            let err = resolve(file, Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_database_flags_say_what_is_wrong() {
         let o = Overrides { databases: vec!["bank".into()], ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("NAME=URL"));
         let o = Overrides { databases: vec!["bank=mongodb://x".into()], ..Overrides::default() };
         assert!(resolve(FileConfig::default(), o).unwrap_err().to_string().contains("unsupported URL"));
+    }
+
+    #[test]
+    fn traces_are_off_unless_an_http_collector_is_named() {
+        assert_eq!(resolve(FileConfig::default(), Overrides::default()).unwrap().otlp_endpoint, None);
+        let endpoint =
+            |text: &str| resolve(toml::from_str(text).unwrap(), Overrides::default()).map(|c| c.otlp_endpoint);
+        assert_eq!(endpoint("otlp_endpoint = \"\"").unwrap(), None);
+        assert_eq!(
+            endpoint("otlp_endpoint = \"http://127.0.0.1:4318/\"").unwrap().as_deref(),
+            Some("http://127.0.0.1:4318")
+        );
+        assert!(endpoint("otlp_endpoint = \"https://otel.example\"").unwrap_err().to_string().contains("https"));
+        assert!(endpoint("otlp_endpoint = \"127.0.0.1:4318\"").unwrap_err().to_string().contains("http://"));
     }
 }

@@ -12,6 +12,8 @@
 //! - [`sandbox`]: wasmtime; the only module that names wasmtime types.
 //! - [`registry`]: module upload, validation, versions, compiled-module cache.
 //! - [`branch`]: runs one branch op (sandbox + database + barrier) for the engine.
+//! - [`metrics`]: the Prometheus registry everything records into, and its text.
+//! - [`telemetry`]: logging, and the OpenTelemetry spans of transactions, branch ops and database calls.
 //! - [`config`], [`server`]: typed configuration and the process wiring.
 
 pub mod api;
@@ -19,12 +21,14 @@ pub mod branch;
 pub mod config;
 pub mod database;
 pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
 pub mod sqlite;
 pub mod store;
+pub mod telemetry;
 
 #[cfg(test)]
 pub(crate) mod test_db;

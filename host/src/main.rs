@@ -1,12 +1,15 @@
 //! The `wasmtx` command: `wasmtx serve [--listen ADDR] [--data-dir DIR]
 //! [--store URL] [--database NAME=URL]... [--config FILE]`, and
-//! `wasmtx guest new|build` for writing branch modules ([`guest`]).
+//! `wasmtx guest new|build` for writing branch modules ([`guest`]),
+//! `wasmtx module …` and `wasmtx tx …`, clients of a server's HTTP API
+//! ([`cli`], whose exit statuses are its own), and `wasmtx completions SHELL`.
 //!
 //! A start-up failure exits with status 1 and one line on stderr saying what
 //! to fix; the error's chain of causes and a backtrace follow only when
 //! `RUST_BACKTRACE` asks for them. A `guest` failure is one line too, its
 //! causes joined into it.
 
+mod cli;
 mod guest;
 
 use std::path::PathBuf;
@@ -25,6 +28,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "wasmtx", version, about = "Distributed transactions whose branches run as WebAssembly components")]
 struct Cli {
+    #[command(flatten)]
+    client: cli::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +43,10 @@ enum Command {
         #[command(subcommand)]
         command: guest::GuestCommand,
     },
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell).
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Debug, Args)]
@@ -57,17 +66,19 @@ struct ServeArgs {
     /// TOML config file; flags and WASMTX_* variables override it. Relative paths in it are relative to its folder.
     #[arg(long, env = "WASMTX_CONFIG")]
     config: Option<PathBuf>,
-    /// A bearer token with rights: NAME:RIGHTS:TOKEN, rights comma-separated from read, submit, admin (repeatable).
+    /// A bearer token with rights: NAME:RIGHTS:TOKEN, rights comma-separated from read, submit, admin, metrics (repeatable).
     #[arg(long = "auth-token", value_name = "NAME:RIGHTS:TOKEN")]
     auth_tokens: Vec<String>,
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("WASMTX_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // `serve` sets logging up once its configuration is read (it may export traces).
+    let _logging = match &cli.command {
+        Command::Serve(_) => None,
+        _ => wasmtx::telemetry::init(log_filter(), None).ok(),
+    };
+    let token = cli.client.token.clone();
     let args = match cli.command {
         Command::Serve(args) => args,
         Command::Guest { command } => {
@@ -79,8 +90,13 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Client(command) => return cli::run(cli.client, command),
+        Command::Completions { shell } => {
+            cli::completions(shell, &mut <Cli as clap::CommandFactory>::command());
+            return ExitCode::SUCCESS;
+        }
     };
-    match serve(args) {
+    match serve(args, token) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -97,11 +113,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
+/// `token`: `--token` or `WASMTX_TOKEN`, a token with every right.
+fn serve(args: ServeArgs, token: Option<String>) -> Result<(), Box<dyn std::error::Error>> {
     let ServeArgs { listen, data_dir, store, databases, config, auth_tokens } = args;
-    let token = std::env::var("WASMTX_TOKEN").ok();
     let overrides = Overrides { listen, data_dir, store, databases, token, auth_tokens };
     let config = Config::load(config.as_deref(), overrides)?;
+    // Made before the runtime, so dropped after it: the drop exports the last spans.
+    let _telemetry = wasmtx::telemetry::init(log_filter(), config.otlp_endpoint.as_deref())?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -121,6 +139,11 @@ fn serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error>> {
         started.serve(listener, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// The log's filter: `WASMTX_LOG`, else `info,sqlx=warn`.
+fn log_filter() -> EnvFilter {
+    EnvFilter::try_from_env("WASMTX_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"))
 }
 
 /// Whether `RUST_BACKTRACE` is set to anything but `0`.

@@ -17,7 +17,7 @@ use crate::api::{self, AppState};
 use crate::branch::{Branches, HttpBranches, WasmBranches};
 use crate::config::{Config, redact_url};
 use crate::database::{DatabaseError, Databases};
-use crate::engine::{Engine, EngineConfig, EngineError, SystemClock};
+use crate::engine::{Engine, EngineConfig, EngineError, Housekeeping, SystemClock};
 use crate::registry::Registry;
 use crate::sandbox::Sandbox;
 use crate::store::{Store, StoreError};
@@ -83,6 +83,11 @@ pub async fn start(config: Config) -> Result<Started, StartError> {
         poll: config.poll,
         retry: config.retry,
         max_concurrent: config.max_transactions,
+        housekeeping: Housekeeping {
+            alerts: config.alerts.clone(),
+            retention: config.retention,
+            ..Housekeeping::default()
+        },
         ..EngineConfig::default()
     };
     let http = HttpBranches::new(config.http_allow.clone().into(), config.limits.deadline);

@@ -19,6 +19,7 @@ macro_rules! on_both_backends {
 }
 
 mod catalog;
+mod cli;
 mod cluster;
 mod concurrent;
 mod controls;
@@ -29,8 +30,10 @@ mod faults;
 mod harness;
 mod http_branches;
 mod languages;
+mod metrics;
 mod msg;
 mod mysql;
+mod openapi;
 mod readme;
 mod redis;
 mod retries;
@@ -38,6 +41,7 @@ mod scaffold;
 mod startup;
 mod tcc;
 mod topics;
+mod ui;
 mod uploads;
 mod verify;
 mod workflow;

@@ -9,9 +9,11 @@
 //!   server as `cargo run -p wasmtx -- ARGS`;
 //! - in "## Quick start", the first `sh` block builds the examples and starts
 //!   the server (the `cargo run` line is the server already started here),
-//!   the second is a script of curl commands against `127.0.0.1:36789`;
-//! - a line `# {…}` right after a command is the output it prints, where `…`
-//!   stands for any text.
+//!   the second is a script of `wasmtx` CLI (and curl) commands against
+//!   `127.0.0.1:36789`, with `target/debug` (the server's binary) on `PATH`;
+//! - a line `# {…}` right after a command is the JSON it prints; a run of
+//!   lines `#> …` right after a command is the text it prints, line by line;
+//!   `…` stands for any text.
 
 use std::path::Path;
 use std::process::Command;
@@ -64,7 +66,9 @@ async fn the_readme_quick_start_works_verbatim_on_the_default_server() {
         "the quick start script failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let actual: Vec<&str> = stdout.split(MARK).map(str::trim).collect();
+    // Tables pad their columns: compare lines without trailing spaces.
+    let actual: Vec<String> =
+        stdout.split(MARK).map(|out| out.trim().lines().map(str::trim_end).collect::<Vec<_>>().join("\n")).collect();
     assert_eq!(actual.len(), expected.len() + 1, "one output per `# …` line:\n{stdout}");
     for (shown, got) in expected.iter().zip(&actual) {
         assert!(matches(shown, got), "README shows\n  {shown}\nbut the server answered\n  {got}");
@@ -117,13 +121,28 @@ fn command_lines(block: &str) -> Vec<String> {
 const MARK: &str = "@@wasmtx-readme-output@@";
 
 /// The client block as a bash script against `addr`, and the outputs it
-/// shows, in order. Each `# {…}` line becomes a marker in the output.
+/// shows, in order. Each `# {…}` line, and each run of `#>` lines, becomes
+/// a marker in the output.
 fn client_script(block: &str, addr: &str) -> (String, Vec<String>) {
     let examples = target_dir().join("examples");
+    let binaries = target_dir().join("debug");
     let mut script = String::new();
     let mut expected = Vec::new();
+    let mut table: Vec<&str> = Vec::new();
+    let end_table = |table: &mut Vec<&str>, script: &mut String, expected: &mut Vec<String>| {
+        if !table.is_empty() {
+            expected.push(table.join("\n"));
+            table.clear();
+            script.push_str(&format!("echo; echo '{MARK}'\n"));
+        }
+    };
     for line in block.lines() {
         let trimmed = line.trim();
+        if let Some(shown) = trimmed.strip_prefix("#>") {
+            table.push(shown.strip_prefix(' ').unwrap_or(shown));
+            continue;
+        }
+        end_table(&mut table, &mut script, &mut expected);
         if let Some(shown) = trimmed.strip_prefix("# ").filter(|s| s.starts_with('{') || s.starts_with('[')) {
             expected.push(shown.to_owned());
             script.push_str(&format!("echo; echo '{MARK}'\n"));
@@ -131,10 +150,13 @@ fn client_script(block: &str, addr: &str) -> (String, Vec<String>) {
             let line = line.replace(README_ADDR, addr);
             // The README builds into ./target; the tests may use another target dir.
             let line = line.replace("@target/examples/", &format!("@{}/", examples.display()));
+            let line = line.replace(" target/examples/", &format!(" {}/", examples.display()));
+            let line = line.replace("$PWD/target/debug", &binaries.display().to_string());
             script.push_str(&line);
             script.push('\n');
         }
     }
+    end_table(&mut table, &mut script, &mut expected);
     assert!(!expected.is_empty(), "the quick start shows no outputs to check");
     (script, expected)
 }
@@ -175,4 +197,8 @@ fn the_readme_sections_this_test_reads_exist() {
     assert_eq!(serve_command(&section_blocks(&readme, "## Two commands")[0]), ["serve"]);
     let (_, expected) = client_script(&section_blocks(&readme, "## Quick start")[1], "127.0.0.1:1");
     assert!(expected.len() >= 5, "upload, setup, two sagas, balance and the transaction view are checked");
+    assert!(
+        expected.iter().any(|e| e.contains("\nBRANCH  OP")),
+        "a table of several lines is one output: {expected:?}"
+    );
 }

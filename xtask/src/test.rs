@@ -9,7 +9,11 @@
 //! 3. the example components (the end-to-end tests upload them);
 //! 4. the venv `target/dtm-venv` with the real DTM Python client
 //!    (`tests/dtm/requirements.txt`), which an end-to-end test runs against
-//!    the server's DTM-compatible API;
+//!    the server's DTM-compatible API; and `target/ui-venv` with Selenium
+//!    (`tests/ui/requirements.txt`), with which an end-to-end test drives the
+//!    admin UI in Debian's headless Chromium (installed in step 2); and
+//!    `target/openapi-venv` with Schemathesis (`tests/openapi/requirements.txt`),
+//!    which an end-to-end test runs against `GET /v1/openapi.json`;
 //! 5. every test binary and the server binary `target/debug/wasmtx` (the
 //!    end-to-end tests start it), built once with the feature set the test
 //!    run uses, so that wasmtime is compiled once, not twice;
@@ -43,6 +47,9 @@ pub fn run(root: &Path) -> Result<()> {
     postgres::ensure_prepared_transactions()?;
     postgres::drop_test_databases()?;
     apt::ensure("the README quick-start test", &["curl"], || apt::runs("curl"))?;
+    apt::ensure("the admin UI's browser test", &["chromium", "chromium-driver"], || {
+        apt::runs("chromium") && apt::runs("chromedriver")
+    })?;
     apt::ensure("the C guest library's tests", &["gcc", "make"], || apt::runs("gcc") && apt::runs("make"))?;
 
     step(3, "example components");
@@ -50,6 +57,8 @@ pub fn run(root: &Path) -> Result<()> {
 
     step(4, "DTM Python client venv");
     dtm_venv(root)?;
+    ui_venv(root)?;
+    openapi_venv(root)?;
 
     step(5, "server and test binaries");
     let nextest = process::succeeds(process::cargo(root).args(["nextest", "--version"]))?;
@@ -138,6 +147,48 @@ fn dtm_venv(root: &Path) -> Result<()> {
             .arg(&requirements),
     )
     .context("cannot install the DTM client tests' requirements from PyPI")?;
+    std::fs::write(&installed, wanted).with_context(|| format!("cannot write {}", installed.display()))
+}
+
+/// Makes `target/ui-venv` with `tests/ui/requirements.txt` (Selenium)
+/// installed, for `tests/e2e/ui.rs`.
+fn ui_venv(root: &Path) -> Result<()> {
+    python_venv(root, "ui-venv", "tests/ui/requirements.txt", "selenium", "the admin UI's browser test")
+}
+
+/// Makes `target/openapi-venv` with `tests/openapi/requirements.txt`
+/// (Schemathesis) installed, for `tests/e2e/openapi.rs`.
+fn openapi_venv(root: &Path) -> Result<()> {
+    python_venv(root, "openapi-venv", "tests/openapi/requirements.txt", "schemathesis", "the OpenAPI conformance test")
+}
+
+/// Makes `target/<name>` (under `CARGO_TARGET_DIR` if set) with the
+/// `requirements` file installed, as [`dtm_venv`] does; `module` must import
+/// from it; `what` names the tests that need it, for errors.
+fn python_venv(root: &Path, name: &str, requirements: &str, module: &str, what: &str) -> Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let venv = target.join(name);
+    let python = venv.join("bin/python");
+    let requirements = root.join(requirements);
+    let wanted =
+        std::fs::read_to_string(&requirements).with_context(|| format!("cannot read {}", requirements.display()))?;
+    let installed = venv.join("requirements.installed");
+    let imports =
+        || process::succeeds(process::command(&python).args(["-c", &format!("import {module}")])).unwrap_or(false);
+    if std::fs::read_to_string(&installed).is_ok_and(|text| text == wanted) && imports() {
+        return Ok(());
+    }
+    if !python.exists() {
+        // `--clear`: whatever a broken venv left there goes.
+        process::run(process::command("python3").args(["-m", "venv", "--clear"]).arg(&venv))
+            .with_context(|| format!("{what} needs python3 with the venv module (on Debian: python3-venv)"))?;
+    }
+    process::run(
+        process::command(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .arg(&requirements),
+    )
+    .with_context(|| format!("cannot install the requirements of {what} from PyPI"))?;
     std::fs::write(&installed, wanted).with_context(|| format!("cannot write {}", installed.display()))
 }
 

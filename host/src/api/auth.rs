@@ -32,6 +32,8 @@ pub enum Right {
     Submit,
     /// Upload modules and call functions directly.
     Admin,
+    /// Scrape `/metrics`.
+    Metrics,
 }
 
 impl Right {
@@ -40,11 +42,12 @@ impl Right {
             "read" => Some(Right::Read),
             "submit" => Some(Right::Submit),
             "admin" => Some(Right::Admin),
+            "metrics" => Some(Right::Metrics),
             _ => None,
         }
     }
 
-    pub const ALL: [Right; 3] = [Right::Read, Right::Submit, Right::Admin];
+    pub const ALL: [Right; 4] = [Right::Read, Right::Submit, Right::Admin, Right::Metrics];
 }
 
 /// A configured token: a name for logs, the secret, and its rights.
@@ -104,7 +107,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 fn needed(method: &Method, path: &str) -> Right {
     // What a DTM client does to its own transactions (see `dtm`).
     let dtm_client = ["/prepare", "/submit", "/abort", "/registerBranch", "/registerTccBranch", "/registerXaBranch"];
-    if method == Method::GET || method == Method::HEAD {
+    if path == "/metrics" {
+        Right::Metrics
+    } else if method == Method::GET || method == Method::HEAD {
         Right::Read
     } else if method == Method::POST
         && (path.trim_end_matches('/').ends_with("/transactions")

@@ -2,7 +2,8 @@
 //! call the registry, the engine or the branch runner, and render the result;
 //! they hold no protocol logic and no SQL.
 //!
-//! Native routes live under `/v1`, behind [`auth`]; `GET /healthz` answers
+//! Native routes live under `/v1`, behind [`auth`], described by the OpenAPI
+//! document `GET /v1/openapi.json` ([`openapi`]); `GET /healthz` answers
 //! without auth. Request bodies are bounded: module uploads by the module
 //! size limit, every JSON body by [`ApiLimits::max_request_bytes`].
 
@@ -10,10 +11,13 @@ pub mod auth;
 mod cluster;
 mod dtm;
 mod error;
+mod metrics;
 mod modules;
+mod openapi;
 mod time;
 mod topics;
 mod transactions;
+mod ui;
 
 use std::time::Duration;
 
@@ -93,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/topics", get(topics::list))
         .route("/topics/{name}", get(topics::get))
         .route("/topics/{name}/subscribers", put(topics::subscribe).delete(topics::unsubscribe))
+        .route("/openapi.json", get(openapi::document))
         .layer(DefaultBodyLimit::max(state.limits.max_request_bytes));
     let v1 = upload.merge(json).route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     let dtm = dtm::routes()
@@ -100,8 +105,11 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::guard));
     Router::new()
         .route("/healthz", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/metrics", get(metrics::get).route_layer(middleware::from_fn_with_state(state.clone(), auth::guard)))
         .nest("/v1", v1)
         .nest("/api", dtm)
+        // The admin UI's static files; its data comes through `/v1`.
+        .merge(ui::routes())
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .with_state(state)
 }

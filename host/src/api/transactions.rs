@@ -8,8 +8,10 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
+use super::error::ErrorEnvelope;
 use super::{ApiError, AppState, body_error, time};
 use crate::engine::control::{Control, Request};
 use crate::model::{
@@ -19,10 +21,14 @@ use crate::model::{
 use crate::store::ListFilter;
 use axum::extract::rejection::BytesRejection;
 
-#[derive(Debug, Deserialize)]
+/// A transaction to start: which fields apply depends on `mode` (see the README).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubmitRequest {
+    /// Generated when absent; submitting a gid again never runs a branch twice.
+    #[schema(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     gid: Option<String>,
+    #[schema(value_type = Mode)]
     mode: String,
     /// A message's local function, run before its branches.
     local: Option<LocalRequest>,
@@ -32,6 +38,7 @@ pub struct SubmitRequest {
     workflow: Option<WorkflowRequest>,
     /// A workflow's input, handed to its `run`.
     input: Option<serde_json::Value>,
+    /// Answer once the transaction is final (or the server's wait ends: `202`).
     #[serde(default)]
     wait: bool,
     #[serde(default)]
@@ -41,7 +48,7 @@ pub struct SubmitRequest {
 /// One branch: `action` and `compensate` for a saga, `try`, `confirm` and
 /// `cancel` for a TCC, `action` alone for an XA; which are required depends
 /// on the mode.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BranchRequest {
     action: Option<FunctionRef>,
@@ -102,14 +109,15 @@ impl BranchRequest {
     }
 }
 
-/// A message's local function: `{"module","function","payload"}`.
-#[derive(Debug, Deserialize)]
+/// A workflow's module: `{"module"}`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowRequest {
     module: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// A message's local function: `{"module","function","payload"}`.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalRequest {
     module: String,
@@ -121,7 +129,7 @@ pub struct LocalRequest {
 /// What an op calls: `{"module","function"}`, an HTTP endpoint `{"url"}`,
 /// or for a message's branch `{"topic"}` (one branch per subscriber,
 /// expanded at submit).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionRef {
     #[serde(default)]
@@ -132,7 +140,7 @@ pub struct FunctionRef {
     url: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubmitResponse {
     gid: String,
     status: Status,
@@ -143,15 +151,48 @@ pub struct SubmitResponse {
     output: Option<serde_json::Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/transactions",
+    operation_id = "submit_transaction",
+    tag = "transactions",
+    request_body(content = SubmitRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Final: `succeeded` or `failed` (with `rollback_reason`)", body = SubmitResponse),
+        (status = 202, description = "Accepted and running", body = SubmitResponse),
+        (status = 400, description = "`invalid_request`, `invalid_gid`, `unsupported_mode`, `no_branches`, \
+            `too_many_branches`, `invalid_branch`, `invalid_options`, `invalid_name`, `invalid_payload`, \
+            `unknown_module`, `unknown_function`, `unknown_topic`, `not_a_branch_module`, `not_a_workflow`, \
+            `url_not_allowed`, `xa_unsupported`, `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 409, description = "`gid_conflict`: the gid is used by a different transaction",
+            body = ErrorEnvelope),
+        (status = 413, description = "`too_large`, `payload_too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn submit(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<SubmitResponse>), ApiError> {
     let body = body.map_err(body_error)?;
     let request: SubmitRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("invalid_request", format!("invalid transaction request: {e}")))?;
     let wait = request.wait;
-    let new = build(&state, request).await?;
+    let mut new = build(&state, request).await?;
+    // A W3C `traceparent` (an invalid one is ignored, as the W3C says) is kept
+    // with the transaction, as a branch header: its trace is the
+    // transaction's, and branches get it (see `crate::telemetry`). It is not
+    // counted in `max_headers`, and replaces one given in `branch_headers`.
+    if let Some(traceparent) = headers.get(crate::telemetry::TRACEPARENT).and_then(|v| v.to_str().ok())
+        && crate::telemetry::parse_traceparent(traceparent).is_some()
+    {
+        let branch_headers = &mut new.transaction.options.branch_headers;
+        crate::telemetry::set_header(branch_headers, crate::telemetry::TRACEPARENT, traceparent.trim().to_owned());
+    }
     let gid = new.transaction.gid.clone();
     let submitted = state.engine.submit(new.clone(), wait).await?;
     let mut current = submitted.state;
@@ -608,7 +649,9 @@ fn same_request(stored: &TransactionState, new: &TransactionState) -> bool {
     stored.transaction.mode == new.transaction.mode && requested(stored) == requested(new)
 }
 
-#[derive(Debug, Serialize)]
+/// A transaction; `branches`, `history`, `journal` and `output` only in one
+/// transaction's view, not in a list.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TransactionView {
     gid: String,
     mode: Mode,
@@ -640,7 +683,7 @@ pub struct TransactionView {
     output: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BranchOpView {
     branch_id: String,
     op: Op,
@@ -729,6 +772,23 @@ fn journal_view(e: &crate::model::JournalEntry) -> serde_json::Value {
 /// History entries shown with a transaction, at most (the oldest first).
 const MAX_HISTORY: u32 = 1000;
 
+#[utoipa::path(
+    get,
+    path = "/v1/transactions/{gid}",
+    operation_id = "get_transaction",
+    tag = "transactions",
+    params(("gid" = String, Path, description = "The transaction's gid", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
+    responses(
+        (status = 200, description = "The transaction with its branch ops, history and (workflows) journal",
+            body = TransactionView),
+        (status = 400, description = "`invalid_gid`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_transaction`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn get(State(state): State<AppState>, Path(gid): Path<String>) -> Result<Json<TransactionView>, ApiError> {
     let parsed = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
     let s = state
@@ -774,23 +834,55 @@ fn history_view(e: HistoryEntry) -> serde_json::Value {
     v
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
+    #[param(value_type = Option<Status>)]
     status: Option<String>,
+    #[param(value_type = Option<Mode>)]
     mode: Option<String>,
+    /// Transactions with a branch op on this module.
+    #[param(pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")]
     module: Option<String>,
+    /// The `next_cursor` of the page before.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$")]
     cursor: Option<String>,
+}
+
+/// A page of transactions, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionList {
+    transactions: Vec<TransactionView>,
+    /// The last gid of a full page: fetches the next one.
+    next_cursor: Option<String>,
 }
 
 /// `GET /v1/transactions`: newest first, filtered by status, mode and module,
 /// a page of `limit` (default 100, at most 1000) after `cursor` (the
 /// `next_cursor` of the page before).
+#[utoipa::path(
+    get,
+    path = "/v1/transactions",
+    operation_id = "list_transactions",
+    tag = "transactions",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of transactions, newest first", body = TransactionList),
+        (status = 400, description = "`invalid_query`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TransactionList>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let invalid = |m: String| ApiError::bad_request("invalid_query", m);
     let limit = params.limit.unwrap_or(100);
@@ -822,12 +914,12 @@ pub async fn list(
         ListFilter { status: params.status, mode: params.mode, module: params.module, cursor: params.cursor, limit };
     let page = state.engine.store().list_filtered(&filter).await?;
     let next_cursor = (page.len() == limit as usize).then(|| page.last().map(|t| t.gid.to_string())).flatten();
-    let list: Vec<TransactionView> = page.into_iter().map(|t| view(t, None)).collect();
-    Ok(Json(serde_json::json!({ "transactions": list, "next_cursor": next_cursor })))
+    let transactions: Vec<TransactionView> = page.into_iter().map(|t| view(t, None)).collect();
+    Ok(Json(TransactionList { transactions, next_cursor }))
 }
 
 /// The optional body of a control (none, `null` or an object): why.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ControlBody {
     reason: Option<String>,
@@ -836,6 +928,26 @@ pub struct ControlBody {
 /// The longest reason a control may give, in bytes.
 const MAX_REASON_BYTES: usize = 1000;
 
+/// Rolls the transaction back: compensations (cancels, rollbacks) run.
+#[utoipa::path(
+    post,
+    path = "/v1/transactions/{gid}/abort",
+    operation_id = "abort_transaction",
+    tag = "transactions",
+    params(("gid" = String, Path, description = "The transaction's gid", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
+    request_body(content = Option<ControlBody>, content_type = "application/json", description = "Why (optional)"),
+    responses(
+        (status = 200, description = "The transaction right after the change", body = TransactionView),
+        (status = 400, description = "`invalid_gid`, `invalid_request`, `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_transaction`", body = ErrorEnvelope),
+        (status = 409, description = "`not_applicable`, `busy`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn abort(
     state: State<AppState>,
     caller: Extension<Caller>,
@@ -845,6 +957,26 @@ pub async fn abort(
     control(state, caller, gid, body, Control::Abort).await
 }
 
+/// Marks the transaction `failed` at once, without compensation.
+#[utoipa::path(
+    post,
+    path = "/v1/transactions/{gid}/force-stop",
+    operation_id = "force_stop_transaction",
+    tag = "transactions",
+    params(("gid" = String, Path, description = "The transaction's gid", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
+    request_body(content = Option<ControlBody>, content_type = "application/json", description = "Why (optional)"),
+    responses(
+        (status = 200, description = "The transaction right after the change", body = TransactionView),
+        (status = 400, description = "`invalid_gid`, `invalid_request`, `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_transaction`", body = ErrorEnvelope),
+        (status = 409, description = "`not_applicable`, `busy`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn force_stop(
     state: State<AppState>,
     caller: Extension<Caller>,
@@ -854,6 +986,26 @@ pub async fn force_stop(
     control(state, caller, gid, body, Control::ForceStop).await
 }
 
+/// The next attempt of a sleeping transaction runs now.
+#[utoipa::path(
+    post,
+    path = "/v1/transactions/{gid}/retry-now",
+    operation_id = "retry_transaction_now",
+    tag = "transactions",
+    params(("gid" = String, Path, description = "The transaction's gid", pattern = "^[A-Za-z0-9_.:-]{1,128}$")),
+    request_body(content = Option<ControlBody>, content_type = "application/json", description = "Why (optional)"),
+    responses(
+        (status = 200, description = "The transaction right after the change", body = TransactionView),
+        (status = 400, description = "`invalid_gid`, `invalid_request`, `invalid_body`", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_transaction`", body = ErrorEnvelope),
+        (status = 409, description = "`not_applicable`, `busy`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn retry_now(
     state: State<AppState>,
     caller: Extension<Caller>,
@@ -895,6 +1047,15 @@ async fn control(
     Ok(Json(view(after.transaction, Some(after.ops))))
 }
 
+/// A signal kept for a workflow.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SignalSentView {
+    gid: String,
+    signal: String,
+    #[schema(value_type = String, pattern = "^sent$")]
+    status: &'static str,
+}
+
 /// The longest signal name, in bytes.
 const MAX_SIGNAL_NAME: usize = 128;
 
@@ -903,11 +1064,38 @@ const MAX_SIGNAL_NAME: usize = 128;
 /// workflow. It is kept until the workflow awaits it; several of one name
 /// are taken in the order they were sent. `202`; `404` for an unknown gid;
 /// `409` for a transaction that is not a workflow or has ended.
+#[utoipa::path(
+    post,
+    path = "/v1/transactions/{gid}/signals/{name}",
+    operation_id = "send_signal",
+    tag = "transactions",
+    params(
+        ("gid" = String, Path, description = "The workflow's gid", pattern = "^[A-Za-z0-9_.:-]{1,128}$"),
+        ("name" = String, Path, description = "The signal's name: 1 to 128 bytes of printable characters"),
+    ),
+    request_body(
+        content = Option<serde_json::Value>,
+        content_type = "application/json",
+        description = "The signal's payload (none: `null`)",
+    ),
+    responses(
+        (status = 202, description = "Sent: kept until the workflow awaits it", body = SignalSentView),
+        (status = 400, description = "`invalid_gid`, `invalid_name`, `invalid_payload`, `invalid_body`",
+            body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`", body = ErrorEnvelope),
+        (status = 403, description = "`forbidden`", body = ErrorEnvelope),
+        (status = 404, description = "`unknown_transaction`", body = ErrorEnvelope),
+        (status = 409, description = "`not_a_workflow`, `finished`, `too_many_signals`", body = ErrorEnvelope),
+        (status = 413, description = "`too_large`, `payload_too_large`", body = ErrorEnvelope),
+        (status = 500, description = "`internal`", body = ErrorEnvelope),
+        (status = 503, description = "`store_unavailable`, `shutting_down`", body = ErrorEnvelope),
+    ),
+)]
 pub async fn signal(
     State(state): State<AppState>,
     Path((gid, name)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(StatusCode, Json<SignalSentView>), ApiError> {
     let gid = Gid::parse(&gid).map_err(|e| ApiError::bad_request("invalid_gid", e.0))?;
     if name.is_empty() || name.len() > MAX_SIGNAL_NAME || name.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
@@ -936,10 +1124,9 @@ pub async fn signal(
     }
     use crate::store::SignalSent;
     match state.engine.signal(&gid, &name, &payload).await? {
-        SignalSent::Sent { .. } => Ok((
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({ "gid": gid.to_string(), "signal": name, "status": "sent" })),
-        )),
+        SignalSent::Sent { .. } => {
+            Ok((StatusCode::ACCEPTED, Json(SignalSentView { gid: gid.to_string(), signal: name, status: "sent" })))
+        }
         SignalSent::UnknownGid => {
             Err(ApiError::not_found("unknown_transaction", format!("no transaction with gid {gid}")))
         }

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use crate::database::{BarrierKey, BranchRun, Databases, DbError, Decision, ProgressRefused, RunError, TxWork};
 use crate::engine::{
     BoxFuture, BranchCall, BranchExecutor, BranchResult, Carried, Outcome, RunEnd, StepQuestion, WorkflowRun,
@@ -130,12 +132,14 @@ impl WasmBranches {
             module: call.target.module.to_string(),
         };
         let written = if carries { Carried::Written } else { Carried::No };
+        let started = Instant::now();
         let ran = if call.mode == Mode::Xa {
             // Ended by PREPARE TRANSACTION (XA PREPARE on MariaDB); an XA op never carries progress.
             db.run_branch_prepared(key, deadline, guest_work(prepared, invocation, None)).await
         } else {
             db.run_branch(key, deadline, progress, guest_work(prepared, invocation, keep_output)).await
         };
+        crate::metrics::business_db(db.kind(), started.elapsed());
         match ran {
             Ok(BranchRun::Skipped(verdict)) => {
                 tracing::debug!(gid = %call.gid, branch = %call.branch_id, op = %call.op, ?verdict, "barrier: the guest did not run");
@@ -287,9 +291,12 @@ fn guest_work(
     invocation: Invocation,
     keep_output: Option<BarrierKey>,
 ) -> TxWork<Result<Vec<u8>, InvokeError>> {
+    // The guest's database calls are children of the branch op's span,
+    // wherever the database runs the work (SQLite: on its writer thread).
+    let span = tracing::Span::current();
     Box::new(move |tx| {
         Box::pin(async move {
-            let (mut result, mut tx) = prepared.call(invocation, Some(tx)).await;
+            let (mut result, mut tx) = prepared.call(invocation, Some(tx)).instrument(span).await;
             if let (Ok(output), Some(key), Some(open)) = (&result, &keep_output, tx.as_mut())
                 && let Err(e) = open.record_output(key, output).await
             {
@@ -313,7 +320,7 @@ fn outcome_of(result: Result<Vec<u8>, InvokeError>) -> Outcome {
 
 impl BranchExecutor for WasmBranches {
     fn execute(&self, call: BranchCall) -> BoxFuture<'_, BranchResult> {
-        Box::pin(self.run(call))
+        traced(call, |call| Box::pin(self.run(call)))
     }
 
     fn colocated(&self, target: &Target) -> bool {
@@ -369,7 +376,22 @@ pub struct Branches {
 
 impl BranchExecutor for Branches {
     fn execute(&self, call: BranchCall) -> BoxFuture<'_, BranchResult> {
-        if call.target.url().is_some() { Box::pin(self.http.call(call)) } else { self.wasm.execute(call) }
+        // Metrics labels: an HTTP target is `~http`, never its URL (unbounded).
+        let (module, function) = match call.target.url() {
+            Some(_) => ("~http".to_owned(), String::new()),
+            None => (call.target.module.to_string(), call.target.function.clone()),
+        };
+        let op = call.op;
+        let started = Instant::now();
+        let run = traced(call, |call| {
+            if call.target.url().is_some() { Box::pin(self.http.call(call)) } else { Box::pin(self.wasm.run(call)) }
+        });
+        Box::pin(async move {
+            let result = run.await;
+            let outcome = outcome_label(&result.outcome);
+            crate::metrics::branch_op(&module, &function, op.as_str(), outcome, started.elapsed());
+            result
+        })
     }
 
     fn colocated(&self, target: &Target) -> bool {
@@ -388,6 +410,49 @@ impl BranchExecutor for Branches {
     fn resolve(&self, step: &StepTarget) -> BoxFuture<'_, Result<Target, String>> {
         self.wasm.resolve(step)
     }
+}
+
+/// An outcome as metrics and traces name it.
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed(_) => "failed",
+        Outcome::Retry(_) => "retry",
+        Outcome::Error(_) => "error",
+    }
+}
+
+/// Runs `call` with `run` in a `branch_op` span (see [`crate::telemetry`]),
+/// child of the transaction's. With traces on, the branch is handed the
+/// span's context as its `traceparent` header; off, the header the
+/// transaction was submitted with (if any) goes unchanged.
+fn traced<'a>(
+    mut call: BranchCall,
+    run: impl FnOnce(BranchCall) -> BoxFuture<'a, BranchResult>,
+) -> BoxFuture<'a, BranchResult> {
+    let (module, function) = match call.target.url() {
+        Some(_) => ("~http", ""),
+        None => (call.target.module.as_str(), call.target.function.as_str()),
+    };
+    let span = tracing::debug_span!(
+        target: crate::telemetry::SPANS,
+        "branch_op",
+        branch_id = %call.branch_id,
+        op = call.op.as_str(),
+        module,
+        function,
+        attempt = call.attempt,
+        outcome = tracing::field::Empty,
+    );
+    if let Some(traceparent) = crate::telemetry::traceparent(&span) {
+        crate::telemetry::set_header(&mut call.headers, crate::telemetry::TRACEPARENT, traceparent);
+    }
+    let run = run(call).instrument(span.clone());
+    Box::pin(async move {
+        let result = run.await;
+        span.record("outcome", outcome_label(&result.outcome));
+        result
+    })
 }
 
 /// A workflow instance, as the engine drives it.

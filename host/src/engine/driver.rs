@@ -25,6 +25,7 @@
 use std::collections::BTreeSet;
 
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use super::saga::{self, Effect, Event, Outcome};
 use super::{BranchCall, Carried, Engine, Live, control, duration_ms, history};
@@ -114,7 +115,10 @@ impl Engine {
     /// down, and tells waiters how it went.
     pub(super) async fn drive(&self, mut d: Driving, _permit: OwnedSemaphorePermit) {
         let gid = d.lease.gid.clone();
-        let outcome = self.drive_loop(&mut d).await;
+        let tx = &d.state.transaction;
+        let span = crate::telemetry::transaction_span(&gid, tx.mode.as_str(), &tx.options.branch_headers);
+        let outcome = self.drive_loop(&mut d).instrument(span.clone()).await;
+        span.record("status", d.state.transaction.status.as_str());
         // Controls that came too late for this driver: their callers look at the store.
         let _late = ControlsDropper { engine: self, gid: gid.clone() };
         match outcome {
@@ -401,6 +405,9 @@ impl Engine {
                 None
             };
             self.record(history::status(&tx.gid, at, before, tx.status, reason));
+            if tx.status.is_final() {
+                crate::metrics::transaction_finished(tx.mode.as_str(), tx.status.as_str());
+            }
         }
     }
 }

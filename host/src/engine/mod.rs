@@ -17,6 +17,7 @@ pub mod clock;
 pub mod control;
 mod driver;
 mod history;
+pub mod housekeeping;
 pub mod msg;
 pub mod retry;
 pub mod saga;
@@ -36,6 +37,7 @@ use crate::model::{BranchId, Gid, Millis, Mode, Op, StepAnswer, StepRequest, Ste
 use crate::store::{Created, Lease, Progress, Store, StoreError};
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use housekeeping::{Alerts, Housekeeping};
 pub use retry::RetryPolicy;
 pub use saga::Outcome;
 
@@ -183,6 +185,8 @@ pub struct EngineConfig {
     /// Branch ops one concurrent saga runs at once, at most.
     pub max_parallel_ops: usize,
     pub retry: RetryPolicy,
+    /// Alerts and retention (off unless configured).
+    pub housekeeping: Housekeeping,
 }
 
 impl Default for EngineConfig {
@@ -194,6 +198,7 @@ impl Default for EngineConfig {
             max_concurrent: 512,
             max_parallel_ops: 8,
             retry: RetryPolicy::default(),
+            housekeeping: Housekeeping::default(),
         }
     }
 }
@@ -313,7 +318,8 @@ impl Engine {
 
     /// Takes back what an earlier life of this node left leased, then keeps
     /// claiming due work (new, retried, or orphaned by a dead instance) until
-    /// [`Engine::shutdown`].
+    /// [`Engine::shutdown`]; alerts and retention run beside it when
+    /// configured ([`housekeeping`]).
     pub async fn start(&self) -> Result<tokio::task::JoinHandle<()>, EngineError> {
         let released = self.inner.store.release_all(&self.inner.config.node).await?;
         if released > 0 {
@@ -323,6 +329,7 @@ impl Engine {
         let heartbeats = self.clone();
         let started_at = self.now();
         tokio::spawn(async move { heartbeats.beat(started_at).await });
+        self.spawn_housekeeping();
         Ok(tokio::spawn(async move { engine.poll_due().await }))
     }
 
@@ -332,17 +339,21 @@ impl Engine {
         (self.inner.config.lease / 3).clamp(Duration::from_secs(1), Duration::from_secs(10))
     }
 
+    /// Transactions this instance is driving now.
+    pub fn in_flight(&self) -> u64 {
+        self.inner.config.max_concurrent.saturating_sub(self.inner.permits.available_permits()) as u64
+    }
+
     /// Records this instance's heartbeat until shutdown, then removes it.
     async fn beat(&self, started_at: Millis) {
         let mut shutdown = self.inner.shutdown.subscribe();
         loop {
-            let all = self.inner.config.max_concurrent;
             let instance = crate::store::Instance {
                 node: self.inner.config.node.clone(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 started_at,
                 heartbeat_at: self.now(),
-                in_flight: all.saturating_sub(self.inner.permits.available_permits()) as u64,
+                in_flight: self.in_flight(),
             };
             if let Err(e) = self.inner.store.heartbeat(&instance).await {
                 tracing::debug!(error = %e, "could not record the heartbeat");
@@ -421,6 +432,7 @@ impl Engine {
         let (sender, receiver) = watch::channel(Live::Running { state: state.clone(), stored: !defer });
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).insert(gid, sender);
         self.spawn_driver(driver::Driving::new(lease, state.clone(), !defer));
+        crate::metrics::transaction_started(state.transaction.mode.as_str());
         Ok(Submitted { state, created: true, live: Some(receiver) })
     }
 

@@ -156,6 +156,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Registry {
+    /// Reusable guest instances waiting idle, all modules together.
+    pub fn idle_instances(&self) -> usize {
+        self.inner.sandbox.idle_instances()
+    }
+
+    /// Module versions whose compiled code is held now.
+    pub fn compiled_count(&self) -> usize {
+        lock(&self.inner.compiled).values().filter(|used| used.value.get().is_some()).count()
+    }
+
     /// `databases` are the names modules may bind to; `http_allow` the hosts
     /// the operator lets modules reach over HTTP (each upload narrows it).
     pub fn new(

@@ -679,7 +679,22 @@ impl Sandbox {
     /// host enforced names itself. No wasm backtrace: one line.
     /// `budget` is the time the invocation was given.
     fn trap(&self, error: wasmtime::Error, budget: Duration) -> InvokeError {
-        let message = match error.downcast_ref::<wasmtime::Trap>() {
+        let trap = self.trap_message(error, budget);
+        let kind = match trap.as_str() {
+            m if m.starts_with("deadline exceeded") => "deadline",
+            m if m.starts_with("memory limit") || m.starts_with("table limit") => "memory",
+            m if m.starts_with("payload limit") || m.starts_with("name limit") => "payload",
+            m if m.starts_with("log limit") => "log",
+            m if m.starts_with("instance limit") => "instances",
+            m if m.starts_with("stack overflow") => "stack",
+            _ => "trap",
+        };
+        crate::metrics::guest_trap(kind);
+        InvokeError::Trap(trap)
+    }
+
+    fn trap_message(&self, error: wasmtime::Error, budget: Duration) -> String {
+        match error.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => format!("deadline exceeded: the guest ran longer than {budget:?}"),
             Some(wasmtime::Trap::StackOverflow) => "stack overflow: the guest's call stack ran out".to_owned(),
             Some(trap) => format!("guest trapped: {trap}"),
@@ -702,8 +717,7 @@ impl Sandbox {
                     None => format!("guest trapped: {text}"),
                 }
             }
-        };
-        InvokeError::Trap(message)
+        }
     }
 }
 

@@ -29,6 +29,7 @@
 //! - `mod.rs`: the public API, errors, row decoding shared by both backends.
 //! - `queries.rs`: the SQL, written once for both.
 //! - `topics.rs`: [`TopicName`] and [`Subscriber`], and their row decoding.
+//! - `alerts.rs`: [`AlertCondition`] and [`AlertCandidate`], and their row decoding.
 //! - `sqlite.rs` (rusqlite, on the file's single writer), `postgres.rs` (sqlx):
 //!   binding, pools, locking, claiming due work.
 //! - `../../migrations/{sqlite,postgres}`: the schema, same tables and meaning on
@@ -41,12 +42,14 @@ use crate::model::{
     Op, OpStatus, Options, Status, Target, Transaction, TransactionState,
 };
 
+mod alerts;
 mod instances;
 mod postgres;
 mod queries;
 mod sqlite;
 mod topics;
 
+pub use alerts::{AlertCandidate, AlertCondition};
 pub use instances::Instance;
 pub(crate) use postgres::{progress_json as progress_json_postgres, progress_refusal as progress_refusal_postgres};
 pub use queries::ListFilter;
@@ -236,6 +239,15 @@ impl Store {
     }
 
     /// Host, port and database name of a Postgres store (`None` on SQLite).
+    /// The Postgres pool's (idle, busy) connections; none on SQLite (one
+    /// writer thread and its readers, not a pool).
+    pub fn pool_connections(&self) -> Option<(u64, u64)> {
+        match &self.backend {
+            Backend::Postgres(b) => Some(b.connections()),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
     pub fn postgres_place(&self) -> Option<(String, u16, Option<String>)> {
         match &self.backend {
             Backend::Sqlite(_) => None,
@@ -254,7 +266,10 @@ impl Store {
     /// Every field is stored as given, lease and epoch included, so the instance that
     /// receives new work can create it already leased to itself in the same commit.
     pub async fn create_transaction(&self, state: &TransactionState) -> Result<Created, StoreError> {
-        if dispatch!(self, b => b.insert_transaction(state).await)? {
+        let started = std::time::Instant::now();
+        let inserted = dispatch!(self, b => b.insert_transaction(state).await);
+        crate::metrics::store_write("create", started.elapsed());
+        if inserted? {
             return Ok(Created::New);
         }
         let gid = &state.transaction.gid;
@@ -338,7 +353,10 @@ impl Store {
             },
             Progress::Save { lease, transaction, .. } => {
                 debug_assert_eq!(lease.gid, transaction.gid, "save: lease and transaction name different gids");
-                dispatch!(self, b => b.write_save(progress).await)
+                let started = std::time::Instant::now();
+                let saved = dispatch!(self, b => b.write_save(progress).await);
+                crate::metrics::store_write("save", started.elapsed());
+                saved
             }
         }
     }
@@ -430,6 +448,45 @@ impl Store {
     /// Gids of non-final transactions, oldest first, at most `limit`.
     pub async fn unfinished(&self, limit: u32) -> Result<Vec<Gid>, StoreError> {
         dispatch!(self, b => b.unfinished(limit).await)
+    }
+
+    /// Unfinished transactions that meet an alert's condition and hold no
+    /// claim of it ([`Store::claim_alert`]), oldest first, at most `limit`
+    /// of each condition: [`AlertCondition::Retries`] when the transaction
+    /// or one of its ops has more than `retries` attempts,
+    /// [`AlertCondition::Unfinished`] when it was created before
+    /// `unfinished_before`. Retries candidates come first.
+    pub async fn alert_candidates(
+        &self,
+        retries: u32,
+        unfinished_before: Millis,
+        limit: u32,
+    ) -> Result<Vec<AlertCandidate>, StoreError> {
+        dispatch!(self, b => b.alert_candidates(retries, unfinished_before, limit).await)
+    }
+
+    /// Claims the alert `condition` of `gid` at `at`, if nobody has: `true`
+    /// if this call added the claim (the caller sends the alert), `false` if
+    /// it was claimed already (by this or another instance, in this or an
+    /// earlier life) or the transaction is not stored. One insert-if-absent
+    /// on the `(gid, condition)` key: of concurrent claimers, one wins.
+    pub async fn claim_alert(&self, gid: &Gid, condition: AlertCondition, at: Millis) -> Result<bool, StoreError> {
+        dispatch!(self, b => b.claim_alert(gid, condition, at).await)
+    }
+
+    /// Gives a claim back (its alert could not be sent), so that the alert
+    /// is a candidate again.
+    pub async fn unclaim_alert(&self, gid: &Gid, condition: AlertCondition) -> Result<(), StoreError> {
+        dispatch!(self, b => b.unclaim_alert(gid, condition).await)
+    }
+
+    /// Deletes up to `limit` transactions finished before `cutoff` (those
+    /// finished longest ago first) with everything stored about them (ops,
+    /// history, journal, signals, alerts), in one local transaction; returns
+    /// how many. Rows another instance is deleting at the same time are
+    /// skipped (Postgres `SKIP LOCKED`; SQLite has one writer).
+    pub async fn delete_finished_before(&self, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+        dispatch!(self, b => b.delete_finished_before(cutoff, limit).await)
     }
 
     /// Content-addressed: the bytes are stored once per digest (inserted if absent)

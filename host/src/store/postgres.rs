@@ -18,6 +18,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+use super::alerts::{AlertCandidate, AlertCandidateRow, AlertCondition};
 use super::instances::{Instance, InstanceRow};
 use super::queries::{HISTORY_COLUMNS, ListFilter, Sql};
 use super::topics::SubscriberRow;
@@ -48,6 +49,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The transaction row a signal or a park decides by, locked until the
 /// commit: senders and parkers of one workflow take turns.
 static LOCK_SIGNAL_TARGET: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", SQL.signal_target));
+
+/// Deletes the transactions [`Sql::finished_before`] picks, skipping rows
+/// another instance holds (deleting them too, or driving them), returning
+/// their gids.
+static DELETE_FINISHED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM wasmtx.transactions WHERE id IN ({} FOR UPDATE SKIP LOCKED) RETURNING gid",
+        SQL.finished_before
+    )
+});
 
 /// Starts a read spanning several statements: they all see the same commits.
 const BEGIN_READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
@@ -87,6 +98,12 @@ impl PostgresStore {
     }
 
     /// Where the store lives: host, port and database, for co-location checks.
+    /// The pool's (idle, busy) connections.
+    pub(super) fn connections(&self) -> (u64, u64) {
+        let idle = self.pool.num_idle() as u64;
+        (idle, u64::from(self.pool.size()).saturating_sub(idle))
+    }
+
     pub(super) fn place(&self) -> (String, u16, Option<String>) {
         (*self.place).clone()
     }
@@ -389,6 +406,77 @@ impl PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(gids.into_iter().map(Gid::from_trusted).collect())
+    }
+
+    pub(super) async fn alert_candidates(
+        &self,
+        retries: u32,
+        unfinished_before: Millis,
+        limit: u32,
+    ) -> Result<Vec<AlertCandidate>, StoreError> {
+        let mut candidates = Vec::new();
+        for (condition, sql, bound) in [
+            (AlertCondition::Retries, &SQL.alert_retries, i64::from(retries)),
+            (AlertCondition::Unfinished, &SQL.alert_unfinished, unfinished_before.0),
+        ] {
+            let rows = sqlx::query_as::<_, AlertCandidateRow>(sql)
+                .bind(bound)
+                .bind(limit_i64(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_error)?;
+            for row in rows {
+                candidates.push(row.decode(condition)?);
+            }
+        }
+        Ok(candidates)
+    }
+
+    pub(super) async fn claim_alert(
+        &self,
+        gid: &Gid,
+        condition: AlertCondition,
+        at: Millis,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(&SQL.claim_alert)
+            .bind(gid.as_str())
+            .bind(condition.as_str())
+            .bind(at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(super) async fn unclaim_alert(&self, gid: &Gid, condition: AlertCondition) -> Result<(), StoreError> {
+        sqlx::query(&SQL.unclaim_alert)
+            .bind(gid.as_str())
+            .bind(condition.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    /// One local transaction: the cascade takes ops, journal, signals and
+    /// alerts; history has no foreign key and goes in one statement.
+    pub(super) async fn delete_finished_before(&self, cutoff: Millis, limit: u32) -> Result<u64, StoreError> {
+        let mut db = self.pool.begin().await.map_err(db_error)?;
+        let gids = sqlx::query_scalar::<_, String>(&DELETE_FINISHED)
+            .bind(cutoff.0)
+            .bind(limit_i64(limit))
+            .fetch_all(&mut *db)
+            .await
+            .map_err(db_error)?;
+        if !gids.is_empty() {
+            sqlx::query("DELETE FROM wasmtx.history WHERE gid = ANY($1)")
+                .bind(&gids)
+                .execute(&mut *db)
+                .await
+                .map_err(db_error)?;
+        }
+        db.commit().await.map_err(db_error)?;
+        Ok(gids.len() as u64)
     }
 
     pub(super) async fn put_module(&self, record: &ModuleRecord, bytes: &[u8]) -> Result<(), StoreError> {
