@@ -27,3 +27,27 @@ pub fn fresh_sqlite() -> String {
     std::fs::create_dir_all(&dir).expect("create temp dir");
     format!("sqlite://{}?mode=rwc", dir.join("db.sqlite").display())
 }
+
+/// Expands each listed `async fn name(url: String)` into the tests
+/// `sqlite::<name>` and `postgres::<name>`, each given a fresh store URL.
+macro_rules! on_both_stores {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::test_db::fresh_sqlite()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::test_db::fresh_postgres().await).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_stores;

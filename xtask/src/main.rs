@@ -27,6 +27,7 @@ mod lint;
 mod mariadb;
 mod postgres;
 mod redis;
+mod service;
 mod test;
 mod verify;
 

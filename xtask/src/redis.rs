@@ -4,25 +4,18 @@
 //! answer; then deletes the keys earlier test runs left. Tests never skip for
 //! want of a database, so this fails loudly instead.
 
-use std::net::{SocketAddr, TcpStream};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
-use crate::{apt, process};
+use crate::{apt, process, service};
 
 const ADDRESS: &str = "127.0.0.1:6379";
 const WAIT: Duration = Duration::from_secs(30);
 
-fn ready() -> bool {
-    let address: SocketAddr = ADDRESS.parse().expect("a socket address");
-    TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_ok()
-}
-
 /// Returns once Redis accepts connections on 127.0.0.1:6379.
 pub fn ensure_running() -> Result<()> {
-    if ready() {
+    if service::answers(ADDRESS) {
         eprintln!("redis is ready at {ADDRESS}");
         return Ok(());
     }
@@ -35,20 +28,7 @@ pub fn ensure_running() -> Result<()> {
     let mut start = process::command("redis-server");
     start.args(["--daemonize", "yes", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no"]);
     start.arg("--dir").arg(&log_dir).arg("--logfile").arg(log_dir.join("redis.log"));
-    let started = process::run(&mut start);
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if ready() {
-            eprintln!("redis is ready at {ADDRESS}");
-            return Ok(());
-        }
-        sleep(Duration::from_millis(200));
-    }
-    let why = match started {
-        Ok(()) => "the server started".to_owned(),
-        Err(e) => format!("{e:#}"),
-    };
-    bail!("redis is still not ready at {ADDRESS} after {} s ({why})", WAIT.as_secs())
+    service::wait_until_it_answers("redis", ADDRESS, process::run(&mut start), WAIT)
 }
 
 /// Deletes the keys earlier test runs left: those of the end-to-end tests'

@@ -55,7 +55,7 @@ pub fn run(root: &Path) -> Result<()> {
     step(3, "example components");
     examples::build(root, &[])?;
 
-    step(4, "DTM Python client venv");
+    step(4, "Python venvs: the DTM client, selenium, schemathesis");
     dtm_venv(root)?;
     ui_venv(root)?;
     openapi_venv(root)?;

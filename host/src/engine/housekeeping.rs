@@ -284,29 +284,9 @@ mod tests {
     use crate::model::{Gid, HistoryEntry, Status, TransactionState};
     use crate::store::Created;
 
-    /// Expands each listed test into `sqlite::<name>` and `postgres::<name>`.
-    macro_rules! on_both_backends {
-        ($($name:ident),+ $(,)?) => {
-            mod sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        super::$name(crate::test_db::fresh_sqlite()).await;
-                    }
-                )+
-            }
-            mod postgres {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $name() {
-                        super::$name(crate::test_db::fresh_postgres().await).await;
-                    }
-                )+
-            }
-        };
-    }
+    use crate::test_db::on_both_stores;
 
-    on_both_backends!(
+    on_both_stores!(
         a_transaction_stuck_retrying_is_alerted_once_by_the_engine_s_housekeeping,
         a_transaction_unfinished_too_long_is_alerted_once_across_restarts,
         an_alert_the_webhook_refuses_is_sent_again_next_round,

@@ -1,5 +1,5 @@
 //! The store suite: every behaviour the engine relies on, run against both
-//! backends. Each test below is a plain `async fn(url)`; `on_both_backends!`
+//! backends. Each test below is a plain `async fn(url)`; `on_both_stores!`
 //! turns it into `sqlite::<name>` (a fresh SQLite file) and `postgres::<name>`
 //! (a fresh Postgres database). Tests must not depend on which one they run on.
 
@@ -14,29 +14,9 @@ use crate::model::{
     Op, OpStatus, Options, Status, StepAnswer, StepCall, StepTarget, Target, Transaction, TransactionState,
 };
 
-/// Expands each listed test into `sqlite::<name>` and `postgres::<name>`.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::test_db::fresh_sqlite()).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::test_db::fresh_postgres().await).await;
-                }
-            )+
-        }
-    };
-}
+use crate::test_db::on_both_stores;
 
-on_both_backends!(
+on_both_stores!(
     create_then_load_round_trips_every_field,
     create_with_an_existing_gid_returns_the_stored_state_and_changes_nothing,
     load_and_claim_of_an_unknown_gid_find_nothing,
