@@ -50,7 +50,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// commit: senders and parkers of one workflow take turns.
 static LOCK_SIGNAL_TARGET: LazyLock<String> = LazyLock::new(|| format!("{} FOR UPDATE", SQL.signal_target));
 
-/// Deletes the transactions [`Sql::finished_before`] picks, skipping rows
+/// Deletes the transactions [`Sql::finished_before`] picks, passing over rows
 /// another instance holds (deleting them too, or driving them), returning
 /// their gids.
 static DELETE_FINISHED: LazyLock<String> = LazyLock::new(|| {
